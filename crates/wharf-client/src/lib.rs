@@ -1,0 +1,275 @@
+//! A typed client for wharf's HTTP API, used by the CLI (and usable by any Rust program).
+//!
+//! Request and response bodies are the `wharf_core::api` types the server itself serves, so the
+//! two can't drift apart. Lists follow the server's `Next-Range` header until every item (or as
+//! many as asked for) has arrived.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, RANGE};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wharf_core::api::{
+    self, Account, App, AppCreate, AppUpdate, ConfigVarsBody, ErrorBody, Release,
+};
+
+/// What can go wrong talking to wharf.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not an http(s) URL.
+    #[error("`{0}` is not a valid wharf URL: use e.g. http://127.0.0.1:7070")]
+    InvalidUrl(String),
+    /// Nothing answered at the URL.
+    #[error("cannot reach wharf at {url}: is `wharf server` running? ({source})")]
+    Unreachable { url: String, source: reqwest::Error },
+    /// The server answered with an error.
+    #[error("{message}")]
+    Api {
+        status: StatusCode,
+        id: String,
+        message: String,
+    },
+    /// The server's answer was not what the API promises.
+    #[error("unexpected answer from wharf at {url}: {detail}")]
+    Protocol { url: String, detail: String },
+}
+
+impl ClientError {
+    /// The API's error id (`not_found`, `unauthorized`, …), if the server sent one.
+    pub fn api_id(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// A connection to one wharf server, as one user.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for the server at `base_url`, sending `token` with every request.
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Client> {
+        let base =
+            Url::parse(base_url).map_err(|_| ClientError::InvalidUrl(base_url.to_owned()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(ClientError::InvalidUrl(base_url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("wharf-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ClientError::Unreachable {
+                url: base_url.to_owned(),
+                source,
+            })?;
+        Ok(Client { http, base, token })
+    }
+
+    /// The server's URL.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("checked in new")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    fn request(&self, method: Method, segments: &[&str]) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, self.url(segments))
+            .header(ACCEPT, api::HEROKU_MEDIA_TYPE);
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        request
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base_url().to_owned(),
+                source,
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => ClientError::Api {
+                status,
+                id: body.id,
+                message: body.message,
+            },
+            Err(_) => ClientError::Protocol {
+                url: self.base_url().to_owned(),
+                detail: format!("HTTP {status} without an error body (is this a wharf server?)"),
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
+        let response = self.send(request).await?;
+        let url = response.url().to_string();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+            url,
+            detail: e.to_string(),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T> {
+        self.json(self.request(Method::GET, segments)).await
+    }
+
+    async fn with_body<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<T> {
+        self.json(self.request(method, segments).json(body)).await
+    }
+
+    /// Every item of a list, following `Next-Range`, starting from `range` (the server's default
+    /// order when `None`), stopping once `limit` items have arrived.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        range: Option<String>,
+        limit: Option<usize>,
+    ) -> Result<Vec<T>> {
+        let mut items = Vec::new();
+        let mut range = range;
+        loop {
+            let mut request = self.request(Method::GET, segments);
+            if let Some(range) = &range {
+                request = request.header(RANGE, range);
+            }
+            let response = self.send(request).await?;
+            let next = response
+                .headers()
+                .get("next-range")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let url = response.url().to_string();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|source| ClientError::Unreachable {
+                    url: url.clone(),
+                    source,
+                })?;
+            let page: Vec<T> =
+                serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+                    url,
+                    detail: e.to_string(),
+                })?;
+            items.extend(page);
+            if let Some(limit) = limit {
+                if items.len() >= limit {
+                    items.truncate(limit);
+                    return Ok(items);
+                }
+            }
+            match next {
+                Some(next) if Some(&next) != range.as_ref() => range = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<api::Health> {
+        self.get(&["healthz"]).await
+    }
+
+    /// The account the token belongs to.
+    pub async fn account(&self) -> Result<Account> {
+        self.get(&["account"]).await
+    }
+
+    /// Every app, sorted by name.
+    pub async fn apps(&self) -> Result<Vec<App>> {
+        self.list(&["apps"], Some("name ..; max=1000".to_owned()), None)
+            .await
+    }
+
+    pub async fn create_app(&self, body: &AppCreate) -> Result<App> {
+        self.with_body(Method::POST, &["apps"], body).await
+    }
+
+    pub async fn app(&self, app: &str) -> Result<App> {
+        self.get(&["apps", app]).await
+    }
+
+    pub async fn update_app(&self, app: &str, body: &AppUpdate) -> Result<App> {
+        self.with_body(Method::PATCH, &["apps", app], body).await
+    }
+
+    pub async fn delete_app(&self, app: &str) -> Result<App> {
+        self.json(self.request(Method::DELETE, &["apps", app]))
+            .await
+    }
+
+    pub async fn config_vars(&self, app: &str) -> Result<ConfigVarsBody> {
+        self.get(&["apps", app, "config-vars"]).await
+    }
+
+    /// Sets (`Some`) and removes (`None`) config vars; returns every config var after the change.
+    pub async fn update_config_vars(
+        &self,
+        app: &str,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<ConfigVarsBody> {
+        self.with_body(Method::PATCH, &["apps", app, "config-vars"], changes)
+            .await
+    }
+
+    /// The app's newest releases, newest first; all of them when `limit` is `None`.
+    pub async fn releases(&self, app: &str, limit: Option<usize>) -> Result<Vec<Release>> {
+        let max = limit.unwrap_or(1000).clamp(1, 1000);
+        self.list(
+            &["apps", app, "releases"],
+            Some(format!("version ..; max={max}, order=desc")),
+            limit,
+        )
+        .await
+    }
+
+    /// One release, by version (`3`, `v3`) or id.
+    pub async fn release(&self, app: &str, release: &str) -> Result<Release> {
+        self.get(&["apps", app, "releases", release]).await
+    }
+
+    /// The config vars a release runs with.
+    pub async fn release_config_vars(&self, app: &str, release: &str) -> Result<ConfigVarsBody> {
+        self.get(&["apps", app, "releases", release, "config-vars"])
+            .await
+    }
+}

@@ -1,0 +1,196 @@
+//! The HTTP API's request and response bodies, shared by the server (which also derives the
+//! OpenAPI schema from them, behind the `openapi` feature) and the client.
+//!
+//! Field names follow the Heroku Platform API v3 so that existing clients work unchanged; fields
+//! wharf has no use for yet are still present with Heroku's neutral values (`null`, `false`, `[]`)
+//! because clients read them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::release::ReleaseStatus;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// The media type Heroku clients send in `Accept`; any `version=3` variant is accepted.
+pub const HEROKU_MEDIA_TYPE: &str = "application/vnd.heroku+json; version=3";
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    /// Machine-readable error kind: `not_found`, `invalid_params`, `unauthorized`, `conflict`, …
+    pub id: String,
+    /// What went wrong and how to fix it.
+    pub message: String,
+}
+
+/// A reference to another resource by id and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct NamedRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// A reference to a resource by id only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IdRef {
+    pub id: String,
+}
+
+/// A reference to a user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UserRef {
+    pub id: String,
+    pub email: String,
+}
+
+/// The app generation; wharf apps behave like Heroku's `cedar` generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Generation {
+    pub id: String,
+    pub name: String,
+}
+
+/// `GET /account`: the account the token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub allow_tracking: bool,
+    pub beta: bool,
+    pub federated: bool,
+    pub verified: bool,
+    pub two_factor_authentication: bool,
+    pub last_login: Option<String>,
+    pub suspended_at: Option<String>,
+    pub delinquent_at: Option<String>,
+    pub default_organization: Option<NamedRef>,
+    pub default_team: Option<NamedRef>,
+    pub identity_provider: Option<IdRef>,
+    pub sms_number: Option<String>,
+    pub country_of_residence: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    /// Where the app is served by wharf's router.
+    pub web_url: String,
+    /// Where to `git push` the app's source.
+    pub git_url: String,
+    /// While true, the router answers 503 instead of passing requests to the app.
+    pub maintenance: bool,
+    pub stack: NamedRef,
+    pub build_stack: NamedRef,
+    pub region: NamedRef,
+    pub owner: UserRef,
+    pub generation: Generation,
+    pub organization: Option<NamedRef>,
+    pub team: Option<NamedRef>,
+    pub space: Option<NamedRef>,
+    pub acm: bool,
+    pub internal_routing: Option<bool>,
+    pub buildpack_provided_description: Option<String>,
+    pub repo_size: Option<u64>,
+    pub slug_size: Option<u64>,
+    pub archived_at: Option<String>,
+    /// When the app's current release was made; `null` before its first release.
+    pub released_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `POST /apps`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AppCreate {
+    /// The app's name; a name is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Accepted for Heroku compatibility; wharf has one region, `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The build stack; wharf has one, `wharf-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    /// Accepted for Heroku compatibility and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_flags: Option<Vec<String>>,
+}
+
+/// `PATCH /apps/{app}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AppUpdate {
+    /// A new name for the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Turn maintenance mode on or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<bool>,
+    /// The build stack for the next build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_stack: Option<String>,
+}
+
+/// Config vars as returned by the API: key → value.
+pub type ConfigVarsBody = BTreeMap<String, String>;
+
+/// A release: an immutable pair of a build and a config snapshot, numbered per app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Release {
+    pub id: String,
+    /// 1, 2, 3… per app, never reused.
+    pub version: u32,
+    pub description: String,
+    pub status: ReleaseStatus,
+    /// True for the release the app runs now.
+    pub current: bool,
+    pub app: NamedRef,
+    /// The build image of the release; `null` until the app's first build.
+    pub slug: Option<IdRef>,
+    pub user: UserRef,
+    pub addon_plan_names: Vec<String>,
+    pub artifacts: Vec<ReleaseArtifact>,
+    /// Streams the release phase's output; `null` when the release has none.
+    pub output_stream_url: Option<String>,
+    /// Whether `POST /apps/{app}/releases {"release": …}` may roll back to this release.
+    pub eligible_for_rollback: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An artifact a release is made of (Heroku: a slug or an OCI image).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReleaseArtifact {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Health {
+    /// `ok` while the server can reach its database.
+    pub status: String,
+    pub version: String,
+}

@@ -1,0 +1,208 @@
+//! wharf's server: the HTTP API and the wiring between wharf's parts.
+//!
+//! Layout: [`ServerConfig`] is read once by the binary and handed in; [`prepare`] opens the
+//! data directory and the database and makes sure an admin token exists; [`serve`] runs the API
+//! on a listener until its shutdown token is cancelled, letting in-flight requests finish.
+//! `routes/` holds one module per API resource; each handler carries its OpenAPI description,
+//! so the document at `/openapi.json` is generated from the code that serves it.
+//!
+//! This crate is the only one that knows axum. It prints nothing: what the operator must be told
+//! (where the admin token went) is returned to the binary.
+
+mod auth;
+mod error;
+mod extract;
+mod names;
+mod openapi;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::http::HeaderName;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use wharf_store::Store;
+
+pub use error::ApiError;
+pub use openapi::openapi_document;
+
+/// The server's own configuration, read once (from flags and `WHARF_*` variables) by the binary.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the SQLite database, images, releases and logs live (`WHARF_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of `$data_dir/wharf.db` (`WHARF_DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// Where the API listens (`WHARF_API_ADDR`).
+    pub api_addr: SocketAddr,
+    /// Where the router listens (`WHARF_ROUTER_ADDR`); apps' `web_url`s point here.
+    pub router_addr: SocketAddr,
+    /// Apps are served at `<app>.<domain>` (`WHARF_DOMAIN`).
+    pub domain: String,
+    /// A token to accept as the admin's, instead of generating one (`WHARF_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+    /// The API's URL as clients reach it; defaults to `http://<api_addr>`.
+    pub public_url: Option<String>,
+}
+
+/// What links in API responses are made from.
+#[derive(Debug, Clone)]
+pub struct Links {
+    pub domain: String,
+    pub router_addr: SocketAddr,
+    pub public_url: String,
+}
+
+impl Links {
+    /// Where the router serves `app`.
+    pub fn web_url(&self, app: &str) -> String {
+        match self.router_addr.port() {
+            80 => format!("http://{app}.{}/", self.domain),
+            port => format!("http://{app}.{}:{port}/", self.domain),
+        }
+    }
+
+    /// Where to `git push` `app`.
+    pub fn git_url(&self, app: &str) -> String {
+        format!("{}/{app}.git", self.public_url.trim_end_matches('/'))
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub links: Arc<Links>,
+}
+
+/// What [`prepare`] did about the admin token, for the binary to tell the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminToken {
+    /// A new token was generated and written to this file (mode 0600).
+    Generated(PathBuf),
+    /// `WHARF_ADMIN_TOKEN` was registered.
+    FromEnvironment,
+    /// Tokens already existed; nothing was made.
+    Existing,
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the admin token to {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] wharf_store::StoreError),
+}
+
+/// Opens the data directory and the database, and makes sure someone can log in.
+pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let store = match &config.database_url {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open_data_dir(&config.data_dir).await?,
+    };
+    let admin = bootstrap_admin(&store, config).await?;
+    let links = Links {
+        domain: config.domain.clone(),
+        router_addr: config.router_addr,
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.api_addr)),
+    };
+    Ok((
+        AppState {
+            store,
+            links: Arc::new(links),
+        },
+        admin,
+    ))
+}
+
+async fn bootstrap_admin(store: &Store, config: &ServerConfig) -> Result<AdminToken, StartError> {
+    let account = store.admin_account().await?;
+    if let Some(secret) = &config.admin_token {
+        store
+            .import_token(&account.id, "admin (WHARF_ADMIN_TOKEN)", secret)
+            .await?;
+        return Ok(AdminToken::FromEnvironment);
+    }
+    if store.count_live_tokens().await? > 0 {
+        return Ok(AdminToken::Existing);
+    }
+    let token = store
+        .create_token(&account.id, "admin (generated on first start)")
+        .await?;
+    let path = admin_token_path(&config.data_dir);
+    write_private(&path, &format!("{}\n", token.secret)).map_err(|source| {
+        StartError::TokenFile {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(AdminToken::Generated(path))
+}
+
+/// Where the generated admin token is written.
+pub fn admin_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin-token")
+}
+
+/// Writes `contents` to `path` readable by its owner only, atomically (temp file + rename).
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The API as an axum router.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("request-id");
+    let (api, _) = openapi::api_router(state.clone()).split_for_parts();
+    api.fallback(routes::meta::no_route)
+        .method_not_allowed_fallback(routes::meta::method_not_allowed)
+        .layer(axum::middleware::from_fn(auth::check_accept))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled; requests in flight then finish
+/// before this returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

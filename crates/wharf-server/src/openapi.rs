@@ -1,0 +1,85 @@
+//! The OpenAPI 3.1 document, assembled from the handlers' own `#[utoipa::path]` descriptions by
+//! registering each route through `utoipa_axum`: a route that is served is a route that is
+//! documented.
+
+use axum::http::header::AUTHORIZATION;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::routes::{account, apps, config_vars, meta, releases};
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "wharf",
+        description = "wharf's HTTP API, shaped like the Heroku Platform API v3. Send \
+            `Accept: application/vnd.heroku+json; version=3` (or no Accept) and \
+            `Authorization: Bearer <token>`. Errors are `{\"id\", \"message\"}`. Lists take a \
+            `Range` header (`id ..; max=200`) and answer 206 with `Next-Range` while more remain.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "account", description = "The account a token belongs to"),
+        (name = "apps", description = "Applications"),
+        (name = "config-vars", description = "An app's environment; every change makes a release"),
+        (name = "releases", description = "Immutable, numbered (build, config) pairs"),
+        (name = "meta", description = "Health and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(format!("an API token in the {AUTHORIZATION} header")))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The routes that need a token, with their documentation.
+fn authenticated_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(account::info))
+        .routes(routes!(apps::list, apps::create))
+        .routes(routes!(apps::info, apps::update, apps::delete))
+        .routes(routes!(config_vars::info, config_vars::update))
+        .routes(routes!(releases::list))
+        .routes(routes!(releases::info))
+        .routes(routes!(releases::config_vars))
+        .routes(routes!(meta::openapi_json))
+}
+
+/// The routes anyone may call.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(meta::healthz))
+}
+
+/// Every route, the authenticated ones behind the token check.
+pub(crate) fn api_router(state: AppState) -> OpenApiRouter<AppState> {
+    authenticated_routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::auth::require_token,
+        ))
+        .merge(public_routes())
+}
+
+/// The OpenAPI document as served at `/openapi.json`.
+pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| authenticated_routes().merge(public_routes()).into_openapi())
+}

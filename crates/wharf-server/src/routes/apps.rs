@@ -1,0 +1,189 @@
+//! `/apps`: create, list, info, update (rename, maintenance, stack), delete.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::{Extension, Json};
+use wharf_core::api::{self, AppCreate, AppUpdate, ErrorBody, UserRef};
+use wharf_core::name::AppName;
+use wharf_store::{AppRecord, StoreError};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{self, Body};
+use crate::routes::{generation, region, stack, REGION, STACK};
+use crate::{names, AppState, Links};
+
+pub fn to_api(app: AppRecord, links: &Links) -> api::App {
+    let name = app.name.to_string();
+    api::App {
+        id: app.id,
+        web_url: links.web_url(&name),
+        git_url: links.git_url(&name),
+        name,
+        maintenance: app.maintenance,
+        stack: stack(&app.build_stack),
+        build_stack: stack(&app.build_stack),
+        region: region(),
+        owner: UserRef {
+            id: app.owner_id,
+            email: app.owner_email,
+        },
+        generation: generation(),
+        organization: None,
+        team: None,
+        space: None,
+        acm: false,
+        internal_routing: Some(false),
+        buildpack_provided_description: None,
+        repo_size: None,
+        slug_size: None,
+        archived_at: None,
+        released_at: app.released_at,
+        created_at: app.created_at,
+        updated_at: app.updated_at,
+    }
+}
+
+fn parse_name(name: &str) -> ApiResult<AppName> {
+    AppName::parse(name).map_err(|e| ApiError::invalid_params(e.to_string()))
+}
+
+fn check_stack(name: &str) -> ApiResult<()> {
+    if name == STACK {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_params(format!(
+            "unknown stack `{name}`: wharf has one stack, `{STACK}`"
+        )))
+    }
+}
+
+/// Every app, sorted by name (or by `id`, with `Range: id ..`).
+#[utoipa::path(get, path = "/apps", tag = "apps",
+    params(("Range" = Option<String>, Header, description = "`name ..; max=200` (also `id`); `]` after the field name's space starts after a value")),
+    responses(
+        (status = 200, description = "Every remaining app", body = [api::App]),
+        (status = 206, description = "A page of apps; `Next-Range` asks for the next one", body = [api::App]),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let range = extract::range(&headers, &["name", "id"])?;
+    let page = state.store.list_apps(&range).await?;
+    Ok(extract::page_response(&range, page, |app| {
+        to_api(app, &state.links)
+    }))
+}
+
+/// Creates an app, with its first release ("Initial release"). A name is generated when none is given.
+#[utoipa::path(post, path = "/apps", tag = "apps", request_body = AppCreate,
+    responses(
+        (status = 201, body = api::App),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 422, description = "An invalid name, region or stack", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(Caller(account)): Extension<Caller>,
+    Body(body): Body<AppCreate>,
+) -> ApiResult<(StatusCode, Json<api::App>)> {
+    if let Some(region) = &body.region {
+        if region != REGION {
+            return Err(ApiError::invalid_params(format!(
+                "unknown region `{region}`: wharf runs apps on this machine, region `{REGION}`"
+            )));
+        }
+    }
+    let stack = body.stack.as_deref().unwrap_or(STACK);
+    check_stack(stack)?;
+    let app = match &body.name {
+        Some(name) => {
+            state
+                .store
+                .create_app(&parse_name(name)?, &account.id, stack)
+                .await?
+        }
+        None => {
+            // A generated name can collide with an existing app; try a few before giving up.
+            let mut attempts = 0;
+            loop {
+                match state
+                    .store
+                    .create_app(&names::generate(), &account.id, stack)
+                    .await
+                {
+                    Err(StoreError::Conflict(_)) if attempts < 8 => attempts += 1,
+                    other => break other?,
+                }
+            }
+        }
+    };
+    tracing::info!(app = %app.name, "app created");
+    Ok((StatusCode::CREATED, Json(to_api(app, &state.links))))
+}
+
+/// One app, by id or name.
+#[utoipa::path(get, path = "/apps/{app}", tag = "apps",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses(
+        (status = 200, body = api::App),
+        (status = 404, body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn info(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<api::App>> {
+    let app = state.store.app(&app).await?;
+    Ok(Json(to_api(app, &state.links)))
+}
+
+/// Renames an app, or turns maintenance mode on or off.
+#[utoipa::path(patch, path = "/apps/{app}", tag = "apps", request_body = AppUpdate,
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses(
+        (status = 200, body = api::App),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The new name is taken", body = ErrorBody),
+        (status = 422, description = "An invalid name or stack", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Body(body): Body<AppUpdate>,
+) -> ApiResult<Json<api::App>> {
+    let name = body.name.as_deref().map(parse_name).transpose()?;
+    if let Some(stack) = &body.build_stack {
+        check_stack(stack)?;
+    }
+    let app = state.store.app(&app).await?;
+    let update = wharf_store::AppUpdate {
+        name,
+        maintenance: body.maintenance,
+        build_stack: body.build_stack,
+    };
+    let updated = state.store.update_app(&app.id, &update).await?;
+    if updated.name != app.name {
+        tracing::info!(app = %updated.name, old_name = %app.name, "app renamed");
+    }
+    Ok(Json(to_api(updated, &state.links)))
+}
+
+/// Destroys an app, its config vars and its releases.
+#[utoipa::path(delete, path = "/apps/{app}", tag = "apps",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses(
+        (status = 200, description = "The app as it was", body = api::App),
+        (status = 404, body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<api::App>> {
+    let app = state.store.delete_app(&app).await?;
+    tracing::info!(app = %app.name, "app destroyed");
+    Ok(Json(to_api(app, &state.links)))
+}

@@ -1,0 +1,59 @@
+//! Health, the OpenAPI document, and answers for requests that match no route.
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use wharf_core::api::{ErrorBody, Health};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Is the server up and its database reachable? Needs no token.
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+    responses(
+        (status = 200, description = "The server and its database are up", body = Health),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    ))]
+pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "health check: database unreachable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database does not answer",
+        )
+    })?;
+    Ok(Json(Health {
+        status: "ok".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    }))
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Object),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn openapi_json() -> Response {
+    Json(crate::openapi_document()).into_response()
+}
+
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {method} {}: /openapi.json lists the API",
+        uri.path()
+    ))
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}: /openapi.json lists the methods each path takes",
+            uri.path()
+        ),
+    )
+}

@@ -1,0 +1,56 @@
+//! One module per API resource. Handlers check their input at the edge (names, keys, bodies) and
+//! turn store records into the API's Heroku-shaped bodies.
+
+pub mod account;
+pub mod apps;
+pub mod config_vars;
+pub mod meta;
+pub mod releases;
+
+use wharf_core::api::{ErrorBody, Generation, NamedRef};
+
+/// wharf's one region.
+pub const REGION: &str = "local";
+/// wharf's one stack.
+pub const STACK: &str = "wharf-1";
+
+// Fixed ids, so the same thing has the same id on every wharf.
+const REGION_ID: &str = "7f8b61c7-7f5a-4c4e-9e52-6a2f0f5c1a01";
+const STACK_ID: &str = "2b1f4d3e-8c6a-4f0e-a7d9-3e5b9c0d2a02";
+const GENERATION_ID: &str = "5d9c2e1a-3b4f-4a6d-8e7c-1f0a9b8c3d03";
+
+pub fn region() -> NamedRef {
+    NamedRef {
+        id: REGION_ID.to_owned(),
+        name: REGION.to_owned(),
+    }
+}
+
+pub fn stack(name: &str) -> NamedRef {
+    NamedRef {
+        id: STACK_ID.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+pub fn generation() -> Generation {
+    Generation {
+        id: GENERATION_ID.to_owned(),
+        name: "cedar".to_owned(),
+    }
+}
+
+/// Error responses as the OpenAPI document lists them.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only its derive is used, to document the shared error responses
+pub enum CommonErrors {
+    /// The request is malformed (bad JSON, a bad header)
+    #[response(status = 400)]
+    BadRequest(#[to_schema] ErrorBody),
+    /// No valid token was sent
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The Accept header asks for an API version other than 3
+    #[response(status = 406)]
+    NotAcceptable(ErrorBody),
+}

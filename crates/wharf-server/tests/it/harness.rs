@@ -1,0 +1,166 @@
+//! Starts a server per test and talks to it.
+
+use std::net::SocketAddr;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wharf_server::ServerConfig;
+pub use wharf_store::testing::Backend;
+use wharf_store::testing::TestDatabase;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Runs `$name(Backend)` once on SQLite and once on PostgreSQL, as `$name::sqlite` and
+/// `$name::postgres`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::harness::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::harness::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// A running server with its own database.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub state: wharf_server::AppState,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _db: TestDatabase,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error id of an error body.
+    pub fn error_id(&self) -> &str {
+        self.body["id"].as_str().unwrap_or_default()
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        let db = TestDatabase::new(backend).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = ServerConfig {
+            data_dir: db.data_dir(),
+            database_url: Some(db.url.clone()),
+            api_addr: addr,
+            router_addr: "127.0.0.1:8080".parse().unwrap(),
+            domain: "localhost".into(),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            public_url: None,
+        };
+        let (state, _) = wharf_server::prepare(&config).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(wharf_server::serve(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+        ));
+        TestServer {
+            addr,
+            http: reqwest::Client::new(),
+            state,
+            shutdown,
+            task: Some(task),
+            _db: db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A request with the admin token and Heroku's Accept header.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("accept", "application/vnd.heroku+json; version=3")
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(self.request(Method::POST, path).json(&body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(self.request(Method::PATCH, path).json(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    /// Creates an app and returns its body.
+    pub async fn create_app(&self, name: &str) -> Value {
+        let reply = self
+            .post("/apps", serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        reply.body
+    }
+
+    /// Stops the server, letting requests in flight finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: a real server on 127.0.0.1:0, a real database (SQLite and PostgreSQL),
+//! a real HTTP client.
+
+mod harness;
+
+mod account;
+mod apps;
+mod config_vars;
+mod conventions;
+mod openapi;
+mod releases;

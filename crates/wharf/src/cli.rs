@@ -1,0 +1,264 @@
+//! The command line, declared with clap. Every option that configures the server also reads a
+//! `WHARF_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wharf",
+    version,
+    about = "A self-hosted twelve-factor application platform",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every client command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The wharf server to talk to [default: the URL saved by `wharf login`, else http://127.0.0.1:7070]
+    #[arg(long, global = true, env = "WHARF_URL", value_name = "URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the wharf server (API) in the foreground
+    Server(ServerArgs),
+    /// Save the server URL and an API token for the other commands
+    Login(LoginArgs),
+    /// Forget the saved server URL and token
+    Logout,
+    /// Create, list, inspect, rename and destroy apps
+    #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
+    Apps(AppsArgs),
+    /// Show and change an app's config vars (each change makes a release)
+    #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
+    Config(ConfigArgs),
+    /// Show an app's releases
+    #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
+    Releases(ReleasesArgs),
+    /// Print a shell completion script (e.g. `wharf completions bash > /etc/bash_completion.d/wharf`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Where wharf keeps its database, images and logs [default: $XDG_DATA_HOME/wharf or ~/.local/share/wharf]
+    #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use this database instead of SQLite in the data dir (postgres://USER:PASSWORD@HOST/DB)
+    #[arg(
+        long,
+        env = "WHARF_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Address the API listens on
+    #[arg(
+        long,
+        env = "WHARF_API_ADDR",
+        default_value = "127.0.0.1:7070",
+        value_name = "ADDR"
+    )]
+    pub api_addr: SocketAddr,
+    /// Address the router listens on; apps' web URLs point here
+    #[arg(
+        long,
+        env = "WHARF_ROUTER_ADDR",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub router_addr: SocketAddr,
+    /// Apps are served at http://<app>.<domain>
+    #[arg(
+        long,
+        env = "WHARF_DOMAIN",
+        default_value = "localhost",
+        value_name = "DOMAIN"
+    )]
+    pub domain: String,
+    /// Accept this token as the admin's instead of generating one on first start
+    #[arg(
+        long,
+        env = "WHARF_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// The API's URL as clients reach it, for links in responses [default: http://<api-addr>]
+    #[arg(long, env = "WHARF_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Read the token from this file (e.g. the server's admin-token file)
+    #[arg(long, value_name = "FILE", conflicts_with = "token_stdin")]
+    pub token_file: Option<PathBuf>,
+    /// Read the token from standard input
+    #[arg(long)]
+    pub token_stdin: bool,
+}
+
+/// `--app`, shared by every command that acts on one app.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AppArg {
+    /// The app to act on [default: $WHARF_APP, else the git remote named `wharf`]
+    #[arg(short, long, env = "WHARF_APP", value_name = "APP")]
+    pub app: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print machine-readable JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AppsArgs {
+    #[command(subcommand)]
+    pub command: Option<AppsCommand>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// List apps (the default)
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Create an app (a name is generated when none is given)
+    Create {
+        name: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show an app
+    Info {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Rename an app
+    Rename {
+        new_name: String,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Destroy an app, its config and its releases, for good
+    Destroy {
+        #[command(flatten)]
+        app: AppArg,
+        /// Skip the question by naming the app again
+        #[arg(long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: Option<ConfigCommand>,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+    /// Print `KEY='value'` lines a shell can source
+    #[arg(short, long, conflicts_with = "json")]
+    pub shell: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// List config vars (the default)
+    List {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+        /// Print `KEY='value'` lines a shell can source
+        #[arg(short, long, conflicts_with = "json")]
+        shell: bool,
+    },
+    /// Print one config var's value
+    Get {
+        key: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Set config vars: KEY=value …, and/or every var of a .env file
+    Set {
+        #[arg(value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Also set every variable in this .env file (pairs on the command line win)
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Remove config vars
+    Unset {
+        #[arg(value_name = "KEY", required = true)]
+        keys: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    #[command(subcommand)]
+    pub command: Option<ReleasesCommand>,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+    /// How many releases to show, newest first
+    #[arg(short, long, default_value_t = 15)]
+    pub num: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleasesCommand {
+    /// List releases, newest first (the default)
+    List {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+        /// How many releases to show
+        #[arg(short, long, default_value_t = 15)]
+        num: usize,
+    },
+    /// Show one release (the current one by default) and its config
+    Info {
+        /// A version (`3` or `v3`) or release id
+        release: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}

@@ -1,0 +1,59 @@
+//! The `wharf` binary: parses the command line, runs one command, and turns its error into a
+//! message on stderr and an exit code. Each command lives in its own module; only this crate
+//! prints to the terminal.
+
+#![forbid(unsafe_code)]
+
+mod apps;
+mod cli;
+mod config;
+mod context;
+mod login;
+mod output;
+mod releases;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => server::run(args).await,
+        Command::Login(args) => login::run(&cli.global, args).await,
+        Command::Logout => login::logout(),
+        Command::Apps(args) => apps::run(&cli.global, args).await,
+        Command::Config(args) => config::run(&cli.global, args).await,
+        Command::Releases(args) => releases::run(&cli.global, args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! `wharf server`: runs the API in the foreground until SIGINT or SIGTERM, then lets in-flight
+//! requests finish and exits 0.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+use wharf_server::{AdminToken, ServerConfig};
+
+use crate::cli::ServerArgs;
+
+/// The default data directory: `$XDG_DATA_HOME/wharf` or `~/.local/share/wharf`.
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("wharf"));
+    }
+    let home = std::env::var_os("HOME")
+        .context("HOME is not set: pass --data-dir or set WHARF_DATA_DIR")?;
+    Ok(PathBuf::from(home).join(".local/share/wharf"))
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = ServerConfig {
+        data_dir: match args.data_dir {
+            Some(dir) => dir,
+            None => default_data_dir()?,
+        },
+        database_url: args.database_url,
+        api_addr: args.api_addr,
+        router_addr: args.router_addr,
+        domain: args.domain,
+        admin_token: args.admin_token,
+        public_url: args.public_url,
+    };
+    let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
+        format!(
+            "cannot listen on {} (set WHARF_API_ADDR to use another address)",
+            config.api_addr
+        )
+    })?;
+    let api_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.api_addr));
+    let (state, admin) = wharf_server::prepare(&config).await?;
+    match admin {
+        AdminToken::Generated(path) => {
+            eprintln!(
+                "Generated an admin token and wrote it to {} (readable by you only).",
+                path.display()
+            );
+            eprintln!(
+                "Log in with:  wharf login --url {api_url} --token-file {}",
+                path.display()
+            );
+        }
+        AdminToken::FromEnvironment => eprintln!("Accepting WHARF_ADMIN_TOKEN as the admin token."),
+        AdminToken::Existing => {}
+    }
+    eprintln!(
+        "wharf API listening on {api_url} (data in {})",
+        config.data_dir.display()
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    wharf_server::serve(listener, state.clone(), shutdown)
+        .await
+        .context("the API server failed")?;
+    state.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+async fn signal_shutdown(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop the server with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing requests in flight, then stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing requests in flight, then stopping"),
+    }
+    shutdown.cancel();
+}
