@@ -17,6 +17,7 @@ mod openapi;
 mod routes;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -110,7 +111,13 @@ pub enum StartError {
 
 /// Opens the data directory and the database, and makes sure someone can log in.
 pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+    // The data dir holds the database (config vars are secrets) and the admin token: only
+    // wharf's own user may enter it. A dir that already exists keeps the mode it has.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;

@@ -26,9 +26,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         data_dir: match args.data_dir {
             Some(dir) => dir,
             None => default_data_dir()?,
@@ -46,6 +47,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             config.api_addr
         )
     })?;
+    // With port 0 the OS picks the port; links and messages must show the real one.
+    config.api_addr = listener.local_addr().context("cannot read the API's address")?;
     let api_url = config
         .public_url
         .clone()

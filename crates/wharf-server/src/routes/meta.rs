@@ -14,6 +14,7 @@ use crate::AppState;
     responses(
         (status = 200, description = "The server and its database are up", body = Health),
         (status = 503, description = "The database does not answer", body = ErrorBody),
+        (status = 406, description = "The Accept header asks for an API version other than 3", body = ErrorBody),
     ))]
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await.map_err(|e| {
