@@ -22,7 +22,7 @@ pub enum ClientError {
     #[error("`{0}` is not a valid wharf URL: use e.g. http://127.0.0.1:7070")]
     InvalidUrl(String),
     /// Nothing answered at the URL.
-    #[error("cannot reach wharf at {url}: is `wharf server` running? ({source})")]
+    #[error("cannot reach wharf at {url}: is `wharf server` running?")]
     Unreachable { url: String, source: reqwest::Error },
     /// The server answered with an error.
     #[error("{message}")]

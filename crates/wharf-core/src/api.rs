@@ -194,3 +194,101 @@ pub struct Health {
     pub status: String,
     pub version: String,
 }
+
+/// `POST /sources`: where to upload a source archive and where builds read it from. Both URLs
+/// are signed and expire; neither needs a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Source {
+    pub source_blob: SourceBlob,
+}
+
+/// The signed URLs of an uploaded (or to-be-uploaded) source archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SourceBlob {
+    /// `GET` the archive; pass this as a build's `source_blob.url`.
+    pub get_url: String,
+    /// `PUT` the gzipped tar archive here (once).
+    pub put_url: String,
+}
+
+/// `POST /apps/{app}/builds`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BuildCreate {
+    pub source_blob: BuildSourceRequest,
+    /// Accepted for Heroku compatibility; wharf detects the provider from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buildpacks: Option<Vec<Buildpack>>,
+}
+
+/// Which uploaded source a build uses: its `get_url` from `POST /sources`, or its checksum.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BuildSourceRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `SHA256:<hex>` of an uploaded archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// What the source is (a commit, a tag); shown in build lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_description: Option<String>,
+}
+
+/// A buildpack as Heroku names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Buildpack {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The source of a build, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BuildSource {
+    /// `SHA256:<hex>` of the archive.
+    pub checksum: Option<String>,
+    pub url: Option<String>,
+    pub version: Option<String>,
+    pub version_description: Option<String>,
+}
+
+/// A build: source → image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Build {
+    pub id: String,
+    pub app: IdRef,
+    /// Heroku's status: `pending` until the build ends, then `succeeded` or `failed`.
+    pub status: String,
+    /// wharf's finer status: `pending` (queued), `running`, `succeeded`, `failed`.
+    pub phase: crate::build::BuildStatus,
+    /// Streams the build's output as plain text, live, then in full once it has ended. Signed;
+    /// needs no token.
+    pub output_stream_url: String,
+    pub source_blob: BuildSource,
+    /// The release this build made, once it has succeeded.
+    pub release: Option<IdRef>,
+    /// The image, once built (`sha256:…`).
+    pub slug: Option<IdRef>,
+    pub buildpacks: Vec<Buildpack>,
+    pub stack: String,
+    pub user: UserRef,
+    /// The provider that built it (`python`, `node`, …), once detected.
+    pub provider: Option<String>,
+    /// Process types and their commands, once built.
+    pub process_types: Option<BTreeMap<String, String>>,
+    /// Why the build failed.
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}

@@ -118,9 +118,9 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         .mode(0o700)
         .create(&config.data_dir)
         .map_err(|source| StartError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+            path: config.data_dir.clone(),
+            source,
+        })?;
     let store = match &config.database_url {
         Some(url) => Store::connect(url).await?,
         None => Store::open_data_dir(&config.data_dir).await?,

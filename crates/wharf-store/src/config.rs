@@ -36,6 +36,25 @@ fn to_vars(rows: Vec<sqlx::any::AnyRow>) -> Result<ConfigVars> {
     ConfigVars::from_map(map).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Takes the app row's write lock, then reads its config: two concurrent changes apply one after
+/// the other instead of both starting from the same old config.
+pub(crate) async fn load_for_update(
+    tx: &mut Transaction<'_, Any>,
+    app_id: &str,
+) -> Result<ConfigVars> {
+    let locked = sqlx::query("UPDATE apps SET updated_at = updated_at WHERE id = $1")
+        .bind(app_id)
+        .execute(&mut **tx)
+        .await?;
+    if locked.rows_affected() == 0 {
+        return Err(StoreError::NotFound {
+            kind: "app",
+            ident: app_id.to_owned(),
+        });
+    }
+    load(tx, app_id).await
+}
+
 impl Store {
     /// The app's current config vars.
     pub async fn config_vars(&self, app_id: &str) -> Result<ConfigVars> {
@@ -55,19 +74,7 @@ impl Store {
         change: &ConfigChange,
     ) -> Result<ConfigUpdate> {
         let mut tx = self.pool.begin().await?;
-        // Take the app row's write lock before reading the config, so two concurrent changes
-        // apply one after the other instead of both starting from the same old config.
-        let locked = sqlx::query("UPDATE apps SET updated_at = updated_at WHERE id = $1")
-            .bind(app_id)
-            .execute(&mut *tx)
-            .await?;
-        if locked.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                kind: "app",
-                ident: app_id.to_owned(),
-            });
-        }
-        let current = load(&mut tx, app_id).await?;
+        let current = load_for_update(&mut tx, app_id).await?;
         let (vars, diff) = current
             .apply(change)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;

@@ -15,6 +15,7 @@
 //! This crate knows nothing of HTTP; callers map [`StoreError`] to their own errors.
 
 mod apps;
+mod builds;
 mod config;
 mod page;
 mod releases;
@@ -32,6 +33,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{AnyPool, ConnectOptions, Connection, Row};
 
 pub use apps::{AppRecord, AppUpdate};
+pub use builds::{BuildRecord, BuildSuccess, SourceRecord};
 pub use config::ConfigUpdate;
 pub use page::Page;
 pub use releases::{ReleaseRecord, ReleaseRef};

@@ -87,7 +87,10 @@ pub async fn run(global: &Global, args: ConfigArgs) -> anyhow::Result<()> {
                 &app,
                 &changes,
                 json.json,
-                &format!("Unset {}", keys.join(", ")),
+                &format!(
+                    "Unset {}",
+                    changes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
             )
             .await?;
         }

@@ -87,7 +87,9 @@ pub fn client(global: &Global) -> anyhow::Result<Client> {
     let url = server_url(global, saved.as_ref());
     let token = match std::env::var("WHARF_TOKEN") {
         Ok(token) if !token.is_empty() => Some(token),
-        _ => saved.filter(|c| c.url == url).map(|c| c.token),
+        _ => saved
+            .filter(|c| c.url.trim_end_matches('/') == url.trim_end_matches('/'))
+            .map(|c| c.token),
     };
     if token.is_none() {
         bail!("not logged in to {url}: run `wharf login --url {url}` or set WHARF_TOKEN");

@@ -48,7 +48,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     })?;
     // With port 0 the OS picks the port; links and messages must show the real one.
-    config.api_addr = listener.local_addr().context("cannot read the API's address")?;
+    config.api_addr = listener
+        .local_addr()
+        .context("cannot read the API's address")?;
     let api_url = config
         .public_url
         .clone()
@@ -68,12 +70,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         AdminToken::FromEnvironment => eprintln!("Accepting WHARF_ADMIN_TOKEN as the admin token."),
         AdminToken::Existing => {}
     }
+    // Listen for signals before saying we listen: a SIGTERM sent as soon as the line appears
+    // must stop the server gracefully, not kill it.
+    let signals = Signals::new().context("cannot listen for SIGINT and SIGTERM")?;
     eprintln!(
         "wharf API listening on {api_url} (data in {})",
         config.data_dir.display()
     );
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    tokio::spawn(signals.cancel_on_first(shutdown.clone()));
     wharf_server::serve(listener, state.clone(), shutdown)
         .await
         .context("the API server failed")?;
@@ -82,19 +87,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cancels `shutdown` on the first SIGINT or SIGTERM.
-async fn signal_shutdown(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot listen for signals; stop the server with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing requests in flight, then stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: finishing requests in flight, then stopping"),
+/// SIGINT and SIGTERM, handled from the moment this exists (their default is to kill us).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    shutdown.cancel();
+
+    /// Cancels `shutdown` on the first SIGINT or SIGTERM.
+    async fn cancel_on_first(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM: finishing requests in flight, then stopping"),
+            _ = self.int.recv() => tracing::info!("SIGINT: finishing requests in flight, then stopping"),
+        }
+        shutdown.cancel();
+    }
 }

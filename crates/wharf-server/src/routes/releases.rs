@@ -69,6 +69,27 @@ pub async fn list(
     Ok(extract::page_response(&range, page, to_api))
 }
 
+/// The app's release `ident`, with a not-found message that names the app.
+async fn find(
+    state: &AppState,
+    app: &wharf_store::AppRecord,
+    ident: &str,
+) -> ApiResult<ReleaseRecord> {
+    match state
+        .store
+        .release(&app.id, &ReleaseRef::parse(ident))
+        .await
+    {
+        Err(wharf_store::StoreError::NotFound {
+            kind: "release", ..
+        }) => Err(crate::error::ApiError::not_found(format!(
+            "app `{}` has no release `{ident}`: `wharf releases -a {}` lists them",
+            app.name, app.name
+        ))),
+        other => Ok(other?),
+    }
+}
+
 /// One release, by id or version (`3` or `v3`).
 #[utoipa::path(get, path = "/apps/{app}/releases/{release}", tag = "releases",
     params(
@@ -81,10 +102,7 @@ pub async fn info(
     Path((app, release)): Path<(String, String)>,
 ) -> ApiResult<Json<api::Release>> {
     let app = state.store.app(&app).await?;
-    let release = state
-        .store
-        .release(&app.id, &ReleaseRef::parse(&release))
-        .await?;
+    let release = find(&state, &app, &release).await?;
     Ok(Json(to_api(release)))
 }
 
@@ -100,9 +118,6 @@ pub async fn config_vars(
     Path((app, release)): Path<(String, String)>,
 ) -> ApiResult<Json<ConfigVarsBody>> {
     let app = state.store.app(&app).await?;
-    let release = state
-        .store
-        .release(&app.id, &ReleaseRef::parse(&release))
-        .await?;
+    let release = find(&state, &app, &release).await?;
     Ok(Json(release.config.to_string_map()))
 }

@@ -32,7 +32,10 @@ on_both_databases!(
 
 fn set(pairs: &[(&str, &str)]) -> ConfigChange {
     ConfigChange {
-        set: pairs.iter().map(|(k, v)| (ConfigKey::parse(k).unwrap(), (*v).to_owned())).collect(),
+        set: pairs
+            .iter()
+            .map(|(k, v)| (ConfigKey::parse(k).unwrap(), (*v).to_owned()))
+            .collect(),
         unset: BTreeSet::new(),
     }
 }
@@ -41,15 +44,24 @@ async fn reopening_keeps_everything(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let store = Store::connect(&db.url).await.unwrap();
     let owner = store.admin_account().await.unwrap();
-    let app = store.create_app(&AppName::parse("keep").unwrap(), &owner.id, "wharf-1").await.unwrap();
-    store.update_config(&app.id, &owner.id, &set(&[("A", "1")])).await.unwrap();
+    let app = store
+        .create_app(&AppName::parse("keep").unwrap(), &owner.id, "wharf-1")
+        .await
+        .unwrap();
+    store
+        .update_config(&app.id, &owner.id, &set(&[("A", "1")]))
+        .await
+        .unwrap();
     store.close().await;
 
     // Migrations run again on connect and must leave existing data alone.
     let store = Store::connect(&db.url).await.unwrap();
     assert_eq!(store.admin_account().await.unwrap(), owner);
     let app = store.app("keep").await.unwrap();
-    assert_eq!(store.config_vars(&app.id).await.unwrap().get("A"), Some("1"));
+    assert_eq!(
+        store.config_vars(&app.id).await.unwrap().get("A"),
+        Some("1")
+    );
     let current = store.current_release(&app.id).await.unwrap().unwrap();
     assert_eq!(current.version.get(), 2);
     store.close().await;
@@ -62,23 +74,47 @@ async fn two_stores_on_one_database_never_share_a_version(backend: Backend) {
     let first = Store::connect(&db.url).await.unwrap();
     let second = Store::connect(&db.url).await.unwrap();
     let owner = first.admin_account().await.unwrap();
-    let app = first.create_app(&AppName::parse("race").unwrap(), &owner.id, "wharf-1").await.unwrap();
+    let app = first
+        .create_app(&AppName::parse("race").unwrap(), &owner.id, "wharf-1")
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let store = if i % 2 == 0 { first.clone() } else { second.clone() };
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
         let (app_id, owner_id) = (app.id.clone(), owner.id.clone());
         tasks.push(tokio::spawn(async move {
             let key = format!("K{i}");
-            store.update_config(&app_id, &owner_id, &set(&[(&key, "v")])).await.unwrap().release.unwrap().version.get()
+            store
+                .update_config(&app_id, &owner_id, &set(&[(&key, "v")]))
+                .await
+                .unwrap()
+                .release
+                .unwrap()
+                .version
+                .get()
         }));
     }
     let mut versions = BTreeSet::new();
     for task in tasks {
-        assert!(versions.insert(task.await.unwrap()), "a version was handed out twice");
+        assert!(
+            versions.insert(task.await.unwrap()),
+            "a version was handed out twice"
+        );
     }
     assert_eq!(versions, (2..=21).collect());
-    assert_eq!(first.config_vars(&app.id).await.unwrap().len(), 20, "no change was lost");
-    let page = first.list_releases(&app.id, &Range::default_for("version")).await.unwrap();
+    assert_eq!(
+        first.config_vars(&app.id).await.unwrap().len(),
+        20,
+        "no change was lost"
+    );
+    let page = first
+        .list_releases(&app.id, &Range::default_for("version"))
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 21);
     assert_eq!(page.items.iter().filter(|r| r.current).count(), 1);
     first.close().await;
@@ -100,7 +136,10 @@ async fn tokens_are_stored_as_hashes_only(backend: Backend) {
     assert_eq!(listed, vec![token.record.clone()]);
     store.revoke_token(&token.record.id).await.unwrap();
     assert!(store.authenticate(&token.secret).await.unwrap().is_none());
-    assert!(matches!(store.revoke_token(&token.record.id).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.revoke_token(&token.record.id).await,
+        Err(StoreError::Conflict(_))
+    ));
     store.close().await;
 
     if backend == Backend::Sqlite {
@@ -108,7 +147,10 @@ async fn tokens_are_stored_as_hashes_only(backend: Backend) {
         for entry in std::fs::read_dir(db.dir.path()).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
             let needle = token.secret.as_bytes();
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the token secret is stored in plain text");
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "the token secret is stored in plain text"
+            );
         }
     }
 }
@@ -119,17 +161,32 @@ async fn versions_restart_for_a_new_app_of_the_same_name(backend: Backend) {
     let owner = store.admin_account().await.unwrap();
     let name = AppName::parse("again").unwrap();
     let app = store.create_app(&name, &owner.id, "wharf-1").await.unwrap();
-    store.update_config(&app.id, &owner.id, &set(&[("A", "1")])).await.unwrap();
+    store
+        .update_config(&app.id, &owner.id, &set(&[("A", "1")]))
+        .await
+        .unwrap();
     store.delete_app(&app.id).await.unwrap();
-    assert!(matches!(store.app("again").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.app("again").await,
+        Err(StoreError::NotFound { .. })
+    ));
 
     let reborn = store.create_app(&name, &owner.id, "wharf-1").await.unwrap();
     assert_ne!(reborn.id, app.id);
-    let v1 = store.release(&reborn.id, &ReleaseRef::parse("v1")).await.unwrap();
+    let v1 = store
+        .release(&reborn.id, &ReleaseRef::parse("v1"))
+        .await
+        .unwrap();
     assert_eq!(v1.description, "Initial release");
     assert!(store.config_vars(&reborn.id).await.unwrap().is_empty());
     let missing = store.release(&reborn.id, &ReleaseRef::parse("2")).await;
-    assert!(matches!(missing, Err(StoreError::NotFound { kind: "release", .. })));
+    assert!(matches!(
+        missing,
+        Err(StoreError::NotFound {
+            kind: "release",
+            ..
+        })
+    ));
     store.close().await;
 }
 
@@ -137,14 +194,22 @@ async fn versions_restart_for_a_new_app_of_the_same_name(backend: Backend) {
 async fn sqlite_runs_in_wal_mode() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let store = Store::connect(&db.url).await.unwrap();
-    assert_eq!(store.sqlite_journal_mode().await.unwrap().as_deref(), Some("wal"));
+    assert_eq!(
+        store.sqlite_journal_mode().await.unwrap().as_deref(),
+        Some("wal")
+    );
     store.close().await;
 }
 
 #[tokio::test]
 async fn unsupported_urls_are_refused_with_the_password_hidden() {
-    let err = Store::connect("mysql://root:hunter2@db/wharf").await.unwrap_err();
+    let err = Store::connect("mysql://root:hunter2@db/wharf")
+        .await
+        .unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("sqlite://") && message.contains("postgres://"), "{message}");
+    assert!(
+        message.contains("sqlite://") && message.contains("postgres://"),
+        "{message}"
+    );
     assert!(!message.contains("hunter2"), "{message}");
 }

@@ -1,0 +1,497 @@
+//! Runs the real `wharf` binary: a `wharf server` child per test, and client commands in a clean
+//! environment of their own (no `WHARF_*` variables, a temp `HOME`, config dir and working dir).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+pub use wharf_store::testing::Backend;
+use wharf_store::testing::TestDatabase;
+
+/// The binary under test.
+pub const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+
+/// How long a server may take to start or stop, and a client command to finish. Generous: the
+/// machine may be busy compiling.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The account a fresh server's admin token belongs to.
+pub const ADMIN_EMAIL: &str = "admin@wharf.local";
+
+/// Runs `$name(Backend)` once on SQLite and once on PostgreSQL, as `$name::sqlite` and
+/// `$name::postgres`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::harness::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::harness::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+/// Removes every `WHARF_*` variable this test process inherited, so neither the server nor a
+/// client command picks up the developer's settings.
+fn clean_wharf_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WHARF_") {
+            command.env_remove(&key);
+        }
+    }
+    command
+        .env_remove("WHARF_URL")
+        .env_remove("WHARF_TOKEN")
+        .env_remove("WHARF_APP")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME");
+}
+
+/// Sends `signal` (e.g. `-TERM`) to `pid` with kill(1); the crate forbids the unsafe code a
+/// direct system call would need.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// A `wharf server` child process with its own data directory, stopped (SIGTERM, then SIGKILL)
+/// when dropped, even if the test panics.
+pub struct Server {
+    child: Option<Child>,
+    /// The API's URL, read from the server's "listening on" line.
+    pub url: String,
+    pub data_dir: PathBuf,
+    /// Everything the server wrote to stderr up to and including its "listening on" line.
+    pub startup: String,
+    /// Lines the server writes to stderr after starting; disconnects when stderr closes, i.e.
+    /// when the process has exited.
+    stderr: Receiver<String>,
+    /// The temp dir or database the server uses, removed after the server stops (fields drop
+    /// after `Drop::drop` has run).
+    temp_dir: Option<tempfile::TempDir>,
+    database: Option<TestDatabase>,
+}
+
+impl Server {
+    /// A server on SQLite in a fresh data directory, as a first-time user starts it.
+    pub fn start() -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::spawn(&data.path().join("wharf"), None);
+        server.temp_dir = Some(data);
+        server
+    }
+
+    /// A server on a fresh database of `backend`.
+    pub fn start_on(backend: Backend) -> Server {
+        match backend {
+            Backend::Sqlite => Server::start(),
+            Backend::Postgres => {
+                let db = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(TestDatabase::new(Backend::Postgres));
+                let mut server = Server::spawn(&db.data_dir().join("wharf"), Some(&db.url));
+                server.database = Some(db);
+                server
+            }
+        }
+    }
+
+    /// A server on SQLite in `data_dir`, which the caller owns (to start a server on it twice).
+    pub fn start_in(data_dir: &Path) -> Server {
+        Server::spawn(data_dir, None)
+    }
+
+    fn spawn(data_dir: &Path, database_url: Option<&str>) -> Server {
+        let mut command = Command::new(WHARF);
+        clean_wharf_env(&mut command);
+        command
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--api-addr", "127.0.0.1:0"])
+            .env("WHARF_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command.spawn().expect("start wharf server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines_tx, lines) = mpsc::channel();
+        // Reads stderr to its end, so the server never blocks on a full pipe; the channel
+        // disconnects when the server exits.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child: Some(child),
+            url: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            startup: String::new(),
+            stderr: lines,
+            temp_dir: None,
+            database: None,
+        };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match server.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    server.startup.push_str(&line);
+                    server.startup.push('\n');
+                    if let Some(rest) = line.strip_prefix("wharf API listening on ") {
+                        let url = rest.split_whitespace().next().unwrap_or_default();
+                        server.url = url.to_owned();
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "wharf server did not say it was listening within {DEADLINE:?}; its stderr:\n{}",
+                    server.startup
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "wharf server exited before listening; its stderr:\n{}",
+                    server.startup
+                ),
+            }
+        }
+        assert!(
+            server.url.starts_with("http://127.0.0.1:") && server.port() != 0,
+            "wharf server should listen on its real port, said {:?}",
+            server.url
+        );
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The token file a first start writes.
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.data_dir.join("admin-token")
+    }
+
+    /// Sends `signal` and waits for the server to exit; returns its status and what it wrote to
+    /// stderr after starting. Panics if it has not exited by the deadline.
+    pub fn stop_with(mut self, signal: &str) -> (ExitStatus, String) {
+        send_signal(self.pid(), signal);
+        let mut child = self.child.take().expect("server running");
+        let (exited, stderr) = wait_for_eof(&self.stderr);
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "wharf server did not stop within {DEADLINE:?} of {signal}; its stderr:\n{stderr}"
+            );
+        }
+        let status = child.wait().expect("wait for wharf server");
+        (status, stderr)
+    }
+}
+
+/// Collects lines until the channel disconnects (the process closed stderr, i.e. exited) or the
+/// deadline passes; returns whether it disconnected, and the lines.
+fn wait_for_eof(lines: &Receiver<String>) -> (bool, String) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut text = String::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            Err(RecvTimeoutError::Disconnected) => return (true, text),
+            Err(RecvTimeoutError::Timeout) => return (false, text),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let (exited, _) = wait_for_eof(&self.stderr);
+        if !exited {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+}
+
+/// What a finished client command printed, and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    pub stdout: String,
+    pub stderr: String,
+    /// `None` if a signal ended it.
+    pub code: Option<i32>,
+}
+
+impl Run {
+    /// Asserts exit 0 and returns the run.
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "`wharf {}` should succeed: {self:#?}",
+            self.args.join(" ")
+        );
+        self
+    }
+
+    /// Asserts exit 1 (a runtime error) and returns the run.
+    #[track_caller]
+    pub fn failure(self) -> Run {
+        assert_eq!(
+            self.code,
+            Some(1),
+            "`wharf {}` should fail with exit 1: {self:#?}",
+            self.args.join(" ")
+        );
+        self
+    }
+
+    /// Asserts exit 1, an empty stdout and a stderr that starts with `error: `; returns stderr.
+    #[track_caller]
+    pub fn error(self) -> String {
+        let run = self.failure();
+        assert_eq!(
+            run.stdout, "",
+            "an error prints nothing on stdout: {run:#?}"
+        );
+        assert!(
+            run.stderr.starts_with("error: "),
+            "errors start with `error: `: {run:#?}"
+        );
+        run.stderr
+    }
+
+    /// The command and what it printed, as a user sees it in a terminal, for snapshots.
+    pub fn transcript(&self) -> String {
+        let args: Vec<String> = self.args.iter().map(|a| shell_word(a)).collect();
+        let mut text = format!("$ wharf {}\n{}", args.join(" "), self.stdout);
+        if !self.stderr.is_empty() {
+            text.push_str("[stderr]\n");
+            text.push_str(&self.stderr);
+        }
+        if self.code != Some(0) {
+            let code = self.code.map_or("a signal".to_owned(), |c| c.to_string());
+            text.push_str(&format!("[exit {code}]\n"));
+        }
+        text
+    }
+
+    /// Stdout parsed as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "`wharf {}` printed invalid JSON ({e}): {self:#?}",
+                self.args.join(" ")
+            )
+        })
+    }
+}
+
+/// `arg` as it would be typed at a shell: quoted when it holds anything but plain characters.
+fn shell_word(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-=./:@,+%".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// A user at a terminal-less shell: their own `HOME`, wharf config dir and working directory,
+/// and no `WHARF_*` variables but the ones a test sets.
+pub struct Cli {
+    home: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Cli {
+    pub fn new() -> Cli {
+        let home = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(home.path().join("work")).expect("work dir");
+        Cli {
+            home,
+            env: Vec::new(),
+        }
+    }
+
+    /// A user who has run `wharf login` with `server`'s admin token.
+    pub fn logged_in(server: &Server) -> Cli {
+        let cli = Cli::new();
+        cli.login(server).success();
+        cli
+    }
+
+    /// Sets an environment variable for every later command.
+    pub fn env(mut self, key: &str, value: &str) -> Cli {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Where `wharf login` keeps credentials.
+    pub fn config_dir(&self) -> PathBuf {
+        self.home.path().join("wharf-config")
+    }
+
+    /// The working directory commands run in: empty, and not inside any git checkout.
+    pub fn work_dir(&self) -> PathBuf {
+        self.home.path().join("work")
+    }
+
+    /// Writes a file in the working directory.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.work_dir().join(name);
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// `wharf login --url URL --token-file <the server's admin-token>`.
+    pub fn login(&self, server: &Server) -> Run {
+        let token_file = server.admin_token_file();
+        self.run(&[
+            "login",
+            "--url",
+            &server.url,
+            "--token-file",
+            token_file.to_str().expect("utf-8 path"),
+        ])
+    }
+
+    /// Runs `wharf ARGS` with stdin at /dev/null (not a terminal).
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_inner(args, None)
+    }
+
+    /// Runs `wharf ARGS` with `input` on stdin (a pipe, not a terminal).
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        self.run_inner(args, Some(input))
+    }
+
+    /// A command in this user's environment: for `wharf` or for tools like git.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        clean_wharf_env(&mut command);
+        command
+            .env("HOME", self.home.path())
+            .env("WHARF_CONFIG_DIR", self.config_dir())
+            .env("NO_COLOR", "1")
+            // git must not find a checkout above the working dir, nor read the machine's config.
+            .env("GIT_CEILING_DIRECTORIES", self.home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .current_dir(self.work_dir());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    fn run_inner(&self, args: &[&str], input: Option<&str>) -> Run {
+        let mut command = self.command(WHARF);
+        command
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run wharf");
+        if let Some(input) = input {
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            stdin.write_all(input.as_bytes()).expect("write stdin");
+        }
+        let pid = child.id();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(child.wait_with_output());
+        });
+        let output = match done.recv_timeout(DEADLINE) {
+            Ok(output) => output.expect("wait for wharf"),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                panic!(
+                    "`wharf {}` did not finish within {DEADLINE:?}",
+                    args.join(" ")
+                );
+            }
+        };
+        Run {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
+            stderr: String::from_utf8(output.stderr).expect("utf-8 stderr"),
+            code: output.status.code(),
+        }
+    }
+}
+
+/// Snapshots `$text` (usually a [`Run::transcript`]) as `$name`, with [`filters`] applied.
+#[macro_export]
+macro_rules! assert_cli_snapshot {
+    ($name:expr, $text:expr $(,)?) => {
+        insta::with_settings!({filters => $crate::harness::filters()}, {
+            insta::assert_snapshot!($name, $text);
+        })
+    };
+}
+
+/// Replaces what changes from run to run (ports, ids, times, temp paths) in text people read,
+/// for snapshots.
+pub fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?",
+            "[TIME]",
+        ),
+        (
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "[UUID]",
+        ),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+        (r"/tmp/[^\s)]+", "[TEMP]"),
+    ]
+}

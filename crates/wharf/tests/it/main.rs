@@ -1,0 +1,15 @@
+//! Integration tests of the `wharf` binary: each test starts a real `wharf server` child on
+//! 127.0.0.1:0 with its own data directory and drives it with real `wharf` client commands, as a
+//! user at a shell would.
+
+mod harness;
+
+mod app_context;
+mod apps;
+mod completions;
+mod config;
+mod errors;
+mod flow;
+mod login;
+mod releases;
+mod shutdown;
