@@ -12,7 +12,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wharf_core::api::{
-    self, Account, App, AppCreate, AppUpdate, ConfigVarsBody, ErrorBody, Release,
+    self, Account, App, AppCreate, AppUpdate, Build, BuildCreate, ConfigVarsBody, ErrorBody,
+    Release, Source,
 };
 
 /// What can go wrong talking to wharf.
@@ -271,5 +272,58 @@ impl Client {
     pub async fn release_config_vars(&self, app: &str, release: &str) -> Result<ConfigVarsBody> {
         self.get(&["apps", app, "releases", release, "config-vars"])
             .await
+    }
+    /// Makes a source to upload an archive to.
+    pub async fn create_source(&self) -> Result<Source> {
+        self.json(self.request(Method::POST, &["sources"])).await
+    }
+
+    /// Uploads `body` (a gzipped tar of `len` bytes) to a source's signed `put_url`.
+    pub async fn upload_source(
+        &self,
+        put_url: &str,
+        body: reqwest::Body,
+        len: u64,
+    ) -> Result<serde_json::Value> {
+        let request = self
+            .http
+            .put(put_url)
+            .header(reqwest::header::CONTENT_TYPE, "application/gzip")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .timeout(Duration::from_secs(60 * 60))
+            .body(body);
+        self.json(request).await
+    }
+
+    /// Starts a build of an uploaded source.
+    pub async fn create_build(&self, app: &str, body: &BuildCreate) -> Result<Build> {
+        self.with_body(Method::POST, &["apps", app, "builds"], body)
+            .await
+    }
+
+    /// One build of the app.
+    pub async fn build(&self, app: &str, id: &str) -> Result<Build> {
+        self.get(&["apps", app, "builds", id]).await
+    }
+
+    /// The app's newest builds, newest first.
+    pub async fn builds(&self, app: &str, limit: Option<usize>) -> Result<Vec<Build>> {
+        let max = limit.unwrap_or(1000).clamp(1, 1000);
+        self.list(
+            &["apps", app, "builds"],
+            Some(format!("created_at ..; max={max}, order=desc")),
+            limit,
+        )
+        .await
+    }
+
+    /// Opens a build's `output_stream_url`; the response body is the output, as it happens.
+    pub async fn build_output(&self, output_stream_url: &str) -> Result<reqwest::Response> {
+        // The stream lasts as long as the build: no overall timeout, only the connect timeout.
+        let request = self
+            .http
+            .get(output_stream_url)
+            .timeout(Duration::from_secs(24 * 60 * 60));
+        self.send(request).await
     }
 }

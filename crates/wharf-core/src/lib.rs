@@ -18,3 +18,4 @@ pub mod name;
 pub mod procfile;
 pub mod range;
 pub mod release;
+pub mod size;

@@ -10,11 +10,14 @@
 //! (where the admin token went) is returned to the binary.
 
 mod auth;
+mod builds;
 mod error;
 mod extract;
 mod names;
 mod openapi;
 mod routes;
+mod signing;
+pub mod static_site;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -29,6 +32,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use wharf_store::Store;
 
+pub use builds::BuildSettings;
 pub use error::ApiError;
 pub use openapi::openapi_document;
 
@@ -49,6 +53,8 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// The API's URL as clients reach it; defaults to `http://<api_addr>`.
     pub public_url: Option<String>,
+    /// How builds run.
+    pub build: BuildSettings,
 }
 
 /// What links in API responses are made from.
@@ -79,6 +85,10 @@ impl Links {
 pub struct AppState {
     pub store: Store,
     pub links: Arc<Links>,
+    /// Signs and checks the URLs that need no token (source blobs, build output).
+    pub signer: signing::UrlSigner,
+    /// The build queue.
+    pub builds: builds::BuildRunner,
 }
 
 /// What [`prepare`] did about the admin token, for the binary to tell the operator.
@@ -107,6 +117,13 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] wharf_store::StoreError),
+    #[error("cannot open the image store: {0}")]
+    Images(#[from] wharf_image::ImageError),
+    #[error("cannot prepare {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Opens the data directory and the database, and makes sure someone can log in.
@@ -126,6 +143,38 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         None => Store::open_data_dir(&config.data_dir).await?,
     };
     let admin = bootstrap_admin(&store, config).await?;
+    // No build can be running in a server that is only starting: whatever was, was interrupted.
+    let interrupted = store
+        .fail_unfinished_builds(
+            "interrupted: the server stopped before the build finished; deploy again",
+        )
+        .await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            builds = interrupted,
+            "marked builds interrupted by the last stop as failed"
+        );
+    }
+    let images = wharf_image::ImageStore::open(&config.data_dir.join("images"))?;
+    let logs_dir = config.data_dir.join("logs").join("builds");
+    let logs =
+        builds::output::BuildLogs::new(logs_dir.clone()).map_err(|source| StartError::File {
+            path: logs_dir,
+            source,
+        })?;
+    let key_path = config.data_dir.join("url-signing-key");
+    let signer =
+        signing::UrlSigner::load_or_create(&key_path).map_err(|source| StartError::File {
+            path: key_path,
+            source,
+        })?;
+    let builds = builds::BuildRunner::new(
+        store.clone(),
+        images,
+        logs,
+        config.build.clone(),
+        config.data_dir.clone(),
+    );
     let links = Links {
         domain: config.domain.clone(),
         router_addr: config.router_addr,
@@ -138,6 +187,8 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         AppState {
             store,
             links: Arc::new(links),
+            signer,
+            builds,
         },
         admin,
     ))
@@ -173,7 +224,7 @@ pub fn admin_token_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Writes `contents` to `path` readable by its owner only, atomically (temp file + rename).
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -201,15 +252,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled; requests in flight then finish
-/// before this returns.
+/// Serves the API on `listener` until `shutdown` is cancelled; requests in flight then finish,
+/// and running builds are stopped, before this returns.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    axum::serve(listener, app)
+    let app = router(state.clone());
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .await;
+    // Running builds are cancelled (they fail as interrupted) and waited for, so no build
+    // process outlives the server.
+    state.builds.shutdown().await;
+    served
 }

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{account, apps, config_vars, meta, releases};
+use crate::routes::{account, apps, builds, config_vars, meta, releases, sources};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -28,6 +28,8 @@ use crate::AppState;
         (name = "apps", description = "Applications"),
         (name = "config-vars", description = "An app's environment; every change makes a release"),
         (name = "releases", description = "Immutable, numbered (build, config) pairs"),
+        (name = "sources", description = "Source archives to build, uploaded to signed URLs"),
+        (name = "builds", description = "Source → image, streamed as it happens; a success makes a release"),
         (name = "meta", description = "Health and this document"),
     )
 )]
@@ -60,12 +62,18 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(releases::list))
         .routes(routes!(releases::info))
         .routes(routes!(releases::config_vars))
+        .routes(routes!(sources::create))
+        .routes(routes!(builds::create, builds::list))
+        .routes(routes!(builds::info))
         .routes(routes!(meta::openapi_json))
 }
 
 /// The routes anyone may call.
 fn public_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(meta::healthz))
+    OpenApiRouter::new()
+        .routes(routes!(meta::healthz))
+        .routes(routes!(sources::upload, sources::download))
+        .routes(routes!(builds::output))
 }
 
 /// Every route, the authenticated ones behind the token check.

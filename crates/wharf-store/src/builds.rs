@@ -12,7 +12,7 @@ use wharf_core::range::Range;
 use crate::config::load_for_update;
 use crate::page::{bind_all, FieldKind, KeysetQuery};
 use crate::releases::{insert_release, ReleaseRecord};
-use crate::{new_id, now, Page, Result, Store, StoreError};
+use crate::{new_id, now, now_precise, Page, Result, Store, StoreError};
 
 /// An uploaded (or awaited) source archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl Store {
         user_id: &str,
     ) -> Result<BuildRecord> {
         let id = new_id();
-        let at = now();
+        let at = now_precise();
         sqlx::query(
             "INSERT INTO builds (id, app_id, source_id, source_version, status, user_id, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)",
@@ -219,7 +219,7 @@ impl Store {
             sql.push_str(" AND ");
             sql.push_str(condition);
         }
-        // Builds made in the same second keep their order by id.
+        // `created_at` has microseconds, so it orders builds as they were made; ids break exact ties.
         sql.push_str(&format!(
             " ORDER BY {}, b.id LIMIT {}",
             keyset.order_by, keyset.limit

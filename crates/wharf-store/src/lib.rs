@@ -160,6 +160,13 @@ pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// The current time with microseconds (`2026-11-24T22:13:28.123456Z`), for rows listed in the
+/// order they were made: the text still sorts as time, and rows made in the same second keep
+/// their order (a Range over whole seconds would skip rows sharing the boundary second).
+pub(crate) fn now_precise() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -45,6 +45,29 @@ pub enum Command {
     /// Show an app's releases
     #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
     Releases(ReleasesArgs),
+    /// Build the app from a directory's source and release it
+    Deploy(DeployArgs),
+    /// Show an app's builds and their output
+    #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
+    Builds(BuildsArgs),
+    /// Check every blob of the image store against its digest
+    Fsck {
+        /// The server's data directory [default: as `wharf server`]
+        #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve a directory of static files on $PORT (the `web` process of static sites)
+    ServeStatic {
+        /// The port to listen on
+        #[arg(long, env = "PORT", default_value_t = 5000)]
+        port: u16,
+        /// The directory to serve
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Print a shell completion script (e.g. `wharf completions bash > /etc/bash_completion.d/wharf`)
     Completions {
         #[arg(value_enum)]
@@ -100,6 +123,107 @@ pub struct ServerArgs {
     /// The API's URL as clients reach it, for links in responses [default: http://<api-addr>]
     #[arg(long, env = "WHARF_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// A build running longer than this many seconds is stopped
+    #[arg(
+        long,
+        env = "WHARF_BUILD_TIMEOUT",
+        default_value_t = 900,
+        value_name = "SECONDS"
+    )]
+    pub build_timeout: u64,
+    /// How many builds (of different apps) may run at once
+    #[arg(
+        long,
+        env = "WHARF_BUILD_CONCURRENCY",
+        default_value_t = 2,
+        value_name = "N"
+    )]
+    pub build_concurrency: usize,
+    /// Isolate builds in namespaces: auto (when the host allows), namespaces (required) or none
+    #[arg(
+        long,
+        env = "WHARF_SANDBOX",
+        default_value = "auto",
+        value_name = "MODE"
+    )]
+    pub sandbox: String,
+    /// Largest source archive accepted, in bytes (compressed)
+    #[arg(long, env = "WHARF_MAX_SOURCE_BYTES", default_value_t = 512 * 1024 * 1024, value_name = "BYTES")]
+    pub max_source_bytes: u64,
+    /// Largest unpacked source accepted, in bytes
+    #[arg(long, env = "WHARF_MAX_SOURCE_UNPACKED_BYTES", default_value_t = 2 * 1024 * 1024 * 1024, value_name = "BYTES")]
+    pub max_source_unpacked_bytes: u64,
+    /// Most files and directories a source archive may hold
+    #[arg(
+        long,
+        env = "WHARF_MAX_SOURCE_ENTRIES",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    pub max_source_entries: u64,
+    /// Longest path a source archive may hold, in bytes
+    #[arg(
+        long,
+        env = "WHARF_MAX_SOURCE_PATH",
+        default_value_t = 1024,
+        value_name = "BYTES"
+    )]
+    pub max_source_path: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The app's source directory
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub app: AppArg,
+    /// What to call this version of the source [default: the git commit, if any]
+    #[arg(long, value_name = "VERSION")]
+    pub source_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildsArgs {
+    #[command(subcommand)]
+    pub command: Option<BuildsCommand>,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+    /// How many builds to show, newest first
+    #[arg(short, long, default_value_t = 15)]
+    pub num: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildsCommand {
+    /// List builds, newest first (the default)
+    List {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+        /// How many builds to show
+        #[arg(short, long, default_value_t = 15)]
+        num: usize,
+    },
+    /// Show one build (the newest by default)
+    Info {
+        /// The build's id
+        build: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Print a build's output (the newest by default), following it while it runs
+    Output {
+        /// The build's id
+        build: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -261,4 +385,13 @@ pub enum ReleasesCommand {
         #[command(flatten)]
         json: JsonArg,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -97,20 +97,27 @@ pub fn client(global: &Global) -> anyhow::Result<Client> {
     Ok(Client::new(&url, token)?)
 }
 
-/// The app a command acts on: `--app`/`WHARF_APP`, else the app of the git remote named `wharf`.
+/// The app a command acts on: `--app`/`WHARF_APP`, else the app of the git remote named `wharf`
+/// of the current directory.
 pub fn app_name(arg: &AppArg) -> anyhow::Result<String> {
+    app_name_in(arg, Path::new("."))
+}
+
+/// Like [`app_name`], looking for the git remote in `dir`.
+pub fn app_name_in(arg: &AppArg, dir: &Path) -> anyhow::Result<String> {
     if let Some(app) = &arg.app {
         return Ok(app.clone());
     }
-    if let Some(app) = app_from_git_remote() {
+    if let Some(app) = app_from_git_remote(dir) {
         return Ok(app);
     }
     bail!("no app given: pass --app NAME, set WHARF_APP, or run this in a git checkout with a remote named `wharf`")
 }
 
-fn app_from_git_remote() -> Option<String> {
+fn app_from_git_remote(dir: &Path) -> Option<String> {
     let output = std::process::Command::new("git")
         .args(["remote", "get-url", "wharf"])
+        .current_dir(dir)
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;

@@ -5,9 +5,12 @@
 #![forbid(unsafe_code)]
 
 mod apps;
+mod builds;
 mod cli;
 mod config;
 mod context;
+mod deploy;
+mod fsck;
 mod login;
 mod output;
 mod releases;
@@ -51,6 +54,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apps(args) => apps::run(&cli.global, args).await,
         Command::Config(args) => config::run(&cli.global, args).await,
         Command::Releases(args) => releases::run(&cli.global, args).await,
+        Command::Deploy(args) => deploy::run(&cli.global, args).await,
+        Command::Builds(args) => builds::run(&cli.global, args).await,
+        Command::Fsck { data_dir, json } => fsck::run(data_dir, json),
+        Command::ServeStatic { port, dir } => server::serve_static(port, dir).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut std::io::stdout());
             Ok(())

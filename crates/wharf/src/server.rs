@@ -4,15 +4,19 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use wharf_server::{AdminToken, ServerConfig};
+
+use wharf_build::SandboxMode;
+use wharf_image::archive::Limits;
+use wharf_server::{AdminToken, BuildSettings, ServerConfig};
 
 use crate::cli::ServerArgs;
 
 /// The default data directory: `$XDG_DATA_HOME/wharf` or `~/.local/share/wharf`.
-fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("wharf"));
     }
@@ -40,6 +44,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         domain: args.domain,
         admin_token: args.admin_token,
         public_url: args.public_url,
+        build: BuildSettings {
+            timeout: Duration::from_secs(args.build_timeout),
+            concurrency: args.build_concurrency,
+            sandbox: args
+                .sandbox
+                .parse::<SandboxMode>()
+                .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?,
+            limits: Limits {
+                max_archive_bytes: args.max_source_bytes,
+                max_unpacked_bytes: args.max_source_unpacked_bytes,
+                max_entries: args.max_source_entries,
+                max_path_len: args.max_source_path,
+            },
+        },
     };
     let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
         format!(
@@ -110,4 +128,19 @@ impl Signals {
         }
         shutdown.cancel();
     }
+}
+
+/// `wharf serve-static`: serves `dir` on `port` until SIGINT or SIGTERM.
+pub async fn serve_static(port: u16, dir: PathBuf) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
+    let listener = TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("cannot listen on port {port}"))?;
+    eprintln!("Serving {} on port {port}", dir.display());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(Signals::new()?.cancel_on_first(shutdown.clone()));
+    wharf_server::static_site::serve(listener, &dir, shutdown).await?;
+    Ok(())
 }

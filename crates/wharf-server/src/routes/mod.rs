@@ -3,9 +3,11 @@
 
 pub mod account;
 pub mod apps;
+pub mod builds;
 pub mod config_vars;
 pub mod meta;
 pub mod releases;
+pub mod sources;
 
 use wharf_core::api::{ErrorBody, Generation, NamedRef};
 

@@ -33,6 +33,8 @@ macro_rules! on_both_databases {
 /// A running server with its own database.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's data directory.
+    pub data_dir: std::path::PathBuf,
     pub http: reqwest::Client,
     pub state: wharf_server::AppState,
     shutdown: CancellationToken,
@@ -76,6 +78,17 @@ impl TestServer {
             domain: "localhost".into(),
             admin_token: Some(ADMIN_TOKEN.into()),
             public_url: None,
+            build: wharf_server::BuildSettings {
+                timeout: std::time::Duration::from_secs(120),
+                concurrency: 2,
+                sandbox: wharf_build::SandboxMode::None,
+                limits: wharf_image::archive::Limits {
+                    max_archive_bytes: 1024 * 1024,
+                    max_unpacked_bytes: 8 * 1024 * 1024,
+                    max_entries: 1000,
+                    max_path_len: 200,
+                },
+            },
         };
         let (state, _) = wharf_server::prepare(&config).await.unwrap();
         let shutdown = CancellationToken::new();
@@ -86,6 +99,7 @@ impl TestServer {
         ));
         TestServer {
             addr,
+            data_dir: db.data_dir(),
             http: reqwest::Client::new(),
             state,
             shutdown,

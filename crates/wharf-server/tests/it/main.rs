@@ -5,6 +5,7 @@ mod harness;
 
 mod account;
 mod apps;
+mod builds;
 mod config_vars;
 mod conventions;
 mod openapi;

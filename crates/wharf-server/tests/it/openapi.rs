@@ -25,7 +25,11 @@ async fn the_served_document_is_openapi_3_1_and_every_path_is_served() {
 
     let paths = document["paths"].as_object().unwrap();
     for (path, operations) in paths {
-        let concrete = path.replace("{app}", "doc-app").replace("{release}", "1");
+        let concrete = path
+            .replace("{app}", "doc-app")
+            .replace("{release}", "1")
+            .replace("{build}", "0e6f0a9e-4a4b-4c6c-9a51-0f5a0c5f2b11")
+            .replace("{id}", "0e6f0a9e-4a4b-4c6c-9a51-0f5a0c5f2b11");
         for method in operations.as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut request = server.request(method.clone(), &concrete);

@@ -8,6 +8,7 @@ mod app_context;
 mod apps;
 mod completions;
 mod config;
+mod deploy;
 mod errors;
 mod flow;
 mod login;

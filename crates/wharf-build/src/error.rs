@@ -1,0 +1,98 @@
+//! Why a build failed. Every message is shown to the user as the last line of the build output,
+//! so each one says what failed and how to fix it.
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use wharf_core::procfile::ProcfileError;
+
+/// A build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "no build provider matched this app: wharf looked for bin/build (a build script), \
+         bin/detect + bin/compile (a buildpack), requirements.txt or pyproject.toml (Python), \
+         package.json (Node), Cargo.toml (Rust), index.html (a static site) and a Procfile at the \
+         top of the source; add one of them"
+    )]
+    NoProviderMatched,
+
+    #[error("the Procfile is invalid: {0}")]
+    InvalidProcfile(#[source] ProcfileError),
+
+    #[error(
+        "step `{step}` failed ({status}): its output is above; fix what it reports and build again"
+    )]
+    CommandFailed { step: String, status: ExitStatus },
+
+    #[error(
+        "the build timed out after {}s and was stopped: make the build faster or raise \
+         WHARF_BUILD_TIMEOUT",
+        after.as_secs()
+    )]
+    TimedOut { after: Duration },
+
+    #[error("the build was cancelled")]
+    Cancelled,
+
+    #[error("could not {action} `{}`: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("could not start `{program}` for step `{step}`: {source}")]
+    Spawn {
+        step: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{path}` is not executable: run `chmod +x {path}` and commit the change")]
+    NotExecutable { path: String },
+
+    #[error("{tool} is needed to build this app but was not found: {hint}")]
+    ToolMissing {
+        tool: &'static str,
+        hint: &'static str,
+    },
+
+    #[error(
+        "the build sandbox `namespaces` is not available: {reason}; install bubblewrap \
+         (`apt-get install bubblewrap`) or set WHARF_BUILD_SANDBOX=auto or none"
+    )]
+    SandboxUnavailable { reason: String },
+
+    #[error(
+        "the app's buildpack rejected it: bin/detect exited with {status}; fix bin/detect, or \
+         remove bin/detect, bin/compile and bin/release to let wharf detect the language"
+    )]
+    BuildpackRejected { status: ExitStatus },
+
+    #[error("the buildpack's bin/release printed invalid YAML: line {line}: {reason}")]
+    InvalidRelease { line: usize, reason: String },
+
+    #[error("{file} is invalid: {reason}")]
+    InvalidManifest { file: &'static str, reason: String },
+
+    #[error("invalid build request: {0}")]
+    InvalidRequest(String),
+}
+
+impl BuildError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        BuildError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

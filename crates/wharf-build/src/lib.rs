@@ -1,0 +1,255 @@
+//! wharf's build stage: it turns an app's checked, unpacked source into a built app tree, plus
+//! what the image needs to know about it (process types, env defaults, which paths are the
+//! dependency layer). It owns provider detection and the providers (`provider/`, one file each),
+//! the build sandbox (`sandbox`, `process_tree`), the per-app build cache (`cache`) and the build
+//! log the user reads (`log`). It must not touch the database, HTTP or the image store: the
+//! server calls [`build`], streams the log, and packs the image from [`BuildOutput`].
+//!
+//! Layout of a build's scratch directory (`BuildRequest::work_dir`): `app/` is the app tree (a
+//! copy of the source, built in place; `/app` inside the namespaces sandbox), `home/` is the
+//! build's `HOME`, `tmp/` its `TMPDIR` without namespaces, `env/` a buildpack's empty `ENV_DIR`.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wharf_core::procfile::Procfile;
+
+mod cache;
+mod error;
+mod log;
+mod process_tree;
+mod provider;
+mod sandbox;
+mod toolchain;
+mod tree;
+
+pub use error::BuildError;
+pub use sandbox::{ParseSandboxModeError, SandboxMode, APP_MOUNT, SYSTEM_PATH};
+
+use cache::ProviderCache;
+use log::BuildLog;
+use provider::BuildContext;
+use sandbox::{Limits, Sandbox};
+
+/// What to build, and where.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The checked, unpacked source. Only read: the build works on a copy.
+    pub source_dir: PathBuf,
+    /// An empty scratch directory for this build (created if missing); the app tree is built in
+    /// it. The server deletes it afterwards.
+    pub work_dir: PathBuf,
+    /// `$DATA/cache/<app>`: persistent per app, one subdirectory per provider. Never part of
+    /// the app tree.
+    pub cache_dir: PathBuf,
+    /// The time limit of the whole build (`WHARF_BUILD_TIMEOUT`).
+    pub timeout: Duration,
+    /// Which sandbox to build in (`WHARF_BUILD_SANDBOX`).
+    pub sandbox: SandboxMode,
+    /// Extra variables for build commands. Empty for now: builds never see app config vars.
+    pub buildpack_env: BTreeMap<String, String>,
+    /// Host directories the namespaces sandbox replaces with an empty directory, so a build
+    /// cannot read them (the server passes its data directory: the database, other apps' images
+    /// and caches). The parents of `cache_dir` and `work_dir` are always hidden; the build's own
+    /// scratch and cache stay visible.
+    pub hidden_paths: Vec<PathBuf>,
+}
+
+impl BuildRequest {
+    /// A request with the default timeout (15 minutes), sandbox mode `auto`, no extra env and
+    /// no extra hidden paths.
+    pub fn new(source_dir: PathBuf, work_dir: PathBuf, cache_dir: PathBuf) -> Self {
+        BuildRequest {
+            source_dir,
+            work_dir,
+            cache_dir,
+            timeout: Duration::from_secs(15 * 60),
+            sandbox: SandboxMode::Auto,
+            buildpack_env: BTreeMap::new(),
+            hidden_paths: Vec::new(),
+        }
+    }
+}
+
+/// A built app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOutput {
+    /// The built app tree (inside `work_dir`); it becomes `/app` in the image.
+    pub app_dir: PathBuf,
+    /// Paths relative to `app_dir` that form the dependency layer (`.venv`, `node_modules`);
+    /// everything else is the code layer.
+    pub dependency_paths: Vec<PathBuf>,
+    /// Image env defaults, with paths under `/app` (the image's working dir), e.g. `PATH`.
+    pub env: BTreeMap<String, String>,
+    /// Process type → command: the Procfile's entries, plus the provider's defaults (and a
+    /// buildpack's `default_process_types`) for types the Procfile does not have.
+    pub process_types: BTreeMap<String, String>,
+    /// The provider that built the app: `bin-build`, `buildpack`, `python`, `node`, `rust`,
+    /// `static` or `procfile`.
+    pub provider: String,
+}
+
+/// Builds `req.source_dir` into an app tree under `req.work_dir`.
+///
+/// `log` receives the build output as it happens, one line per message, each ending in `\n`.
+/// Cancelling `cancel` stops the running command (its whole process tree) and fails the build
+/// with [`BuildError::Cancelled`]; running past `req.timeout` does the same with
+/// [`BuildError::TimedOut`]. Dropping the returned future kills the running command's processes.
+pub async fn build(
+    req: BuildRequest,
+    log: UnboundedSender<String>,
+    cancel: CancellationToken,
+) -> Result<BuildOutput, BuildError> {
+    let log = BuildLog::new(log);
+    let limits = Limits {
+        cancel,
+        deadline: Instant::now() + req.timeout,
+        timeout: req.timeout,
+    };
+    check_request(&req)?;
+
+    // A broken Procfile fails the build before anything is installed.
+    read_procfile(&req.source_dir)?;
+    let detected = provider::detect(&req.source_dir).ok_or(BuildError::NoProviderMatched)?;
+    log.step(detected.detected());
+
+    let isolation = Sandbox::resolve(req.sandbox, &log).await?;
+    let app_dir = req.work_dir.join("app");
+    {
+        let app = app_dir.clone();
+        tree::blocking(move || tree::remove(&app)).await?;
+        tree::copy_source(&req.source_dir, &app_dir).await?;
+    }
+    let mut hidden = req.hidden_paths.clone();
+    hidden.extend(
+        [req.cache_dir.parent(), req.work_dir.parent()]
+            .into_iter()
+            .flatten()
+            .filter(|p| deep_enough_to_hide(p))
+            .map(Path::to_path_buf),
+    );
+    let sandbox = Sandbox::new(
+        isolation,
+        app_dir.clone(),
+        req.work_dir.clone(),
+        req.cache_dir.clone(),
+        hidden,
+    );
+    sandbox.prepare()?;
+    let cache = ProviderCache::new(&req.cache_dir, detected.name());
+    std::fs::create_dir_all(cache.path())
+        .map_err(|e| BuildError::io("create directory", cache.path(), e))?;
+    limits.check()?;
+
+    let ctx = BuildContext {
+        sandbox: &sandbox,
+        log: &log,
+        limits: &limits,
+        app_dir: &app_dir,
+        work_dir: &req.work_dir,
+        cache,
+        buildpack_env: &req.buildpack_env,
+    };
+    let built = detected.build(&ctx).await?;
+    limits.check()?;
+
+    // Read again from the app tree: a build script or buildpack may have written the Procfile.
+    let procfile = read_procfile(&app_dir)?;
+    let process_types = process_types(&log, detected.name(), procfile, built.default_process_types);
+    log.step("Build succeeded");
+    Ok(BuildOutput {
+        app_dir,
+        dependency_paths: built.dependency_paths,
+        env: built.env,
+        process_types,
+        provider: detected.name().to_owned(),
+    })
+}
+
+fn check_request(req: &BuildRequest) -> Result<(), BuildError> {
+    if !req.source_dir.is_dir() {
+        return Err(BuildError::InvalidRequest(format!(
+            "the source directory `{}` does not exist",
+            req.source_dir.display()
+        )));
+    }
+    for (what, dir) in [("work", &req.work_dir), ("cache", &req.cache_dir)] {
+        if !dir.is_absolute() {
+            return Err(BuildError::InvalidRequest(format!(
+                "the {what} directory `{}` must be an absolute path",
+                dir.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(&req.work_dir)
+        .map_err(|e| BuildError::io("create directory", &req.work_dir, e))?;
+    if req.cache_dir.starts_with(&req.work_dir) || req.work_dir.starts_with(&req.cache_dir) {
+        return Err(BuildError::InvalidRequest(format!(
+            "the cache directory `{}` and the work directory `{}` must not contain each other",
+            req.cache_dir.display(),
+            req.work_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Only directories at least two levels below `/` are hidden automatically, so a scratch dir
+/// directly under `/tmp` or `/var` never hides the whole of `/tmp` or `/var`.
+fn deep_enough_to_hide(path: &Path) -> bool {
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count()
+        >= 2
+}
+
+fn read_procfile(dir: &Path) -> Result<Option<Procfile>, BuildError> {
+    let path = dir.join("Procfile");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Procfile::parse(&text)
+            .map(Some)
+            .map_err(BuildError::InvalidProcfile),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BuildError::io("read", path, e)),
+    }
+}
+
+/// The Procfile's entries, plus the provider's defaults for the types it does not name.
+fn process_types(
+    log: &BuildLog,
+    provider: &str,
+    procfile: Option<Procfile>,
+    defaults: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    log.step("Discovering process types");
+    let mut types = BTreeMap::new();
+    if let Some(procfile) = &procfile {
+        for entry in procfile.entries() {
+            types.insert(entry.process_type.to_string(), entry.command.clone());
+        }
+        let names: Vec<&str> = procfile.process_types().map(|t| t.as_str()).collect();
+        log.note(&format!("Procfile declares types -> {}", names.join(", ")));
+    }
+    let mut added = Vec::new();
+    for (name, command) in defaults {
+        if let std::collections::btree_map::Entry::Vacant(slot) = types.entry(name) {
+            added.push(slot.key().clone());
+            slot.insert(command);
+        }
+    }
+    if !added.is_empty() {
+        log.note(&format!(
+            "Default types for {provider} -> {}",
+            added.join(", ")
+        ));
+    }
+    if !types.contains_key("web") {
+        log.note(
+            "no `web` process type: add `web: <command>` to the Procfile if the app serves HTTP",
+        );
+    }
+    types
+}

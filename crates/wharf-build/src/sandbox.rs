@@ -1,0 +1,679 @@
+//! The build sandbox: every build command runs through [`Sandbox::run`].
+//!
+//! What every mode guarantees: a clean environment (only `PATH`, `HOME`, `LANG`, `TMPDIR`, `PWD`
+//! and the provider's own variables, never the server's environment), the command in its own process
+//! group with stdin closed and stdout+stderr merged into one pipe read line by line, and on
+//! timeout or cancel the whole process tree stopped (SIGTERM, SIGKILL after a grace) and waited
+//! for. With bubblewrap ([`Isolation::Bubblewrap`]) the command also gets its own pid and IPC
+//! namespace, a read-only view of the host, a private `/tmp` and `/run`, and write access only to
+//! the build's scratch directory and the app's cache, with the app tree mounted at `/app`.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::BuildError;
+use crate::log::{BuildLog, OutputStyle};
+use crate::process_tree::ProcessTree;
+
+/// `PATH` in the sandbox and, with the provider's directories in front, in the image.
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where the app tree is mounted inside the bubblewrap sandbox; also the image's working dir.
+pub const APP_MOUNT: &str = "/app";
+
+/// How long a stopped command gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long output is still read after a command's processes are gone. Only a process that
+/// escaped the tree (possible without namespaces) can hold the pipe open that long.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Longest line passed on as one message; longer output is split.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Which sandbox builds run in (`WHARF_BUILD_SANDBOX`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Namespaces when bubblewrap works on this host, otherwise none (with a line in the log).
+    #[default]
+    Auto,
+    /// No isolation beyond the clean environment and process-group cleanup.
+    None,
+    /// bubblewrap namespaces; the build fails if they are not available.
+    Namespaces,
+}
+
+/// `WHARF_BUILD_SANDBOX` is not one of the known modes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown build sandbox mode `{0}`: use `auto`, `none` or `namespaces`")]
+pub struct ParseSandboxModeError(String);
+
+impl FromStr for SandboxMode {
+    type Err = ParseSandboxModeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(SandboxMode::Auto),
+            "none" => Ok(SandboxMode::None),
+            "namespaces" => Ok(SandboxMode::Namespaces),
+            other => Err(ParseSandboxModeError(other.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for SandboxMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SandboxMode::Auto => "auto",
+            SandboxMode::None => "none",
+            SandboxMode::Namespaces => "namespaces",
+        })
+    }
+}
+
+/// The isolation a build actually runs with, once [`SandboxMode`] is resolved on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    None,
+    Bubblewrap { bwrap: PathBuf },
+}
+
+/// When a build must stop: the cancel token, and the deadline of the whole build.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub cancel: CancellationToken,
+    pub deadline: Instant,
+    pub timeout: Duration,
+}
+
+impl Limits {
+    /// Fails if the build was cancelled or ran out of time; checked between steps.
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
+        if self.cancel.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        if Instant::now() >= self.deadline {
+            return Err(BuildError::TimedOut {
+                after: self.timeout,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One command to run in the sandbox, with the app tree as its working directory.
+#[derive(Debug, Clone)]
+pub(crate) struct SandboxCommand {
+    step: String,
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(String, OsString)>,
+    path_prefix: Vec<PathBuf>,
+    style: OutputStyle,
+}
+
+impl SandboxCommand {
+    /// `step` names the command in errors (`step `pip install` failed`).
+    pub(crate) fn new(step: impl Into<String>, program: impl Into<OsString>) -> Self {
+        SandboxCommand {
+            step: step.into(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            path_prefix: Vec::new(),
+            style: OutputStyle::Indented,
+        }
+    }
+
+    pub(crate) fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub(crate) fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub(crate) fn env(mut self, key: &str, value: impl Into<OsString>) -> Self {
+        self.env.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// Directories put in front of [`SYSTEM_PATH`] (the provider's toolchain).
+    pub(crate) fn path_prefix(mut self, dirs: &[PathBuf]) -> Self {
+        self.path_prefix.extend(dirs.iter().cloned());
+        self
+    }
+
+    pub(crate) fn raw_output(mut self) -> Self {
+        self.style = OutputStyle::Raw;
+        self
+    }
+
+    fn program_display(&self) -> String {
+        self.program.to_string_lossy().into_owned()
+    }
+}
+
+/// The sandbox of one build.
+#[derive(Debug)]
+pub(crate) struct Sandbox {
+    isolation: Isolation,
+    /// The app tree on the host.
+    app_dir: PathBuf,
+    /// The build's scratch directory (holds the app tree, HOME, TMPDIR); writable.
+    work_dir: PathBuf,
+    /// The app's build cache; writable.
+    cache_dir: PathBuf,
+    /// Host directories replaced by an empty tmpfs (other apps' caches, the server's data).
+    hidden: Vec<PathBuf>,
+}
+
+impl Sandbox {
+    pub(crate) fn new(
+        isolation: Isolation,
+        app_dir: PathBuf,
+        work_dir: PathBuf,
+        cache_dir: PathBuf,
+        hidden: Vec<PathBuf>,
+    ) -> Self {
+        Sandbox {
+            isolation,
+            app_dir,
+            work_dir,
+            cache_dir,
+            hidden,
+        }
+    }
+
+    /// Resolves `mode` on this host: probes bubblewrap unless `mode` is `none`.
+    pub(crate) async fn resolve(
+        mode: SandboxMode,
+        log: &BuildLog,
+    ) -> Result<Isolation, BuildError> {
+        match mode {
+            SandboxMode::None => {
+                log.step("Sandbox: none (builds run unisolated, WHARF_BUILD_SANDBOX=none)");
+                Ok(Isolation::None)
+            }
+            SandboxMode::Namespaces => {
+                let bwrap = probe_bubblewrap()
+                    .await
+                    .map_err(|reason| BuildError::SandboxUnavailable { reason })?;
+                log.step("Sandbox: namespaces (bubblewrap)");
+                Ok(Isolation::Bubblewrap { bwrap })
+            }
+            SandboxMode::Auto => match probe_bubblewrap().await {
+                Ok(bwrap) => {
+                    log.step("Sandbox: namespaces (bubblewrap)");
+                    Ok(Isolation::Bubblewrap { bwrap })
+                }
+                Err(reason) => {
+                    log.step("Sandbox: none");
+                    log.note(&format!(
+                        "namespaces are not available ({reason}); install bubblewrap to isolate builds"
+                    ));
+                    Ok(Isolation::None)
+                }
+            },
+        }
+    }
+
+    /// The app tree as build commands see it: `/app` in bubblewrap, else its host path.
+    pub(crate) fn app_path(&self) -> PathBuf {
+        match self.isolation {
+            Isolation::None => self.app_dir.clone(),
+            Isolation::Bubblewrap { .. } => PathBuf::from(APP_MOUNT),
+        }
+    }
+
+    pub(crate) fn home(&self) -> PathBuf {
+        self.work_dir.join("home")
+    }
+
+    fn tmp(&self) -> PathBuf {
+        match self.isolation {
+            Isolation::None => self.work_dir.join("tmp"),
+            Isolation::Bubblewrap { .. } => PathBuf::from("/tmp"),
+        }
+    }
+
+    /// Creates the directories the sandbox hands to commands.
+    pub(crate) fn prepare(&self) -> Result<(), BuildError> {
+        for dir in [
+            self.home(),
+            self.work_dir.join("tmp"),
+            self.cache_dir.clone(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| BuildError::io("create directory", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `cmd`, sending its output to `log` line by line; fails unless it exits with 0.
+    pub(crate) async fn run(
+        &self,
+        cmd: &SandboxCommand,
+        log: &BuildLog,
+        limits: &Limits,
+    ) -> Result<(), BuildError> {
+        let style = cmd.style;
+        let status = self
+            .exec(cmd, limits, &mut |line| log.output(style, line))
+            .await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(BuildError::CommandFailed {
+                step: cmd.step.clone(),
+                status,
+            })
+        }
+    }
+
+    /// Runs `cmd` and returns its exit status and its output (not sent to the log).
+    pub(crate) async fn output(
+        &self,
+        cmd: &SandboxCommand,
+        limits: &Limits,
+    ) -> Result<(ExitStatus, String), BuildError> {
+        let mut out = String::new();
+        let status = self
+            .exec(cmd, limits, &mut |line| {
+                out.push_str(line);
+                out.push('\n');
+            })
+            .await?;
+        Ok((status, out))
+    }
+
+    fn command(&self, cmd: &SandboxCommand) -> tokio::process::Command {
+        let mut path = OsString::new();
+        for dir in &cmd.path_prefix {
+            path.push(dir);
+            path.push(":");
+        }
+        path.push(SYSTEM_PATH);
+
+        let mut command = match &self.isolation {
+            Isolation::None => {
+                let mut c = tokio::process::Command::new(&cmd.program);
+                c.args(&cmd.args).current_dir(&self.app_dir);
+                c
+            }
+            Isolation::Bubblewrap { bwrap } => {
+                let mut c = tokio::process::Command::new(bwrap);
+                c.args(self.bubblewrap_args())
+                    .arg("--")
+                    .arg(&cmd.program)
+                    .args(&cmd.args)
+                    // bwrap itself starts in a directory that exists on the host.
+                    .current_dir(&self.work_dir);
+                c
+            }
+        };
+        command
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", self.home())
+            .env("LANG", "C.UTF-8")
+            .env("TMPDIR", self.tmp())
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        if self.isolation == Isolation::None {
+            // bwrap sets PWD after --chdir; set it here too so both modes look the same.
+            command.env("PWD", &self.app_dir);
+        }
+        command
+    }
+
+    fn bubblewrap_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = [
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--cap-drop",
+            "ALL",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(OsString::from));
+
+        // The host, read-only, one top-level entry at a time so that `/app` can be created in
+        // bwrap's own root (a read-only bind of `/` itself would leave no place for it).
+        let skip = ["proc", "dev", "tmp", "run", "app"];
+        if let Ok(entries) = std::fs::read_dir("/") {
+            let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let name = entry.file_name();
+                if skip.iter().any(|s| name == *s) {
+                    continue;
+                }
+                let host = Path::new("/").join(&name);
+                match entry.file_type() {
+                    Ok(t) if t.is_symlink() => {
+                        if let Ok(target) = std::fs::read_link(&host) {
+                            push(&["--symlink".as_ref(), target.as_os_str(), host.as_os_str()]);
+                        }
+                    }
+                    Ok(t) if t.is_dir() || t.is_file() => {
+                        push(&["--ro-bind".as_ref(), host.as_os_str(), host.as_os_str()]);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        push(&["--proc".as_ref(), "/proc".as_ref()]);
+        push(&["--dev".as_ref(), "/dev".as_ref()]);
+        push(&["--tmpfs".as_ref(), "/tmp".as_ref()]);
+        // /run holds sockets (a read-only bind does not stop connect()), so it is private;
+        // only the resolver config is kept when /etc/resolv.conf points into it.
+        push(&["--tmpfs".as_ref(), "/run".as_ref()]);
+        if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf") {
+            if resolv.starts_with("/run") {
+                push(&["--ro-bind".as_ref(), resolv.as_os_str(), resolv.as_os_str()]);
+            }
+        }
+        for hidden in &self.hidden {
+            if hidden.is_dir() {
+                push(&["--tmpfs".as_ref(), hidden.as_os_str()]);
+            }
+        }
+        push(&[
+            "--bind".as_ref(),
+            self.work_dir.as_os_str(),
+            self.work_dir.as_os_str(),
+        ]);
+        push(&[
+            "--bind".as_ref(),
+            self.cache_dir.as_os_str(),
+            self.cache_dir.as_os_str(),
+        ]);
+        push(&[
+            "--bind".as_ref(),
+            self.app_dir.as_os_str(),
+            APP_MOUNT.as_ref(),
+        ]);
+        push(&["--chdir".as_ref(), APP_MOUNT.as_ref()]);
+        args
+    }
+
+    async fn exec(
+        &self,
+        cmd: &SandboxCommand,
+        limits: &Limits,
+        sink: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ExitStatus, BuildError> {
+        limits.check()?;
+        let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| BuildError::io("create a pipe for", cmd.program_display(), e.into()))?;
+        let writer_err = writer
+            .try_clone()
+            .map_err(|e| BuildError::io("create a pipe for", cmd.program_display(), e))?;
+        let mut command = self.command(cmd);
+        command
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::from(writer_err));
+        let spawned = command.spawn();
+        // The command holds the pipe's write ends; drop them so EOF comes when the child's
+        // processes are done.
+        drop(command);
+        let mut child = spawned.map_err(|source| BuildError::Spawn {
+            step: cmd.step.clone(),
+            program: cmd.program_display(),
+            source,
+        })?;
+        let Some(pid) = child.id() else {
+            // Only happens if the child was already reaped, which nothing here does.
+            return Err(BuildError::Spawn {
+                step: cmd.step.clone(),
+                program: cmd.program_display(),
+                source: std::io::Error::other("the process exited before it could be tracked"),
+            });
+        };
+        let mut guard = TreeGuard {
+            tree: Some(ProcessTree::new(pid)),
+        };
+        let mut output = Output::new(reader)?;
+
+        enum End {
+            Exited(std::io::Result<ExitStatus>),
+            Cancelled,
+            TimedOut,
+        }
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = limits.cancel.cancelled() => break End::Cancelled,
+                _ = tokio::time::sleep_until(limits.deadline) => break End::TimedOut,
+                status = child.wait() => break End::Exited(status),
+                more = output.read(sink), if !output.eof => {
+                    if !more {
+                        output.eof = true;
+                    }
+                }
+            }
+        };
+
+        // Whatever happened, nothing the command started may outlive it: a step that left a
+        // background process behind gets it stopped here too.
+        if let Some(tree) = guard.tree.as_mut() {
+            if !tree.stop(STOP_GRACE).await {
+                tracing::warn!(step = %cmd.step, "build processes survived SIGKILL");
+            }
+        }
+        let reaped = child.wait().await;
+        output.drain(sink).await;
+        guard.disarm();
+
+        match end {
+            End::Cancelled => Err(BuildError::Cancelled),
+            End::TimedOut => Err(BuildError::TimedOut {
+                after: limits.timeout,
+            }),
+            End::Exited(status) => status.or(reaped).map_err(|source| BuildError::Spawn {
+                step: cmd.step.clone(),
+                program: cmd.program_display(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Kills a command's processes if the build future is dropped while the command runs.
+struct TreeGuard {
+    tree: Option<ProcessTree>,
+}
+
+impl TreeGuard {
+    fn disarm(&mut self) {
+        self.tree = None;
+    }
+}
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        if let Some(tree) = self.tree.as_mut() {
+            tree.kill_now();
+        }
+    }
+}
+
+/// The read end of a command's output pipe, split into lines.
+struct Output {
+    pipe: pipe::Receiver,
+    pending: Vec<u8>,
+    eof: bool,
+}
+
+impl Output {
+    fn new(reader: OwnedFd) -> Result<Self, BuildError> {
+        let pipe = pipe::Receiver::from_owned_fd(reader)
+            .map_err(|e| BuildError::io("read the output pipe of", "build command", e))?;
+        Ok(Output {
+            pipe,
+            pending: Vec::new(),
+            eof: false,
+        })
+    }
+
+    /// Reads once and passes on complete lines; returns false at end of output.
+    async fn read(&mut self, sink: &mut (dyn FnMut(&str) + Send)) -> bool {
+        let mut buf = [0u8; 8192];
+        match self.pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                self.flush(sink);
+                false
+            }
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = self.pending.drain(..=end).collect();
+                    emit(&line[..line.len() - 1], sink);
+                }
+                if self.pending.len() >= MAX_LINE {
+                    self.flush(sink);
+                }
+                true
+            }
+        }
+    }
+
+    /// Reads what is left after the command's processes are gone.
+    async fn drain(&mut self, sink: &mut (dyn FnMut(&str) + Send)) {
+        if self.eof {
+            return;
+        }
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        loop {
+            tokio::select! {
+                more = self.read(sink) => if !more { break },
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.flush(sink);
+                    tracing::warn!("a build process kept the output pipe open; stopped reading");
+                    break;
+                }
+            }
+        }
+        self.eof = true;
+    }
+
+    fn flush(&mut self, sink: &mut (dyn FnMut(&str) + Send)) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            emit(&line, sink);
+        }
+    }
+}
+
+fn emit(line: &[u8], sink: &mut (dyn FnMut(&str) + Send)) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    sink(&String::from_utf8_lossy(line));
+}
+
+/// Finds `bwrap` and checks that it can create the namespaces builds use.
+async fn probe_bubblewrap() -> Result<PathBuf, String> {
+    let bwrap = find_program("bwrap", SYSTEM_PATH)
+        .ok_or_else(|| "`bwrap` is not installed (looked in the system PATH)".to_owned())?;
+    let probe = tokio::process::Command::new(&bwrap)
+        .args([
+            "--die-with-parent",
+            "--unshare-pid",
+            "--cap-drop",
+            "ALL",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--",
+            "true",
+        ])
+        .env_clear()
+        .env("PATH", SYSTEM_PATH)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(10), probe).await {
+        Err(_) => Err("`bwrap` did not finish a test run within 10s".to_owned()),
+        Ok(Err(e)) => Err(format!("`{}` could not be started: {e}", bwrap.display())),
+        Ok(Ok(out)) if out.status.success() => Ok(bwrap),
+        Ok(Ok(out)) => Err(format!(
+            "`bwrap` failed a test run ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// The first executable file named `name` in the directories of `path`.
+pub(crate) fn find_program(name: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_mode_parses_known_names_only() {
+        assert_eq!("auto".parse(), Ok(SandboxMode::Auto));
+        assert_eq!("none".parse(), Ok(SandboxMode::None));
+        assert_eq!("namespaces".parse(), Ok(SandboxMode::Namespaces));
+        let err = "docker".parse::<SandboxMode>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown build sandbox mode `docker`: use `auto`, `none` or `namespaces`"
+        );
+    }
+
+    #[test]
+    fn bubblewrap_mounts_app_tree_last_at_app() {
+        let sb = Sandbox::new(
+            Isolation::Bubblewrap {
+                bwrap: "/usr/bin/bwrap".into(),
+            },
+            "/w/app".into(),
+            "/w".into(),
+            "/c/x".into(),
+            vec![],
+        );
+        let args: Vec<String> = sb
+            .bubblewrap_args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let tail = &args[args.len() - 5..];
+        assert_eq!(tail, ["--bind", "/w/app", "/app", "--chdir", "/app"]);
+        assert!(args.windows(2).any(|w| w == ["--tmpfs", "/tmp"]));
+    }
+}

@@ -1,0 +1,324 @@
+//! Runs queued builds. Each build is a task on the runner's tracker; stopping the server cancels
+//! them (their builds fail as interrupted) and waits for them to clean up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wharf_build::{BuildOutput, BuildRequest, SandboxMode};
+use wharf_image::archive::Limits;
+use wharf_image::{ImageSpec, ImageStore, LayerSpec, Select};
+use wharf_store::{BuildRecord, BuildSuccess, Store};
+
+use super::output::{BuildLogs, LogWriter};
+
+/// How builds run; read once at start-up.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// A build running longer is killed (`WHARF_BUILD_TIMEOUT`).
+    pub timeout: Duration,
+    /// How many builds (of different apps) may run at once (`WHARF_BUILD_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Whether builds run in namespaces (`WHARF_SANDBOX`).
+    pub sandbox: SandboxMode,
+    /// Limits on uploaded source archives.
+    pub limits: Limits,
+}
+
+/// The queue and the builds in it.
+#[derive(Debug, Clone)]
+pub struct BuildRunner {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    images: ImageStore,
+    logs: BuildLogs,
+    settings: BuildSettings,
+    data_dir: PathBuf,
+    /// One lock per app id: builds of one app run one after the other.
+    app_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds the builds running at once.
+    slots: Semaphore,
+    /// Every build task, so shutdown can wait for them.
+    tracker: TaskTracker,
+    /// Cancelled when the server stops.
+    cancel: CancellationToken,
+}
+
+impl BuildRunner {
+    pub fn new(
+        store: Store,
+        images: ImageStore,
+        logs: BuildLogs,
+        settings: BuildSettings,
+        data_dir: PathBuf,
+    ) -> BuildRunner {
+        let slots = Semaphore::new(settings.concurrency.max(1));
+        BuildRunner {
+            inner: Arc::new(Inner {
+                store,
+                images,
+                logs,
+                settings,
+                data_dir,
+                app_locks: Mutex::default(),
+                slots,
+                tracker: TaskTracker::new(),
+                cancel: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn logs(&self) -> &BuildLogs {
+        &self.inner.logs
+    }
+
+    pub fn settings(&self) -> &BuildSettings {
+        &self.inner.settings
+    }
+
+    /// Where the archive of source `id` is kept.
+    pub fn source_path(&self, id: &str) -> PathBuf {
+        source_path(&self.inner.data_dir, id)
+    }
+
+    /// Queues `build` of `app`; its output exists (empty) when this returns.
+    pub async fn enqueue(&self, build: BuildRecord, app: String) -> std::io::Result<()> {
+        let log = self.inner.logs.create(&build.id).await?;
+        let inner = self.inner.clone();
+        self.inner
+            .tracker
+            .spawn(async move { inner.run(build, app, log).await });
+        Ok(())
+    }
+
+    /// Cancels running builds and waits until every build task has ended.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+}
+
+pub fn source_path(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("sources").join(format!("{id}.tar.gz"))
+}
+
+impl Inner {
+    fn app_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.app_locks
+            .lock()
+            .expect("app lock registry")
+            .entry(app_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    async fn run(self: Arc<Self>, build: BuildRecord, app: String, mut log: LogWriter) {
+        let id = build.id.clone();
+        let work_dir = self.data_dir.join("builds").join(&id);
+        let result = self.run_build(&build, &app, &work_dir, &mut log).await;
+        if let Err(e) = tokio::fs::remove_dir_all(&work_dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(build = %id, error = %e, "cannot remove the build's scratch dir");
+            }
+        }
+        if let Err(message) = result {
+            log.write(&format!("\n !     Build failed: {message}\n"))
+                .await;
+            if let Err(e) = self.store.fail_build(&id, &message).await {
+                tracing::error!(build = %id, error = %e, "cannot record a failed build");
+            }
+            tracing::info!(app = %app, build = %id, reason = %message, "build failed");
+        }
+        log.finish().await;
+    }
+
+    /// Runs one build to its end; `Err` carries the reason shown to the user.
+    async fn run_build(
+        &self,
+        build: &BuildRecord,
+        app: &str,
+        work_dir: &Path,
+        log: &mut LogWriter,
+    ) -> Result<(), String> {
+        let lock = self.app_lock(&build.app_id);
+        let _app_turn = match lock.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                log.write(&format!(
+                    "-----> Waiting for the build of {app} before this one to finish\n"
+                ))
+                .await;
+                tokio::select! {
+                    guard = lock.lock() => guard,
+                    _ = self.cancel.cancelled() => return Err(interrupted()),
+                }
+            }
+        };
+        let _slot = tokio::select! {
+            slot = self.slots.acquire() => slot.map_err(|_| interrupted())?,
+            _ = self.cancel.cancelled() => return Err(interrupted()),
+        };
+        self.store.start_build(&build.id).await.map_err(internal)?;
+        tracing::info!(app = %app, build = %build.id, "build started");
+
+        // The source was checked on upload; unpacking checks it again, since the file could have
+        // changed since.
+        let archive = source_path(&self.data_dir, &build.source_id);
+        let source_dir = work_dir.join("source");
+        let limits = self.settings.limits;
+        let unpack_to = source_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            wharf_image::archive::unpack(&archive, &unpack_to, &limits)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| format!("the source archive can't be used: {e}"))?;
+
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let request = BuildRequest {
+            source_dir,
+            work_dir: work_dir.join("work"),
+            cache_dir: self.data_dir.join("cache").join(&build.app_id),
+            timeout: self.settings.timeout,
+            sandbox: self.settings.sandbox,
+            buildpack_env: BTreeMap::new(),
+            // The database, the signing key and other apps' sources, images and caches.
+            hidden_paths: vec![self.data_dir.clone()],
+        };
+        tokio::fs::create_dir_all(&request.work_dir)
+            .await
+            .map_err(internal)?;
+        tokio::fs::create_dir_all(&request.cache_dir)
+            .await
+            .map_err(internal)?;
+        let building = tokio::spawn(wharf_build::build(request, tx, self.cancel.child_token()));
+        while let Some(line) = rx.recv().await {
+            log.write(&line).await;
+        }
+        let output = building
+            .await
+            .map_err(internal)?
+            .map_err(|e| e.to_string())?;
+        self.store
+            .set_build_provider(&build.id, &output.provider)
+            .await
+            .map_err(internal)?;
+
+        log.write("-----> Packing the image\n").await;
+        let images = self.images.clone();
+        let spec = image_spec(&output);
+        let tag = format!("build-{}", build.id);
+        let image = tokio::task::spawn_blocking(move || {
+            let image = images.build_image(&spec)?;
+            images.tag(&tag, &image.manifest)?;
+            Ok::<_, wharf_image::ImageError>(image)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        for layer in &image.layers {
+            let note = if layer.reused {
+                " (unchanged, reused)"
+            } else {
+                ""
+            };
+            log.write(&format!(
+                "       layer {} {}{note}\n",
+                layer.digest.short(),
+                wharf_core::size::human(layer.size)
+            ))
+            .await;
+        }
+        log.write(&format!(
+            "       image {} ({})\n",
+            image.manifest,
+            wharf_core::size::human(image.size)
+        ))
+        .await;
+
+        let success = BuildSuccess {
+            provider: output.provider.clone(),
+            image_digest: image.manifest.to_string(),
+            process_types: output.process_types.clone(),
+            release_description: format!("Deploy {}", image.manifest.short()),
+        };
+        let (_, release) = self
+            .store
+            .succeed_build(&build.id, &success)
+            .await
+            .map_err(internal)?;
+        let types: Vec<&str> = output.process_types.keys().map(String::as_str).collect();
+        log.write(&format!(
+            "-----> Process types: {}\n",
+            if types.is_empty() {
+                "none".into()
+            } else {
+                types.join(", ")
+            }
+        ))
+        .await;
+        log.write(&format!("-----> Released v{}\n", release.version.get()))
+            .await;
+        tracing::info!(app = %app, build = %build.id, release = %release.version, image = %image.manifest, "build succeeded");
+        Ok(())
+    }
+}
+
+/// Dependencies in one layer, the app's code in another: a code-only change reuses the first.
+fn image_spec(output: &BuildOutput) -> ImageSpec {
+    let mut layers = Vec::new();
+    if !output.dependency_paths.is_empty() {
+        layers.push(LayerSpec {
+            root: output.app_dir.clone(),
+            prefix: "app".to_owned(),
+            select: Select::Only(output.dependency_paths.clone()),
+        });
+    }
+    layers.push(LayerSpec {
+        root: output.app_dir.clone(),
+        prefix: "app".to_owned(),
+        select: Select::AllExcept(output.dependency_paths.clone()),
+    });
+    let mut labels = BTreeMap::new();
+    labels.insert("dev.wharf.provider".to_owned(), output.provider.clone());
+    labels.insert(
+        "dev.wharf.process-types".to_owned(),
+        serde_json::to_string(&output.process_types).expect("a map of strings serializes"),
+    );
+    for (kind, command) in &output.process_types {
+        labels.insert(format!("dev.wharf.process.{kind}"), command.clone());
+    }
+    ImageSpec {
+        layers,
+        working_dir: "/app".to_owned(),
+        env: output.env.clone(),
+        labels,
+        cmd: None,
+    }
+}
+
+fn interrupted() -> String {
+    "interrupted: the server stopped before the build finished; start it again".to_owned()
+}
+
+/// An unexpected failure: logged in full (with its causes), shown to the user briefly.
+fn internal(error: impl std::error::Error) -> String {
+    let mut detail = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(error = %detail, "build failed inside wharf");
+    format!("wharf failed: {error}")
+}

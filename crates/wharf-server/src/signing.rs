@@ -1,0 +1,183 @@
+//! Signed, expiring URLs for the resources a client fetches without a token: source archive
+//! uploads and downloads, and build output streams. A signature is an HMAC-SHA256 over the
+//! method, the path and the expiry time, with a key kept in the data directory (mode 0600), so a
+//! URL can't be reused for another resource, another method, or after it expires.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a signed URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("this URL is not signed: ask the API for a fresh one")]
+    Missing,
+    #[error("this URL's signature is not valid: ask the API for a fresh one")]
+    Invalid,
+    #[error("this URL expired: ask the API for a fresh one")]
+    Expired,
+}
+
+/// Signs and checks URLs.
+#[derive(Clone)]
+pub struct UrlSigner {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for UrlSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlSigner { key: <redacted> }")
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl UrlSigner {
+    pub fn new(key: [u8; 32]) -> UrlSigner {
+        UrlSigner { key }
+    }
+
+    /// The key in `path`, made (randomly, mode 0600) if the file doesn't exist.
+    pub fn load_or_create(path: &Path) -> std::io::Result<UrlSigner> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let key = hex::decode(String::from_utf8_lossy(&bytes).trim())
+                    .ok()
+                    .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "{} does not hold a 64-hex-digit key: delete it to make a new one",
+                                path.display()
+                            ),
+                        )
+                    })?;
+                Ok(UrlSigner { key })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut key);
+                crate::write_private(path, &format!("{}\n", hex::encode(key)))?;
+                Ok(UrlSigner { key })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mac(&self, method: &str, path: &str, expires: u64) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        mac.update(method.as_bytes());
+        mac.update(b"\n");
+        mac.update(path.as_bytes());
+        mac.update(b"\n");
+        mac.update(expires.to_string().as_bytes());
+        mac
+    }
+
+    /// The query string (`expires=…&signature=…`) that lets `method` on `path` through for `ttl`.
+    pub fn sign(&self, method: &str, path: &str, ttl: Duration) -> String {
+        let expires = unix_now() + ttl.as_secs();
+        let signature = hex::encode(self.mac(method, path, expires).finalize().into_bytes());
+        format!("expires={expires}&signature={signature}")
+    }
+
+    /// Checks the `expires` and `signature` query values for `method` on `path`.
+    pub fn verify(
+        &self,
+        method: &str,
+        path: &str,
+        expires: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<(), SignatureError> {
+        let (Some(expires), Some(signature)) = (expires, signature) else {
+            return Err(SignatureError::Missing);
+        };
+        let expires: u64 = expires.parse().map_err(|_| SignatureError::Invalid)?;
+        let signature = hex::decode(signature).map_err(|_| SignatureError::Invalid)?;
+        self.mac(method, path, expires)
+            .verify_slice(&signature)
+            .map_err(|_| SignatureError::Invalid)?;
+        if unix_now() > expires {
+            return Err(SignatureError::Expired);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(query: &str) -> (String, String) {
+        let mut expires = String::new();
+        let mut signature = String::new();
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap();
+            match k {
+                "expires" => expires = v.to_owned(),
+                _ => signature = v.to_owned(),
+            }
+        }
+        (expires, signature)
+    }
+
+    #[test]
+    fn a_signature_fits_one_method_one_path_and_one_expiry() {
+        let signer = UrlSigner::new([7; 32]);
+        let (expires, signature) =
+            parts(&signer.sign("GET", "/builds/1/output", Duration::from_secs(60)));
+        assert_eq!(
+            signer.verify("GET", "/builds/1/output", Some(&expires), Some(&signature)),
+            Ok(())
+        );
+        assert_eq!(
+            signer.verify("PUT", "/builds/1/output", Some(&expires), Some(&signature)),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            signer.verify("GET", "/builds/2/output", Some(&expires), Some(&signature)),
+            Err(SignatureError::Invalid)
+        );
+        let later = (expires.parse::<u64>().unwrap() + 1000).to_string();
+        assert_eq!(
+            signer.verify("GET", "/builds/1/output", Some(&later), Some(&signature)),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            signer.verify("GET", "/builds/1/output", None, Some(&signature)),
+            Err(SignatureError::Missing)
+        );
+        let other = UrlSigner::new([8; 32]);
+        assert_eq!(
+            other.verify("GET", "/builds/1/output", Some(&expires), Some(&signature)),
+            Err(SignatureError::Invalid)
+        );
+    }
+
+    #[test]
+    fn expired_signatures_are_refused() {
+        let signer = UrlSigner::new([1; 32]);
+        let expires = (unix_now() - 10).to_string();
+        let signature = hex::encode(
+            signer
+                .mac("GET", "/x", expires.parse().unwrap())
+                .finalize()
+                .into_bytes(),
+        );
+        assert_eq!(
+            signer.verify("GET", "/x", Some(&expires), Some(&signature)),
+            Err(SignatureError::Expired)
+        );
+    }
+}
