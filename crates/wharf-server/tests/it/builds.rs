@@ -13,6 +13,7 @@ use crate::on_both_databases;
 on_both_databases!(
     a_procfile_app_builds_into_a_release,
     a_failed_build_makes_no_release,
+    builds_of_one_app_queue_and_other_apps_go_ahead,
 );
 
 /// A gzipped tar of `files` (path, contents, executable).
@@ -236,6 +237,90 @@ async fn a_procfile_app_builds_into_a_release(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(replay, output);
+    server.stop().await;
+}
+
+/// Reads the output stream at `url` until it contains `text`; panics after a deadline.
+async fn wait_for_output(server: &TestServer, url: &str, text: &str) {
+    use futures_util::StreamExt;
+    let mut stream = server.http.get(url).send().await.unwrap().bytes_stream();
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(chunk) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains(text) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "`{text}` never appeared in the output"
+    );
+}
+
+async fn builds_of_one_app_queue_and_other_apps_go_ahead(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.create_app("first").await;
+    server.create_app("other").await;
+    let gate = tempfile::tempdir().unwrap();
+    let flag = gate.path().join("go");
+    // A build that holds its app's turn until the test lets it go.
+    let held = archive(&[(
+        "bin/build",
+        &format!(
+            "#!/bin/sh\necho holding\nwhile [ ! -e {} ]; do sleep 0.05; done\necho released\n",
+            flag.display()
+        ),
+        true,
+    )]);
+    let quick = archive(&[("Procfile", "web: true\n", false)]);
+
+    let one = build(&server, "first", held).await;
+    wait_for_output(
+        &server,
+        one["output_stream_url"].as_str().unwrap(),
+        "holding",
+    )
+    .await;
+    let two = build(&server, "first", quick.clone()).await;
+    wait_for_output(
+        &server,
+        two["output_stream_url"].as_str().unwrap(),
+        "Waiting for the build of first",
+    )
+    .await;
+
+    // Another app's build doesn't wait for `first`.
+    let other = build(&server, "other", quick).await;
+    let (_, other) = finish(&server, "other", &other).await;
+    assert_eq!(other["status"], "succeeded");
+    let queued = server
+        .get(&format!(
+            "/apps/first/builds/{}",
+            two["id"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(
+        queued["phase"], "pending",
+        "still queued behind the first build"
+    );
+
+    std::fs::write(&flag, "").unwrap();
+    let (_, one) = finish(&server, "first", &one).await;
+    let (_, two) = finish(&server, "first", &two).await;
+    assert_eq!(one["status"], "succeeded");
+    assert_eq!(two["status"], "succeeded");
+    let v2 = server.get("/apps/first/releases/2").await.body;
+    let v3 = server.get("/apps/first/releases/3").await.body;
+    assert_eq!(
+        v2["id"], one["release"]["id"],
+        "the first build released first"
+    );
+    assert_eq!(v3["id"], two["release"]["id"]);
     server.stop().await;
 }
 

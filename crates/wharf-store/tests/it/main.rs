@@ -28,6 +28,7 @@ on_both_databases!(
     two_stores_on_one_database_never_share_a_version,
     tokens_are_stored_as_hashes_only,
     versions_restart_for_a_new_app_of_the_same_name,
+    builds_move_forward_and_a_success_makes_its_release,
 );
 
 fn set(pairs: &[(&str, &str)]) -> ConfigChange {
@@ -145,7 +146,12 @@ async fn tokens_are_stored_as_hashes_only(backend: Backend) {
     if backend == Backend::Sqlite {
         // Nothing in the database file (or its WAL) holds the secret.
         for entry in std::fs::read_dir(db.dir.path()).unwrap() {
-            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            // SQLite may still be removing its -wal/-shm files as the pool closes.
+            let bytes = match std::fs::read(entry.unwrap().path()) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("cannot read the database files: {e}"),
+            };
             let needle = token.secret.as_bytes();
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle),
@@ -212,4 +218,107 @@ async fn unsupported_urls_are_refused_with_the_password_hidden() {
         "{message}"
     );
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+async fn builds_move_forward_and_a_success_makes_its_release(backend: Backend) {
+    use wharf_core::build::BuildStatus;
+    let db = TestDatabase::new(backend).await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let owner = store.admin_account().await.unwrap();
+    let app = store
+        .create_app(&AppName::parse("builder").unwrap(), &owner.id, "wharf-1")
+        .await
+        .unwrap();
+    store
+        .update_config(&app.id, &owner.id, &set(&[("A", "1")]))
+        .await
+        .unwrap();
+    let source = store.create_source().await.unwrap();
+    store
+        .mark_source_uploaded(&source.id, &"ab".repeat(32), 10)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .mark_source_uploaded(&source.id, &"ab".repeat(32), 10)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let build = store
+        .create_build(&app.id, &source.id, Some("v1.0"), &owner.id)
+        .await
+        .unwrap();
+    assert_eq!(build.status, BuildStatus::Pending);
+    // A build can't succeed before it runs, nor run twice.
+    let success = wharf_store::BuildSuccess {
+        provider: "procfile".into(),
+        image_digest: format!("sha256:{}", "c".repeat(64)),
+        process_types: [("web".to_owned(), "true".to_owned())].into(),
+        release_description: "Deploy cccccccccccc".into(),
+    };
+    assert!(matches!(
+        store.succeed_build(&build.id, &success).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.start_build(&build.id).await.unwrap();
+    assert!(matches!(
+        store.start_build(&build.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let (done, release) = store.succeed_build(&build.id, &success).await.unwrap();
+    assert_eq!(done.status, BuildStatus::Succeeded);
+    assert_eq!(done.release_id.as_deref(), Some(release.id.as_str()));
+    assert_eq!(release.version.get(), 3);
+    assert_eq!(
+        release.image_digest.as_deref(),
+        Some(success.image_digest.as_str())
+    );
+    assert_eq!(
+        release.config.get("A"),
+        Some("1"),
+        "a deploy keeps the current config"
+    );
+    assert!(release.current);
+    // The next config change keeps the image.
+    let changed = store
+        .update_config(&app.id, &owner.id, &set(&[("B", "2")]))
+        .await
+        .unwrap();
+    assert_eq!(changed.release.unwrap().image_digest, release.image_digest);
+
+    // Builds left unfinished by a stop are failed at the next start.
+    let queued = store
+        .create_build(&app.id, &source.id, None, &owner.id)
+        .await
+        .unwrap();
+    let running = store
+        .create_build(&app.id, &source.id, None, &owner.id)
+        .await
+        .unwrap();
+    store.start_build(&running.id).await.unwrap();
+    assert_eq!(
+        store.fail_unfinished_builds("interrupted").await.unwrap(),
+        2
+    );
+    for id in [&queued.id, &running.id] {
+        let build = store.build(id).await.unwrap();
+        assert_eq!(build.status, BuildStatus::Failed);
+        assert_eq!(build.error.as_deref(), Some("interrupted"));
+    }
+    assert_eq!(
+        store.build(&build.id).await.unwrap().status,
+        BuildStatus::Succeeded
+    );
+    let page = store
+        .list_builds(&app.id, &Range::default_for("created_at"))
+        .await
+        .unwrap();
+    let order: Vec<_> = page.items.iter().map(|b| b.id.clone()).collect();
+    assert_eq!(
+        order,
+        vec![build.id.clone(), queued.id.clone(), running.id.clone()],
+        "oldest first"
+    );
+    store.close().await;
 }
