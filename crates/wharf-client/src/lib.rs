@@ -12,8 +12,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wharf_core::api::{
-    self, Account, App, AppCreate, AppUpdate, Build, BuildCreate, ConfigVarsBody, ErrorBody,
-    Release, Source,
+    self, Account, App, AppCreate, AppUpdate, Build, BuildCreate, ConfigVarsBody, Dyno, ErrorBody,
+    Formation, FormationBatchUpdate, LogSession, LogSessionCreate, Release, Source,
 };
 
 /// What can go wrong talking to wharf.
@@ -324,6 +324,74 @@ impl Client {
             .http
             .get(output_stream_url)
             .timeout(Duration::from_secs(24 * 60 * 60));
+        self.send(request).await
+    }
+    /// The app's formation, by process type.
+    pub async fn formation(&self, app: &str) -> Result<Vec<Formation>> {
+        self.get(&["apps", app, "formation"]).await
+    }
+
+    /// Scales or resizes several process types at once.
+    pub async fn update_formation(
+        &self,
+        app: &str,
+        body: &FormationBatchUpdate,
+    ) -> Result<Vec<Formation>> {
+        self.with_body(Method::PATCH, &["apps", app, "formation"], body)
+            .await
+    }
+
+    /// The app's running instances.
+    pub async fn dynos(&self, app: &str) -> Result<Vec<Dyno>> {
+        self.get(&["apps", app, "dynos"]).await
+    }
+
+    /// Restarts every instance (`None`), a process type (`web`) or one instance (`web.1`).
+    pub async fn restart(&self, app: &str, target: Option<&str>) -> Result<()> {
+        let request = match target {
+            None => self.request(Method::DELETE, &["apps", app, "dynos"]),
+            Some(t) if t.contains('.') => self.request(Method::DELETE, &["apps", app, "dynos", t]),
+            Some(t) => self.request(Method::DELETE, &["apps", app, "formations", t]),
+        };
+        self.send(request).await.map(drop)
+    }
+
+    /// Stops a process type (`web`) or one instance (`web.1`); the formation starts them anew.
+    pub async fn stop(&self, app: &str, target: &str) -> Result<()> {
+        let request = if target.contains('.') {
+            self.request(
+                Method::POST,
+                &["apps", app, "dynos", target, "actions", "stop"],
+            )
+        } else {
+            self.request(
+                Method::POST,
+                &["apps", app, "formations", target, "actions", "stop"],
+            )
+        };
+        self.send(request).await.map(drop)
+    }
+
+    /// Opens a log session; read its `logplex_url` with [`Client::log_stream`].
+    pub async fn log_session(&self, app: &str, body: &LogSessionCreate) -> Result<LogSession> {
+        self.with_body(Method::POST, &["apps", app, "log-sessions"], body)
+            .await
+    }
+
+    /// Opens a session's event stream, resuming after `last_event_id`.
+    pub async fn log_stream(
+        &self,
+        logplex_url: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response> {
+        let mut request = self
+            .http
+            .get(logplex_url)
+            .header(ACCEPT, "text/event-stream")
+            .timeout(Duration::from_secs(7 * 24 * 60 * 60));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
         self.send(request).await
     }
 }

@@ -292,3 +292,125 @@ pub struct Build {
     pub created_at: String,
     pub updated_at: String,
 }
+
+/// A process type's formation: how many instances run, and how big each is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Formation {
+    pub id: String,
+    pub app: NamedRef,
+    /// The process type (`web`, `worker`).
+    #[serde(rename = "type")]
+    pub process_type: String,
+    pub quantity: u32,
+    /// A dyno size name (`standard-1x`) or a memory size (`512M`).
+    pub size: String,
+    pub dyno_size: NamedRef,
+    /// The command the type runs.
+    pub command: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `PATCH /apps/{app}/formation/{type}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FormationUpdate {
+    /// An instance count (`2`), or as the Heroku CLI sends it, a string: `"2"`, `"+1"`, `"-1"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<crate::formation::QuantityChange>,
+    /// A dyno size name or a memory size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+/// One entry of `PATCH /apps/{app}/formation`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FormationBatchEntry {
+    #[serde(rename = "type")]
+    pub process_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<crate::formation::QuantityChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+/// `PATCH /apps/{app}/formation`: several process types at once, all or none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FormationBatchUpdate {
+    pub updates: Vec<FormationBatchEntry>,
+}
+
+/// A running (or starting, or crashed) instance of a process type — Heroku's "dyno".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Dyno {
+    pub id: String,
+    /// `web.1`, `worker.2`, `run.1`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub process_type: String,
+    /// `starting`, `up`, `crashed`, `stopping` or `down`.
+    pub state: String,
+    pub command: String,
+    pub size: String,
+    pub app: NamedRef,
+    pub release: DynoRelease,
+    /// `null`: attach through `wharf run`.
+    pub attach_url: Option<String>,
+    /// wharf: the process id, while running.
+    pub pid: Option<u32>,
+    /// wharf: the port the instance was given as `PORT`.
+    pub port: Option<u16>,
+    /// wharf: how often it was restarted after crashing.
+    pub restarts: u32,
+    /// wharf: how it last exited (`status 1`, `signal SIGKILL`).
+    pub last_exit: Option<String>,
+    /// wharf: while crashed, seconds until the next restart.
+    pub next_restart_in: Option<u64>,
+    pub created_at: String,
+    /// When the state last changed.
+    pub updated_at: String,
+}
+
+/// The release a dyno runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DynoRelease {
+    pub id: String,
+    pub version: u32,
+}
+
+/// `POST /apps/{app}/log-sessions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LogSessionCreate {
+    /// Only this process (`web.1`) or type (`web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dyno: Option<String>,
+    /// How many past lines to send first (default 100, at most 1500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u32>,
+    /// Only lines from `app` (the processes) or `wharf` (platform events), or `router`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Keep the stream open and send new lines as they come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<bool>,
+}
+
+/// A log session: where to read the log from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LogSession {
+    pub id: String,
+    /// A signed URL serving `text/event-stream`; no token needed.
+    pub logplex_url: String,
+    pub created_at: String,
+    pub updated_at: String,
+}

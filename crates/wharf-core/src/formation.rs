@@ -166,8 +166,123 @@ impl utoipa::PartialSchema for QuantityChange {
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for QuantityChange {}
 
+/// How big an instance may be: a Heroku dyno size name (`standard-1x`, `performance-m`, …) or a
+/// memory size (`256M`, `1G`). Either sets the instance's memory limit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DynoSize {
+    name: String,
+    memory_bytes: u64,
+}
+
+/// Heroku's dyno sizes and their memory, so scripts written for Heroku keep working.
+const NAMED_SIZES: &[(&str, u64)] = &[
+    ("eco", 512),
+    ("basic", 512),
+    ("standard-1x", 512),
+    ("standard-2x", 1024),
+    ("performance-m", 2560),
+    ("performance-l", 14336),
+];
+
+/// A size could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "size `{0}` is not a dyno size or a memory size: use standard-1x, standard-2x, performance-m, \
+     performance-l, or a size like 256M or 2G (16M to 64G)"
+)]
+pub struct InvalidSize(pub String);
+
+impl DynoSize {
+    /// The size new process types get: `standard-1x`, 512 MiB.
+    pub fn default_size() -> DynoSize {
+        DynoSize {
+            name: "standard-1x".to_owned(),
+            memory_bytes: 512 << 20,
+        }
+    }
+
+    /// Reads a dyno size name (any case; `1X`/`2X` too) or `<n>M`/`<n>G` (also `MB`, `MiB`, …).
+    pub fn parse(s: &str) -> Result<DynoSize, InvalidSize> {
+        let input = s.trim();
+        let lower = input.to_ascii_lowercase();
+        let lower = match lower.as_str() {
+            "1x" | "standard1x" => "standard-1x".to_owned(),
+            "2x" | "standard2x" => "standard-2x".to_owned(),
+            other => other.to_owned(),
+        };
+        if let Some((name, mib)) = NAMED_SIZES.iter().find(|(name, _)| *name == lower) {
+            return Ok(DynoSize {
+                name: (*name).to_owned(),
+                memory_bytes: mib << 20,
+            });
+        }
+        let invalid = || InvalidSize(shown(input));
+        let digits_end = lower
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
+        let (digits, unit) = lower.split_at(digits_end);
+        let n: u64 = digits.parse().map_err(|_| invalid())?;
+        let mib = match unit {
+            "m" | "mb" | "mib" => n,
+            "g" | "gb" | "gib" => n.checked_mul(1024).ok_or_else(invalid)?,
+            _ => return Err(invalid()),
+        };
+        if !(16..=64 * 1024).contains(&mib) {
+            return Err(invalid());
+        }
+        let name = if mib % 1024 == 0 {
+            format!("{}G", mib / 1024)
+        } else {
+            format!("{mib}M")
+        };
+        Ok(DynoSize {
+            name,
+            memory_bytes: mib << 20,
+        })
+    }
+
+    /// The size's name as stored and shown (`standard-1x`, `256M`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The memory limit.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+}
+
+impl fmt::Display for DynoSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sizes_by_name_or_memory() {
+        let size = DynoSize::parse("Standard-2X").unwrap();
+        assert_eq!((size.name(), size.memory_bytes()), ("standard-2x", 1 << 30));
+        assert_eq!(DynoSize::parse("2X").unwrap().name(), "standard-2x");
+        assert_eq!(DynoSize::parse("256M").unwrap().memory_bytes(), 256 << 20);
+        assert_eq!(DynoSize::parse("2g").unwrap().name(), "2G");
+        assert_eq!(DynoSize::parse("1536MiB").unwrap().name(), "1536M");
+        for bad in [
+            "",
+            "huge",
+            "8M",
+            "65G",
+            "12",
+            "-1G",
+            "99999999999999999999G",
+        ] {
+            let err = DynoSize::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("standard-1x"), "{bad}: {err}");
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

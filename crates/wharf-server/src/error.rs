@@ -61,6 +61,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { kind, ident } => {
                 ApiError::not_found(format!("{kind} `{ident}` not found"))
             }
+            StoreError::Missing(message) => ApiError::not_found(message),
             StoreError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }

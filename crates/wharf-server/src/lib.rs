@@ -11,6 +11,7 @@
 
 mod auth;
 mod builds;
+mod control;
 mod error;
 mod extract;
 mod names;
@@ -55,6 +56,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How builds run.
     pub build: BuildSettings,
+    /// How releases run (the local backend).
+    pub run: wharf_run::SupervisorConfig,
 }
 
 /// What links in API responses are made from.
@@ -89,6 +92,17 @@ pub struct AppState {
     pub signer: signing::UrlSigner,
     /// The build queue.
     pub builds: builds::BuildRunner,
+    /// Hands apps' desired state to the supervisor; holds the app logs.
+    pub control: control::Control,
+    /// Stops the supervisor's background work when the server stops.
+    pub background: CancellationToken,
+}
+
+impl AppState {
+    /// Has the backend converge the app to its current release and formation.
+    pub async fn converge(&self, app_id: &str) {
+        self.control.converge(app_id).await;
+    }
 }
 
 /// What [`prepare`] did about the admin token, for the binary to tell the operator.
@@ -119,6 +133,10 @@ pub enum StartError {
     Store(#[from] wharf_store::StoreError),
     #[error("cannot open the image store: {0}")]
     Images(#[from] wharf_image::ImageError),
+    #[error("cannot open the app logs: {0}")]
+    Logs(#[from] wharf_logs::LogError),
+    #[error("cannot start the supervisor: {0}")]
+    Run(#[from] wharf_run::RunError),
     #[error("cannot prepare {path}: {source}")]
     File {
         path: PathBuf,
@@ -168,13 +186,25 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
             path: key_path,
             source,
         })?;
+    let app_logs = wharf_logs::LogStore::open(
+        &config.data_dir.join("logs").join("apps"),
+        wharf_logs::Retention::default(),
+    )?;
+    let background = CancellationToken::new();
+    // Stops whatever a killed predecessor left running before anything starts.
+    let supervisor =
+        wharf_run::Supervisor::start(config.run.clone(), images.clone(), background.clone())
+            .await?;
+    let control = control::Control::new(store.clone(), images.clone(), app_logs, supervisor);
     let builds = builds::BuildRunner::new(
         store.clone(),
         images,
         logs,
         config.build.clone(),
         config.data_dir.clone(),
+        control.clone(),
     );
+    control.converge_all().await?;
     let links = Links {
         domain: config.domain.clone(),
         router_addr: config.router_addr,
@@ -189,6 +219,8 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
             links: Arc::new(links),
             signer,
             builds,
+            control,
+            background,
         },
         admin,
     ))
@@ -263,8 +295,12 @@ pub async fn serve(
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
-    // Running builds are cancelled (they fail as interrupted) and waited for, so no build
-    // process outlives the server.
+    // Running builds are cancelled (they fail as interrupted) and waited for, and every app
+    // process is stopped (its signal, then SIGKILL after its grace period), so nothing started
+    // by the server outlives it.
     state.builds.shutdown().await;
+    state.control.supervisor().shutdown().await;
+    state.background.cancel();
+    state.control.logs().shutdown().await;
     served
 }

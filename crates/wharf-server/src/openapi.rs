@@ -8,7 +8,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{account, apps, builds, config_vars, meta, releases, sources};
+use crate::routes::{
+    account, apps, builds, config_vars, dynos, formation, logs, meta, releases, sources,
+};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -30,6 +32,9 @@ use crate::AppState;
         (name = "releases", description = "Immutable, numbered (build, config) pairs"),
         (name = "sources", description = "Source archives to build, uploaded to signed URLs"),
         (name = "builds", description = "Source → image, streamed as it happens; a success makes a release"),
+        (name = "formation", description = "How many instances of each process type run, and how big"),
+        (name = "dynos", description = "The running instances: list, restart, stop"),
+        (name = "logs", description = "The app's durable log, as server-sent events"),
         (name = "meta", description = "Health and this document"),
     )
 )]
@@ -65,6 +70,14 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sources::create))
         .routes(routes!(builds::create, builds::list))
         .routes(routes!(builds::info))
+        .routes(routes!(formation::list, formation::batch_update))
+        .routes(routes!(formation::info, formation::update))
+        .routes(routes!(dynos::list, dynos::restart_all))
+        .routes(routes!(dynos::info, dynos::restart_one))
+        .routes(routes!(dynos::restart_type))
+        .routes(routes!(dynos::stop_one))
+        .routes(routes!(dynos::stop_type))
+        .routes(routes!(logs::create))
         .routes(routes!(meta::openapi_json))
 }
 
@@ -74,6 +87,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(meta::healthz))
         .routes(routes!(sources::upload, sources::download))
         .routes(routes!(builds::output))
+        .routes(routes!(logs::stream))
 }
 
 /// Every route, the authenticated ones behind the token check.

@@ -11,7 +11,7 @@ use wharf_core::range::Range;
 
 use crate::config::load_for_update;
 use crate::page::{bind_all, FieldKind, KeysetQuery};
-use crate::releases::{insert_release, ReleaseRecord};
+use crate::releases::{insert_release, ReleaseImage, ReleaseRecord};
 use crate::{new_id, now, now_precise, Page, Result, Store, StoreError};
 
 /// An uploaded (or awaited) source archive.
@@ -304,9 +304,14 @@ impl Store {
             &build.user_id,
             &success.release_description,
             &config,
-            Some(&success.image_digest),
+            Some(&ReleaseImage {
+                digest: success.image_digest.clone(),
+                process_types: success.process_types.clone(),
+            }),
         )
         .await?;
+        let types: Vec<String> = success.process_types.keys().cloned().collect();
+        crate::formation::sync_types(&mut tx, &build.app_id, &types).await?;
         let process_types =
             serde_json::to_string(&success.process_types).expect("a map of strings serializes");
         let done = sqlx::query(

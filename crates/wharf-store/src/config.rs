@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::{Any, Row, Transaction};
 use wharf_core::config::{ConfigChange, ConfigKey, ConfigVars};
 
-use crate::releases::{insert_release, ReleaseRecord};
+use crate::releases::{current_image, insert_release, ReleaseRecord};
 use crate::{Result, Store, StoreError};
 
 /// The outcome of a config change.
@@ -104,23 +104,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let image = sqlx::query(
-            "SELECT image_digest FROM releases WHERE app_id = $1 AND status = 'succeeded' \
-             ORDER BY version DESC LIMIT 1",
-        )
-        .bind(app_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| row.try_get::<Option<String>, _>(0))
-        .transpose()?
-        .flatten();
+        let image = current_image(&mut tx, app_id).await?;
         let release_id = insert_release(
             &mut tx,
             app_id,
             user_id,
             &diff.description(),
             &vars,
-            image.as_deref(),
+            image.as_ref(),
         )
         .await?;
         tx.commit().await?;

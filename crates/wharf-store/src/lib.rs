@@ -17,6 +17,7 @@
 mod apps;
 mod builds;
 mod config;
+mod formation;
 mod page;
 mod releases;
 mod tokens;
@@ -35,8 +36,9 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Row};
 pub use apps::{AppRecord, AppUpdate};
 pub use builds::{BuildRecord, BuildSuccess, SourceRecord};
 pub use config::ConfigUpdate;
+pub use formation::{FormationChange, FormationRecord, DEFAULT_GRACE_SECONDS};
 pub use page::Page;
-pub use releases::{ReleaseRecord, ReleaseRef};
+pub use releases::{ReleaseImage, ReleaseRecord, ReleaseRef};
 pub use tokens::{AccountRecord, NewToken, TokenRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -47,6 +49,9 @@ pub enum StoreError {
     /// The named thing does not exist.
     #[error("{kind} `{ident}` not found")]
     NotFound { kind: &'static str, ident: String },
+    /// Something named in the request does not exist; the message says what there is instead.
+    #[error("{0}")]
+    Missing(String),
     /// The change conflicts with what is stored (a duplicate name, say).
     #[error("{0}")]
     Conflict(String),

@@ -24,12 +24,55 @@ pub struct ReleaseRecord {
     pub config: ConfigVars,
     /// The build image; `None` before the app's first build.
     pub image_digest: Option<String>,
+    /// Process type → command of the image; empty before the app's first build.
+    pub process_types: BTreeMap<String, String>,
     pub user_id: String,
     pub user_email: String,
     /// Whether this is the release the app runs: its newest succeeded release.
     pub current: bool,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// What a release runs: an image and the process types it declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseImage {
+    /// The image's manifest digest.
+    pub digest: String,
+    /// Process type → command, from the build.
+    pub process_types: BTreeMap<String, String>,
+}
+
+/// The image of the app's newest succeeded release, if it has one; inside `tx`.
+pub(crate) async fn current_image(
+    tx: &mut Transaction<'_, Any>,
+    app_id: &str,
+) -> Result<Option<ReleaseImage>> {
+    let row = sqlx::query(
+        "SELECT image_digest, process_types FROM releases WHERE app_id = $1 AND status = 'succeeded' \
+         ORDER BY version DESC LIMIT 1",
+    )
+    .bind(app_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let Some(digest) = row.try_get::<Option<String>, _>("image_digest")? else {
+        return Ok(None);
+    };
+    let types: Option<String> = row.try_get("process_types")?;
+    Ok(Some(ReleaseImage {
+        digest,
+        process_types: decode_types(types.as_deref())?,
+    }))
+}
+
+fn decode_types(json: Option<&str>) -> Result<BTreeMap<String, String>> {
+    json.map(|j| {
+        serde_json::from_str(j)
+            .map_err(|e| StoreError::Corrupt(format!("release process types: {e}")))
+    })
+    .transpose()
+    .map(Option::unwrap_or_default)
 }
 
 /// How a request names a release.
@@ -50,7 +93,7 @@ impl ReleaseRef {
 }
 
 const RELEASE_SELECT: &str = "SELECT r.id, r.app_id, a.name AS app_name, r.version, r.description, r.status, \
-     r.config, r.image_digest, r.user_id, u.email AS user_email, r.created_at, r.updated_at, \
+     r.config, r.image_digest, r.process_types, r.user_id, u.email AS user_email, r.created_at, r.updated_at, \
      CAST(CASE WHEN r.version = (SELECT MAX(c.version) FROM releases c \
          WHERE c.app_id = r.app_id AND c.status = 'succeeded') THEN 1 ELSE 0 END AS BIGINT) AS current \
      FROM releases r JOIN apps a ON a.id = r.app_id JOIN accounts u ON u.id = r.user_id";
@@ -73,6 +116,10 @@ fn release_from_row(row: &AnyRow) -> Result<ReleaseRecord> {
             .map_err(|_| StoreError::Corrupt(format!("release status `{status}`")))?,
         config: decode_config(&config)?,
         image_digest: row.try_get("image_digest")?,
+        process_types: decode_types(
+            row.try_get::<Option<String>, _>("process_types")?
+                .as_deref(),
+        )?,
         user_id: row.try_get("user_id")?,
         user_email: row.try_get("user_email")?,
         current: crate::flag(row, "current")?,
@@ -99,7 +146,7 @@ pub(crate) async fn insert_release(
     user_id: &str,
     description: &str,
     config: &ConfigVars,
-    image_digest: Option<&str>,
+    image: Option<&ReleaseImage>,
 ) -> Result<String> {
     let row = sqlx::query(
         "UPDATE apps SET release_seq = release_seq + 1 WHERE id = $1 RETURNING release_seq",
@@ -115,8 +162,8 @@ pub(crate) async fn insert_release(
     let id = new_id();
     let at = now();
     sqlx::query(
-        "INSERT INTO releases (id, app_id, version, description, status, config, image_digest, user_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        "INSERT INTO releases (id, app_id, version, description, status, config, image_digest, process_types, user_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
     )
     .bind(&id)
     .bind(app_id)
@@ -124,7 +171,8 @@ pub(crate) async fn insert_release(
     .bind(description)
     .bind(ReleaseStatus::Succeeded.as_str())
     .bind(encode_config(config))
-    .bind(image_digest)
+    .bind(image.map(|i| i.digest.as_str()))
+    .bind(image.map(|i| serde_json::to_string(&i.process_types).expect("a map of strings serializes")))
     .bind(user_id)
     .bind(&at)
     .execute(&mut **tx)

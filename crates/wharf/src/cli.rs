@@ -50,6 +50,36 @@ pub enum Command {
     /// Show an app's builds and their output
     #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
     Builds(BuildsArgs),
+    /// Show the app's processes
+    Ps {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Scale process types: web=3 worker+1 web-1 (web=2:standard-2x sets the size too)
+    Scale {
+        #[arg(value_name = "TYPE=N")]
+        changes: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Restart every process, a type (web) or one process (web.1)
+    Restart {
+        target: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Stop a type (web) or one process (web.1); the formation starts them anew
+    Stop {
+        target: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Show the app's log; --tail follows it
+    Logs(LogsArgs),
     /// Check every blob of the image store against its digest
     Fsck {
         /// The server's data directory [default: as `wharf server`]
@@ -147,6 +177,22 @@ pub struct ServerArgs {
         value_name = "MODE"
     )]
     pub sandbox: String,
+    /// Ports handed to app processes as $PORT, as FIRST-LAST
+    #[arg(
+        long,
+        env = "WHARF_PORT_RANGE",
+        default_value = "20000-29999",
+        value_name = "FIRST-LAST"
+    )]
+    pub port_range: String,
+    /// Seconds a web process has to accept connections on $PORT after it starts
+    #[arg(
+        long,
+        env = "WHARF_BOOT_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub boot_timeout: u64,
     /// Largest source archive accepted, in bytes (compressed)
     #[arg(long, env = "WHARF_MAX_SOURCE_BYTES", default_value_t = 512 * 1024 * 1024, value_name = "BYTES")]
     pub max_source_bytes: u64,
@@ -224,6 +270,24 @@ pub enum BuildsCommand {
         #[command(flatten)]
         app: AppArg,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// How many past lines to show (at most 1500)
+    #[arg(short, long, default_value_t = 100)]
+    pub num: u32,
+    /// Keep showing new lines as they come
+    #[arg(short, long)]
+    pub tail: bool,
+    /// Only this process (web.1) or type (web)
+    #[arg(short, long, value_name = "DYNO")]
+    pub dyno: Option<String>,
+    /// Only lines from app (the processes), wharf (platform events) or router
+    #[arg(short, long)]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,9 @@ mod context;
 mod deploy;
 mod fsck;
 mod login;
+mod logs;
 mod output;
+mod ps;
 mod releases;
 mod server;
 
@@ -56,6 +58,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Releases(args) => releases::run(&cli.global, args).await,
         Command::Deploy(args) => deploy::run(&cli.global, args).await,
         Command::Builds(args) => builds::run(&cli.global, args).await,
+        Command::Ps { app, json } => ps::ps(&cli.global, &app, &json).await,
+        Command::Scale { changes, app, json } => {
+            ps::scale(&cli.global, &app, &changes, &json).await
+        }
+        Command::Restart { target, app } => ps::restart(&cli.global, &app, target.as_deref()).await,
+        Command::Stop { target, app } => ps::stop(&cli.global, &app, &target).await,
+        Command::Logs(args) => logs::run(&cli.global, args).await,
         Command::Fsck { data_dir, json } => fsck::run(data_dir, json),
         Command::ServeStatic { port, dir } => server::serve_static(port, dir).await,
         Command::Completions { shell } => {

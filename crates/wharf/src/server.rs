@@ -33,17 +33,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => default_data_dir()?,
+    };
     let mut config = ServerConfig {
-        data_dir: match args.data_dir {
-            Some(dir) => dir,
-            None => default_data_dir()?,
-        },
+        data_dir: data_dir.clone(),
         database_url: args.database_url,
         api_addr: args.api_addr,
         router_addr: args.router_addr,
         domain: args.domain,
         admin_token: args.admin_token,
         public_url: args.public_url,
+        run: wharf_run::SupervisorConfig {
+            data_dir: data_dir.clone(),
+            port_range: parse_port_range(&args.port_range)?,
+            sandbox: args
+                .sandbox
+                .parse::<wharf_run::SandboxMode>()
+                .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?,
+            boot_timeout: Duration::from_secs(args.boot_timeout),
+            ..wharf_run::SupervisorConfig::default()
+        },
         build: BuildSettings {
             timeout: Duration::from_secs(args.build_timeout),
             concurrency: args.build_concurrency,
@@ -143,4 +154,18 @@ pub async fn serve_static(port: u16, dir: PathBuf) -> anyhow::Result<()> {
     tokio::spawn(Signals::new()?.cancel_on_first(shutdown.clone()));
     wharf_server::static_site::serve(listener, &dir, shutdown).await?;
     Ok(())
+}
+
+/// `20000-29999` → 20000..=29999.
+fn parse_port_range(text: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
+    let bad = || {
+        anyhow::anyhow!("--port-range/WHARF_PORT_RANGE `{text}` must look like 20000-29999 (FIRST-LAST, FIRST <= LAST, 1024 or above)")
+    };
+    let (first, last) = text.trim().split_once('-').ok_or_else(bad)?;
+    let first: u16 = first.trim().parse().map_err(|_| bad())?;
+    let last: u16 = last.trim().parse().map_err(|_| bad())?;
+    if first < 1024 || first > last {
+        return Err(bad());
+    }
+    Ok(first..=last)
 }

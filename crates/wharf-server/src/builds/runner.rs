@@ -50,6 +50,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Cancelled when the server stops.
     cancel: CancellationToken,
+    /// Starts a successful build's release.
+    control: crate::control::Control,
 }
 
 impl BuildRunner {
@@ -59,6 +61,7 @@ impl BuildRunner {
         logs: BuildLogs,
         settings: BuildSettings,
         data_dir: PathBuf,
+        control: crate::control::Control,
     ) -> BuildRunner {
         let slots = Semaphore::new(settings.concurrency.max(1));
         BuildRunner {
@@ -72,6 +75,7 @@ impl BuildRunner {
                 slots,
                 tracker: TaskTracker::new(),
                 cancel: CancellationToken::new(),
+                control,
             }),
         }
     }
@@ -268,6 +272,7 @@ impl Inner {
         .await;
         log.write(&format!("-----> Released v{}\n", release.version.get()))
             .await;
+        self.control.converge(&build.app_id).await;
         tracing::info!(app = %app, build = %build.id, release = %release.version, image = %image.manifest, "build succeeded");
         Ok(())
     }

@@ -184,6 +184,11 @@ pub async fn delete(
     Path(app): Path<String>,
 ) -> ApiResult<Json<api::App>> {
     let app = state.store.delete_app(&app).await?;
+    // Its processes stop; its log goes with it.
+    state.converge(&app.id).await;
+    if let Err(e) = state.control.logs().remove_app(&app.id).await {
+        tracing::warn!(app = %app.name, error = %e, "cannot remove the destroyed app's log");
+    }
     tracing::info!(app = %app.name, "app destroyed");
     Ok(Json(to_api(app, &state.links)))
 }

@@ -17,7 +17,7 @@ on_both_databases!(
 );
 
 /// A gzipped tar of `files` (path, contents, executable).
-fn archive(files: &[(&str, &str, bool)]) -> Vec<u8> {
+pub fn archive(files: &[(&str, &str, bool)]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     for (path, contents, exec) in files {
         let full = dir.path().join(path);
@@ -96,7 +96,7 @@ async fn put(server: &TestServer, url: &str, body: Vec<u8>) -> Reply {
 }
 
 /// Uploads `bytes` and starts a build of them.
-async fn build(server: &TestServer, app: &str, bytes: Vec<u8>) -> Value {
+pub async fn build(server: &TestServer, app: &str, bytes: Vec<u8>) -> Value {
     let (put_url, get_url) = new_source(server).await;
     let uploaded = put(server, &put_url, bytes).await;
     assert_eq!(uploaded.status, StatusCode::OK, "{uploaded:?}");
@@ -111,7 +111,7 @@ async fn build(server: &TestServer, app: &str, bytes: Vec<u8>) -> Value {
 }
 
 /// Reads the build's whole output stream (it ends when the build does) and the build after it.
-async fn finish(server: &TestServer, app: &str, build: &Value) -> (String, Value) {
+pub async fn finish(server: &TestServer, app: &str, build: &Value) -> (String, Value) {
     let url = build["output_stream_url"].as_str().unwrap();
     let output = tokio::time::timeout(Duration::from_secs(120), async {
         server

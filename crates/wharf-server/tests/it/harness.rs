@@ -78,6 +78,13 @@ impl TestServer {
             domain: "localhost".into(),
             admin_token: Some(ADMIN_TOKEN.into()),
             public_url: None,
+            run: wharf_run::SupervisorConfig {
+                data_dir: db.data_dir(),
+                sandbox: wharf_run::SandboxMode::None,
+                backoff_base: std::time::Duration::from_millis(200),
+                boot_timeout: std::time::Duration::from_secs(30),
+                ..wharf_run::SupervisorConfig::default()
+            },
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
                 concurrency: 2,

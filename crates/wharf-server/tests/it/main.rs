@@ -10,3 +10,4 @@ mod config_vars;
 mod conventions;
 mod openapi;
 mod releases;
+mod run;

@@ -1,0 +1,136 @@
+//! Best-effort resource limits through cgroups: v2 (`/sys/fs/cgroup/wharf/<app>/<instance>`
+//! with `memory.max` and `pids.max`) or v1 (`memory/wharf/…` with `memory.limit_in_bytes`,
+//! `pids/wharf/…` with `pids.max`). Where neither is writable, limits are not enforced and
+//! that is logged once at start.
+//!
+//! The process is moved in right after it is spawned, together with everything already in
+//! its process group; a process that forks and leaves the group within that instant escapes
+//! the limits. Closing that gap needs code between fork and exec, which wharf does not run.
+
+use std::path::{Path, PathBuf};
+
+use crate::runtime::process_table;
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cgroups {
+    V2,
+    V1,
+    Unavailable,
+}
+
+/// Limits of one instance, and where they live.
+#[derive(Debug, Default)]
+pub(crate) struct Limits {
+    dirs: Vec<PathBuf>,
+}
+
+impl Cgroups {
+    pub(crate) fn detect() -> Cgroups {
+        let root = Path::new(ROOT);
+        let v2 = root.join("cgroup.controllers");
+        let detected = if v2.is_file() {
+            writable_dir(&root.join("wharf")).then_some(Cgroups::V2)
+        } else if root.join("memory").is_dir() {
+            writable_dir(&root.join("memory").join("wharf")).then_some(Cgroups::V1)
+        } else {
+            None
+        };
+        match detected {
+            Some(c) => c,
+            None => {
+                tracing::warn!(
+                    "cgroups are not writable here; memory and pids limits are not enforced"
+                );
+                Cgroups::Unavailable
+            }
+        }
+    }
+
+    /// Creates the instance's cgroups, sets the limits and moves the group `pgid` in.
+    pub(crate) fn apply(
+        &self,
+        app_id: &str,
+        instance: &str,
+        memory: Option<u64>,
+        pids: u32,
+        pgid: i32,
+    ) -> Limits {
+        let mut limits = Limits::default();
+        let root = Path::new(ROOT);
+        let leaf = Path::new("wharf").join(app_id).join(instance);
+        let settings: Vec<(PathBuf, Vec<(&str, String)>)> = match self {
+            Cgroups::Unavailable => return limits,
+            Cgroups::V2 => {
+                // Controllers must be enabled for the children of each level above the leaf.
+                for level in [
+                    root.to_path_buf(),
+                    root.join("wharf"),
+                    root.join("wharf").join(app_id),
+                ] {
+                    let _ = std::fs::create_dir_all(&level);
+                    let _ = std::fs::write(level.join("cgroup.subtree_control"), "+memory +pids");
+                }
+                let mut values = vec![("pids.max", pids.to_string())];
+                if let Some(m) = memory {
+                    values.push(("memory.max", m.to_string()));
+                    values.push(("memory.swap.max", "0".to_owned()));
+                }
+                vec![(root.join(&leaf), values)]
+            }
+            Cgroups::V1 => {
+                let mut out = vec![(
+                    root.join("pids").join(&leaf),
+                    vec![("pids.max", pids.to_string())],
+                )];
+                if let Some(m) = memory {
+                    out.push((
+                        root.join("memory").join(&leaf),
+                        vec![("memory.limit_in_bytes", m.to_string())],
+                    ));
+                }
+                out
+            }
+        };
+        let members: Vec<i32> = process_table()
+            .iter()
+            .filter(|p| p.pgrp == pgid && !p.zombie)
+            .map(|p| p.pid)
+            .collect();
+        for (dir, values) in settings {
+            if std::fs::create_dir_all(&dir).is_err() {
+                tracing::warn!(cgroup = %dir.display(), "cannot create cgroup; limits not enforced");
+                continue;
+            }
+            for (file, value) in values {
+                if let Err(e) = std::fs::write(dir.join(file), &value) {
+                    tracing::warn!(cgroup = %dir.display(), file, error = %e, "cannot set cgroup limit");
+                }
+            }
+            for pid in &members {
+                let _ = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
+            }
+            limits.dirs.push(dir);
+        }
+        limits
+    }
+}
+
+impl Limits {
+    /// Removes the cgroups once their processes are gone.
+    pub(crate) fn remove(&mut self) {
+        for dir in self.dirs.drain(..) {
+            let _ = std::fs::remove_dir(&dir);
+            // The app's level goes too once its last instance is gone (fails harmlessly before).
+            if let Some(app) = dir.parent() {
+                let _ = std::fs::remove_dir(app);
+            }
+        }
+    }
+}
+
+fn writable_dir(dir: &Path) -> bool {
+    std::fs::create_dir_all(dir).is_ok()
+        && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
+}

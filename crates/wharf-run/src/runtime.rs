@@ -1,0 +1,324 @@
+//! Process mechanics shared by instances and one-off processes: the process table, signalling a
+//! process group, exit texts, pid files, scratch directories and draining output into the log.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use crate::{LogSink, RunError, Stream};
+
+/// Longer output lines are split into pieces of this many bytes.
+pub(crate) const MAX_LINE: usize = 10 * 1024;
+
+/// The fields of `/proc/<pid>/stat` wharf reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    pub pid: i32,
+    pub comm: String,
+    pub ppid: i32,
+    pub pgrp: i32,
+    pub zombie: bool,
+    /// Field 22: clock ticks after boot; with the pid it names a process uniquely.
+    pub start_time: u64,
+}
+
+/// Parses `/proc/<pid>/stat`. The command name may hold spaces and parentheses, so fields are
+/// counted from the last `)`.
+pub(crate) fn parse_stat(pid: i32, stat: &str) -> Option<ProcStat> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let state = *fields.first()?;
+    Some(ProcStat {
+        pid,
+        comm,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        zombie: state == "Z" || state == "X",
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+pub(crate) fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &stat)
+}
+
+pub(crate) fn process_table() -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        // A process that exits between listing and reading is simply not in the table.
+        proc_stat(pid)
+    })
+    .collect()
+}
+
+/// Whether a process of group `pgid` still runs (zombies don't count: they run nothing).
+pub(crate) fn group_alive(pgid: i32) -> bool {
+    process_table().iter().any(|p| p.pgrp == pgid && !p.zombie)
+}
+
+/// Sends `signal` to the group led by `pgid`. Under bubblewrap the group also holds bwrap's
+/// monitor (the leader) and its pid-1 init; those must not get a catchable stop signal — the
+/// monitor would die and take the app with it at once — so they are spared, and bwrap ends on
+/// its own when the app exits. SIGKILL always goes to the whole group.
+pub(crate) fn signal_group(pgid: i32, signal: Signal, sandboxed: bool) {
+    if !sandboxed || signal == Signal::SIGKILL {
+        // An error only means the group is already gone.
+        let _ = killpg(Pid::from_raw(pgid), signal);
+        return;
+    }
+    for p in process_table() {
+        let bwrap = p.comm == "bwrap" && (p.pid == pgid || p.ppid == pgid);
+        if p.pgrp == pgid && !p.zombie && !bwrap {
+            let _ = kill(Pid::from_raw(p.pid), signal);
+        }
+    }
+}
+
+/// Kills whatever is left of a group and waits (up to `within`) until it is gone.
+pub(crate) async fn kill_group(pgid: i32, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `status 3` or `signal SIGKILL`, as shown in `wharf ps` and the log.
+pub(crate) fn exit_text(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(sig)) => match Signal::try_from(sig) {
+            Ok(s) => format!("signal {}", s.as_str()),
+            Err(_) => format!("signal {sig}"),
+        },
+        (None, None) => "unknown status".to_owned(),
+    }
+}
+
+/// The shell convention: the exit code, or 128 + the signal number.
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+/// Writes `<pgid> <start time>` atomically.
+pub(crate) fn write_pid_file(path: &Path, pgid: i32, start_time: u64) -> Result<(), RunError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{pgid} {start_time}\n"))
+        .map_err(RunError::io("write pid file", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(RunError::io("write pid file", path))
+}
+
+pub(crate) fn read_pid_file(path: &Path) -> Option<(i32, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut parts = text.split_whitespace();
+    let pgid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    (pgid > 1).then_some((pgid, start))
+}
+
+/// Removes a directory tree, first giving back write permission to any directory an app made
+/// read-only (which would stop a non-root wharf from emptying it).
+pub(crate) fn wipe(path: &Path) -> Result<(), RunError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
+    make_writable(path);
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RunError::io("remove", path)(e)),
+    }
+}
+
+fn make_writable(path: &Path) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        let mut perms = meta.permissions();
+        perms.set_mode(perms.mode() | 0o700);
+        let _ = std::fs::set_permissions(path, perms);
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for e in entries.flatten() {
+                make_writable(&e.path());
+            }
+        }
+    }
+}
+
+/// An instance's directory: `pid` (wharf's, out of the app's reach) and the app's scratch,
+/// `home` and `tmp`.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceDir {
+    pub root: PathBuf,
+}
+
+impl InstanceDir {
+    pub fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("pid")
+    }
+
+    /// Wipes and recreates the directory, its scratch owned by `owner` when given.
+    pub fn prepare(&self, owner: Option<(u32, u32)>) -> Result<(), RunError> {
+        wipe(&self.root)?;
+        std::fs::create_dir_all(&self.root).map_err(RunError::io("create", &self.root))?;
+        for dir in [self.home(), self.tmp()] {
+            std::fs::create_dir(&dir).map_err(RunError::io("create", &dir))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(RunError::io("set permissions of", &dir))?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                    .map_err(RunError::io("change owner of", &dir))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads `reader` line by line into the sink until end of file. Lines longer than
+/// [`MAX_LINE`] are split. Never waits on the sink beyond the call itself, so the process is
+/// never slowed down by its log.
+pub(crate) async fn pump_lines(
+    reader: impl AsyncRead + Unpin,
+    sink: Arc<dyn LogSink>,
+    process: String,
+    stream: Stream,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut pending: Vec<u8> = Vec::new();
+    let emit = |bytes: &[u8]| {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        sink.line(&process, stream, &String::from_utf8_lossy(bytes));
+    };
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let room = MAX_LINE - pending.len();
+        let window = &chunk[..chunk.len().min(room)];
+        match window.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                pending.extend_from_slice(&window[..i]);
+                emit(&pending);
+                pending.clear();
+                reader.consume(i + 1);
+            }
+            None => {
+                let n = window.len();
+                pending.extend_from_slice(window);
+                reader.consume(n);
+                if pending.len() >= MAX_LINE {
+                    emit(&pending);
+                    pending.clear();
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        emit(&pending);
+    }
+}
+
+/// Reads `reader` in chunks into `tx` (an attached one-off's output). When the receiver is
+/// gone the output is still drained, so the process never blocks on a full pipe.
+pub(crate) async fn pump_chunks(
+    reader: impl AsyncRead + Unpin,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut reader = reader;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut open = true;
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if open && tx.send(buf[..n].to_vec()).await.is_err() {
+                    open = false;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn stat_with_odd_command_name_is_parsed() {
+        let stat = "1234 (we) (ird name) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 \
+                    98765 1000 100 18446744073709551615";
+        let e = parse_stat(1234, stat).unwrap();
+        assert_eq!(e.comm, "we) (ird name");
+        assert_eq!(
+            (e.ppid, e.pgrp, e.zombie, e.start_time),
+            (1, 1234, false, 98765)
+        );
+        assert!(parse_stat(7, "7 (sh) S 1").is_none());
+    }
+
+    #[test]
+    fn own_process_is_found() {
+        let me = proc_stat(std::process::id() as i32).unwrap();
+        assert!(!me.zombie);
+        assert!(me.start_time > 0);
+    }
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+    impl LogSink for Lines {
+        fn line(&self, _: &str, _: Stream, text: &str) {
+            self.0.lock().unwrap().push(text.to_owned());
+        }
+        fn event(&self, _: &str, _: &str) {}
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_split_and_crlf_trimmed() {
+        let mut input = b"short\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE + 5));
+        input.extend(b"\nlast");
+        let sink = Arc::new(Lines::default());
+        pump_lines(&input[..], sink.clone(), "web.1".into(), Stream::Stdout).await;
+        let lines = sink.0.lock().unwrap().clone();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], "short");
+        assert_eq!(lines[1].len(), MAX_LINE);
+        assert_eq!(lines[2], "xxxxx");
+        assert_eq!(lines[3], "last");
+    }
+}

@@ -1,0 +1,359 @@
+//! How an instance's process is isolated: bubblewrap namespaces, or (without them, when wharf
+//! runs as root) an unprivileged user.
+//!
+//! Under bubblewrap the host is visible read-only, the release tree is mounted read-only at
+//! `/app`, `/tmp` and `/run` are private, wharf's data directory is hidden (an app can't read
+//! the database or other apps' trees) except for the instance's own scratch, and the app has
+//! its own pid and IPC namespaces with every capability dropped. The network is shared: apps
+//! bind `PORT` on the host. No `--new-session`: the app must stay in the process group wharf
+//! signals; its stdin is never a terminal, so the TIOCSTI concern that option addresses does
+//! not arise.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::RunError;
+
+/// Where the release tree appears inside the sandbox.
+pub(crate) const APP_MOUNT: &str = "/app";
+/// `PATH` when neither the image nor the config sets one.
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// `WHARF_SANDBOX`: `auto` (bubblewrap when it works here), `none`, `namespaces` (required).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxMode {
+    #[default]
+    Auto,
+    None,
+    Namespaces,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("sandbox mode `{0}` is not one of auto, none, namespaces")]
+pub struct ParseSandboxModeError(String);
+
+impl FromStr for SandboxMode {
+    type Err = ParseSandboxModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(SandboxMode::Auto),
+            "none" => Ok(SandboxMode::None),
+            "namespaces" => Ok(SandboxMode::Namespaces),
+            other => Err(ParseSandboxModeError(other.to_owned())),
+        }
+    }
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Auto => "auto",
+            SandboxMode::None => "none",
+            SandboxMode::Namespaces => "namespaces",
+        }
+    }
+}
+
+/// The isolation actually in force, decided once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    /// Plain processes; `user` is set when wharf is root and drops privileges for its apps.
+    Plain {
+        user: Option<(u32, u32)>,
+    },
+    Bubblewrap {
+        bwrap: PathBuf,
+        hidden: PathBuf,
+    },
+}
+
+/// Paths of one launch, as seen on the host.
+pub(crate) struct Launch<'a> {
+    pub tree: &'a Path,
+    pub home: &'a Path,
+    pub tmp: &'a Path,
+    pub command: &'a str,
+    pub env: &'a BTreeMap<String, String>,
+    pub stdin: bool,
+}
+
+impl Isolation {
+    pub(crate) async fn resolve(
+        mode: SandboxMode,
+        data_dir: &Path,
+        unprivileged: (u32, u32),
+    ) -> Result<Isolation, RunError> {
+        let plain = || Isolation::Plain {
+            user: nix::unistd::geteuid().is_root().then_some(unprivileged),
+        };
+        let hidden = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        match mode {
+            SandboxMode::None => Ok(plain()),
+            SandboxMode::Namespaces => {
+                let bwrap = probe_bubblewrap()
+                    .await
+                    .map_err(|reason| RunError::SandboxUnavailable { reason })?;
+                Ok(Isolation::Bubblewrap { bwrap, hidden })
+            }
+            SandboxMode::Auto => match probe_bubblewrap().await {
+                Ok(bwrap) => Ok(Isolation::Bubblewrap { bwrap, hidden }),
+                Err(reason) => {
+                    tracing::warn!(%reason, "bubblewrap is not usable; running apps without namespaces");
+                    Ok(plain())
+                }
+            },
+        }
+    }
+
+    pub(crate) fn is_sandboxed(&self) -> bool {
+        matches!(self, Isolation::Bubblewrap { .. })
+    }
+
+    /// The owner of scratch directories.
+    pub(crate) fn scratch_owner(&self) -> Option<(u32, u32)> {
+        match self {
+            Isolation::Plain { user } => *user,
+            Isolation::Bubblewrap { .. } => None,
+        }
+    }
+
+    /// Image env values name paths under `/app`; without a sandbox they are rewritten to the
+    /// tree's real place.
+    pub(crate) fn rewrite_image_value(&self, tree: &Path, value: &str) -> String {
+        if self.is_sandboxed() {
+            return value.to_owned();
+        }
+        let real = tree.to_string_lossy();
+        value
+            .split(':')
+            .map(|part| {
+                if part == APP_MOUNT {
+                    real.to_string()
+                } else if let Some(rest) = part.strip_prefix("/app/") {
+                    format!("{real}/{rest}")
+                } else {
+                    part.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// The command for one launch: its own process group, a clean environment, stdout and
+    /// stderr piped.
+    pub(crate) fn command(&self, launch: &Launch<'_>) -> tokio::process::Command {
+        let shell_command = shell_command(launch.command);
+        let mut cmd = match self {
+            Isolation::Plain { user } => {
+                let mut c = tokio::process::Command::new("/bin/sh");
+                c.arg("-c").arg(&shell_command).current_dir(launch.tree);
+                if let Some((uid, gid)) = user {
+                    c.uid(*uid).gid(*gid);
+                }
+                c.env("PWD", launch.tree);
+                c
+            }
+            Isolation::Bubblewrap { bwrap, hidden } => {
+                let mut c = tokio::process::Command::new(bwrap);
+                c.args(bubblewrap_args(hidden, launch))
+                    .arg("--")
+                    .arg("/bin/sh")
+                    .arg("-c")
+                    .arg(&shell_command)
+                    // bwrap itself starts in a directory that exists on the host.
+                    .current_dir(launch.home);
+                c
+            }
+        };
+        cmd.env_clear()
+            .envs(launch.env)
+            .stdin(if launch.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            // A dropped handle must not kill: a crashed server's instances are stopped by the
+            // next one (see the crate docs), and shutdown stops them explicitly.
+            .kill_on_drop(false);
+        cmd
+    }
+}
+
+/// `exec <command>` when the command is one simple command, so the shell does not stay
+/// between wharf and the app; otherwise the command as written (`a && b`, `cd x; ./run`).
+pub(crate) fn shell_command(command: &str) -> String {
+    let first_word = command.split_whitespace().next().unwrap_or("");
+    let compound = command
+        .chars()
+        .any(|c| matches!(c, ';' | '&' | '|' | '\n' | '(' | ')' | '{' | '}' | '`'))
+        || first_word.contains('=')
+        || matches!(
+            first_word,
+            "if" | "for" | "while" | "until" | "case" | "exec" | "!" | "cd" | "export" | "set"
+        );
+    if compound || command.trim().is_empty() {
+        command.to_owned()
+    } else {
+        format!("exec {command}")
+    }
+}
+
+fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = [
+        "--die-with-parent",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--cap-drop",
+        "ALL",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(OsString::from));
+    // The host, read-only, one top-level entry at a time, so that `/app` can be created in
+    // bwrap's own root (a read-only bind of `/` itself would leave no place for it).
+    let skip = ["proc", "dev", "tmp", "run", "app"];
+    if let Ok(entries) = std::fs::read_dir("/") {
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            if skip.iter().any(|s| name == *s) {
+                continue;
+            }
+            let host = Path::new("/").join(&name);
+            match entry.file_type() {
+                Ok(t) if t.is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(&host) {
+                        push(&["--symlink".as_ref(), target.as_os_str(), host.as_os_str()]);
+                    }
+                }
+                Ok(t) if t.is_dir() || t.is_file() => {
+                    push(&["--ro-bind".as_ref(), host.as_os_str(), host.as_os_str()]);
+                }
+                _ => {}
+            }
+        }
+    }
+    push(&["--proc".as_ref(), "/proc".as_ref()]);
+    push(&["--dev".as_ref(), "/dev".as_ref()]);
+    push(&["--tmpfs".as_ref(), "/tmp".as_ref()]);
+    // /run holds sockets (a read-only bind does not stop connect()), so it is private; only
+    // the resolver config is kept when /etc/resolv.conf points into it.
+    push(&["--tmpfs".as_ref(), "/run".as_ref()]);
+    if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf") {
+        if resolv.starts_with("/run") {
+            push(&["--ro-bind".as_ref(), resolv.as_os_str(), resolv.as_os_str()]);
+        }
+    }
+    // wharf's data directory (database, images, other apps) is hidden; only this instance's
+    // scratch is mounted back, at the same path, so HOME and TMPDIR read the same everywhere.
+    push(&["--tmpfs".as_ref(), hidden.as_os_str()]);
+    push(&[
+        "--bind".as_ref(),
+        launch.home.as_os_str(),
+        launch.home.as_os_str(),
+    ]);
+    push(&[
+        "--bind".as_ref(),
+        launch.tmp.as_os_str(),
+        launch.tmp.as_os_str(),
+    ]);
+    push(&[
+        "--ro-bind".as_ref(),
+        launch.tree.as_os_str(),
+        APP_MOUNT.as_ref(),
+    ]);
+    push(&["--chdir".as_ref(), APP_MOUNT.as_ref()]);
+    push(&["--setenv".as_ref(), "PWD".as_ref(), APP_MOUNT.as_ref()]);
+    args
+}
+
+/// Finds `bwrap` and checks that it can create the namespaces instances use.
+async fn probe_bubblewrap() -> Result<PathBuf, String> {
+    let bwrap = ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| "`bwrap` is not installed".to_owned())?;
+    let probe = tokio::process::Command::new(&bwrap)
+        .args([
+            "--die-with-parent",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "/bin/true",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(10), probe).await {
+        Err(_) => Err("`bwrap` did not finish a test run within 10s".to_owned()),
+        Ok(Err(e)) => Err(format!("`{}` could not be started: {e}", bwrap.display())),
+        Ok(Ok(out)) if out.status.success() => Ok(bwrap),
+        Ok(Ok(out)) => Err(format!(
+            "`bwrap` failed a test run ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_commands_are_execed() {
+        assert_eq!(
+            shell_command("python3 -m http.server $PORT"),
+            "exec python3 -m http.server $PORT"
+        );
+        assert_eq!(shell_command("cd x && ./run"), "cd x && ./run");
+        assert_eq!(shell_command("FOO=1 ./run"), "FOO=1 ./run");
+        assert_eq!(
+            shell_command("trap '' TERM; sleep 5"),
+            "trap '' TERM; sleep 5"
+        );
+    }
+
+    #[test]
+    fn image_paths_are_rewritten_only_without_a_sandbox() {
+        let plain = Isolation::Plain { user: None };
+        let tree = Path::new("/data/releases/a/v1/app");
+        assert_eq!(
+            plain.rewrite_image_value(tree, "/app/.venv/bin:/usr/bin:/app"),
+            "/data/releases/a/v1/app/.venv/bin:/usr/bin:/data/releases/a/v1/app"
+        );
+        assert_eq!(plain.rewrite_image_value(tree, "/apple"), "/apple");
+        let bw = Isolation::Bubblewrap {
+            bwrap: "/usr/bin/bwrap".into(),
+            hidden: "/data".into(),
+        };
+        assert_eq!(bw.rewrite_image_value(tree, "/app/bin"), "/app/bin");
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(
+            "namespaces".parse::<SandboxMode>().unwrap(),
+            SandboxMode::Namespaces
+        );
+        assert!("docker".parse::<SandboxMode>().is_err());
+    }
+}

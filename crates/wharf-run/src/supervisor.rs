@@ -1,0 +1,997 @@
+//! The supervisor: one reconciler task per app converges the running instances to the desired
+//! state; one task per instance runs it through its lifecycle (starting → up → crashed →
+//! starting … → stopping → down).
+//!
+//! The reconciler is a loop of *steps*. Each step looks at the desired state and the current
+//! instances and starts or stops instances; it runs again whenever the desired state or any
+//! instance's state changes. Per process type:
+//! - an instance is *fresh* when it runs the desired release and spec and is not being
+//!   replaced (`restart` marks instances as retiring);
+//! - `web`: fresh instances are started for every missing index at once; the others (old
+//!   release, retiring) are stopped only once every fresh index is up, so a deploy whose new
+//!   instances never come up leaves the old ones serving;
+//! - other types: old instances are stopped first, and fresh ones start only once every old
+//!   one is gone, so two versions of a worker never run at once;
+//! - fresh instances beyond the quantity are stopped; types no longer desired are stopped.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::process::ChildStdin;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wharf_image::ImageStore;
+
+use crate::cgroup::Cgroups;
+use crate::ports::PortPool;
+use crate::runtime::{self, InstanceDir};
+use crate::sandbox::{Isolation, Launch, DEFAULT_PATH};
+use crate::tree::Releases;
+use crate::{
+    backoff, events, stale, DesiredApp, InstanceState, InstanceStatus, LogSink, ProcessSpec,
+    ReleaseSpec, RunError, Stream, SupervisorConfig, Target,
+};
+
+/// How long output is still read after a process exited (its pipes may be held by leftovers
+/// until they are killed).
+const DRAIN: Duration = Duration::from_secs(1);
+/// Grace for one-off processes when the server shuts down.
+const ONE_OFF_GRACE: Duration = Duration::from_secs(10);
+
+/// The local backend. Cheap to clone; all clones drive the same processes. Dropping every
+/// handle does not stop anything (a crashed server can't either): call
+/// [`Supervisor::shutdown`].
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SupervisorConfig,
+    isolation: Isolation,
+    cgroups: Cgroups,
+    ports: PortPool,
+    releases: Releases,
+    run_dir: PathBuf,
+    /// app_id → its reconciler. Locked only for short, non-async sections.
+    apps: Mutex<HashMap<String, AppHandle>>,
+    /// app_id → the last one-off number handed out (`run.N`).
+    one_offs: Mutex<HashMap<String, u32>>,
+    /// Makes instance directory names unique while two instances share a name (a web deploy).
+    generation: AtomicU64,
+    /// Cancelled on shutdown (or by the caller's token); every app and instance token is a
+    /// child of it.
+    shutdown: CancellationToken,
+    /// Every task the supervisor starts, so shutdown can wait for them.
+    tasks: TaskTracker,
+    runtime: tokio::runtime::Handle,
+}
+
+struct AppHandle {
+    /// The desired state and the sink new instances log to; the reconciler watches it.
+    desired: watch::Sender<Arc<(DesiredApp, Arc<dyn LogSink>)>>,
+    shared: Arc<AppShared>,
+    /// Stops the app's reconciler, which then stops its instances.
+    cancel: CancellationToken,
+    /// Cancelled once the reconciler has stopped every instance and returned.
+    finished: CancellationToken,
+}
+
+struct AppShared {
+    app_id: String,
+    /// The app's instances, including those stopping; an instance removes itself once down.
+    instances: Mutex<Vec<Arc<Cell>>>,
+    /// Instances ping this on every state change; the reconciler waits on it.
+    changed: Notify,
+}
+
+/// One instance, shared by its task, the reconciler and `status`.
+struct Cell {
+    name: String,
+    process_type: String,
+    index: u32,
+    generation: u64,
+    release: ReleaseSpec,
+    spec: ProcessSpec,
+    /// Set by `restart`: the reconciler replaces the instance like an old release's.
+    retiring: AtomicBool,
+    /// Asks the instance to stop for good.
+    stop: CancellationToken,
+    /// Cancelled when the instance is down and cleaned up.
+    done: CancellationToken,
+    state: Mutex<CellState>,
+}
+
+#[derive(Debug, Clone)]
+struct CellState {
+    state: InstanceState,
+    pid: Option<u32>,
+    port: Option<u16>,
+    restarts: u32,
+    last_exit: Option<String>,
+    next_restart_at: Option<Instant>,
+    since: SystemTime,
+}
+
+impl Cell {
+    fn snapshot(&self) -> InstanceStatus {
+        let s = lock(&self.state).clone();
+        InstanceStatus {
+            name: self.name.clone(),
+            process_type: self.process_type.clone(),
+            release_version: self.release.version,
+            state: s.state,
+            command: self.spec.command.clone(),
+            pid: s.pid,
+            port: s.port,
+            restarts: s.restarts,
+            last_exit: s.last_exit,
+            next_restart_in: match s.state {
+                InstanceState::Crashed => s
+                    .next_restart_at
+                    .map(|t| t.saturating_duration_since(Instant::now())),
+                _ => None,
+            },
+            since: s.since,
+        }
+    }
+
+    fn state(&self) -> InstanceState {
+        lock(&self.state).state
+    }
+
+    fn is_fresh_for(&self, desired: &DesiredApp, spec: &ProcessSpec) -> bool {
+        !self.retiring.load(Ordering::SeqCst)
+            && self.release == desired.release
+            && same_definition(&self.spec, spec)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not take the supervisor down with it: the data stays usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A started one-off process (`wharf run`).
+///
+/// Attached: `stdin` and `output` are `Some`; `output` yields stdout and stderr as they come,
+/// in chunks (not lines), and closes when the process and everything it left in its group are
+/// gone. Detached: both are `None` and the output goes to the app's log as lines of `run.N`.
+/// `exit` resolves with the exit code, or 128 + the signal number when it was killed; it is
+/// dropped without a value only if the process could not be waited for.
+#[derive(Debug)]
+pub struct OneOff {
+    /// `run.N`
+    pub name: String,
+    pub pid: Option<u32>,
+    pub stdin: Option<ChildStdin>,
+    pub output: Option<mpsc::Receiver<Vec<u8>>>,
+    pub exit: oneshot::Receiver<i32>,
+}
+
+impl Supervisor {
+    /// Starts the supervisor: first stops every process a previous (killed) server left behind
+    /// — found through pid files under `data_dir/run` — then wipes their scratch directories.
+    /// See the crate docs for why they are stopped rather than adopted.
+    pub async fn start(
+        config: SupervisorConfig,
+        images: ImageStore,
+        shutdown: CancellationToken,
+    ) -> Result<Supervisor, RunError> {
+        let run_dir = config.data_dir.join("run");
+        let releases_dir = config.data_dir.join("releases");
+        for dir in [&run_dir, &releases_dir] {
+            std::fs::create_dir_all(dir).map_err(RunError::io("create", dir))?;
+            // An unprivileged app user must be able to reach its tree and scratch.
+            let _ =
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        }
+        let killed = stale::clean(&run_dir).await?;
+        if killed > 0 {
+            tracing::info!(killed, "stopped processes left by a previous server");
+        }
+        let isolation =
+            Isolation::resolve(config.sandbox, &config.data_dir, config.unprivileged_user).await?;
+        tracing::info!(sandbox = ?isolation, "supervisor started");
+        let inner = Inner {
+            isolation,
+            cgroups: Cgroups::detect(),
+            ports: PortPool::new(config.port_range.clone()),
+            releases: Releases::new(releases_dir, images),
+            run_dir,
+            apps: Mutex::new(HashMap::new()),
+            one_offs: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            shutdown: shutdown.child_token(),
+            tasks: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
+            config,
+        };
+        Ok(Supervisor {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Sets what should run for an app and returns at once; the app's reconciler converges to
+    /// it continuously. Applying the same desired state again changes nothing.
+    pub fn apply(&self, desired: DesiredApp, log: Arc<dyn LogSink>) {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() {
+            tracing::warn!(app = %desired.app_id, "ignoring a desired state: shutting down");
+            return;
+        }
+        let mut apps = lock(&inner.apps);
+        if let Some(handle) = apps.get(&desired.app_id) {
+            handle.desired.send_if_modified(|current| {
+                if current.0 == desired {
+                    false
+                } else {
+                    *current = Arc::new((desired, log));
+                    true
+                }
+            });
+            return;
+        }
+        let app_id = desired.app_id.clone();
+        let (tx, rx) = watch::channel(Arc::new((desired, log)));
+        let shared = Arc::new(AppShared {
+            app_id: app_id.clone(),
+            instances: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+        });
+        let cancel = inner.shutdown.child_token();
+        let finished = CancellationToken::new();
+        inner.tasks.spawn_on(
+            reconcile(
+                self.inner.clone(),
+                shared.clone(),
+                rx,
+                cancel.clone(),
+                finished.clone(),
+            ),
+            &inner.runtime,
+        );
+        apps.insert(
+            app_id,
+            AppHandle {
+                desired: tx,
+                shared,
+                cancel,
+                finished,
+            },
+        );
+    }
+
+    /// Stops everything of the app and forgets it.
+    pub async fn remove(&self, app_id: &str) {
+        let handle = lock(&self.inner.apps).remove(app_id);
+        if let Some(handle) = handle {
+            handle.cancel.cancel();
+            handle.finished.cancelled().await;
+        }
+    }
+
+    /// Restarts instances: all, one type, or one (`web.1`). Web instances go one at a time,
+    /// each replacement up before the old one stops; other types stop, then start again.
+    /// Returns once the old instances are gone. A web replacement that never comes up keeps
+    /// the old instance running and this waiting; callers bound it with a timeout.
+    pub async fn restart(&self, app_id: &str, target: Target) -> Result<(), RunError> {
+        let shared = {
+            let apps = lock(&self.inner.apps);
+            apps.get(app_id)
+                .map(|h| h.shared.clone())
+                .ok_or_else(|| RunError::UnknownApp {
+                    app_id: app_id.to_owned(),
+                })?
+        };
+        let chosen: Vec<Arc<Cell>> = lock(&shared.instances)
+            .iter()
+            .filter(|c| !c.stop.is_cancelled() && !c.retiring.load(Ordering::SeqCst))
+            .filter(|c| match &target {
+                Target::All => true,
+                Target::Type(t) => &c.process_type == t,
+                Target::Instance(n) => &c.name == n,
+            })
+            .cloned()
+            .collect();
+        if chosen.is_empty() && target != Target::All {
+            let target = match target {
+                Target::Type(t) | Target::Instance(t) => t,
+                Target::All => String::new(),
+            };
+            return Err(RunError::UnknownTarget {
+                app_id: app_id.to_owned(),
+                target,
+            });
+        }
+        let (web, others): (Vec<_>, Vec<_>) =
+            chosen.into_iter().partition(|c| c.process_type == "web");
+        for cell in &others {
+            cell.retiring.store(true, Ordering::SeqCst);
+        }
+        shared.changed.notify_one();
+        for cell in web {
+            cell.retiring.store(true, Ordering::SeqCst);
+            shared.changed.notify_one();
+            tokio::select! {
+                _ = cell.done.cancelled() => {}
+                _ = self.inner.shutdown.cancelled() => return Err(RunError::ShuttingDown),
+            }
+        }
+        for cell in others {
+            tokio::select! {
+                _ = cell.done.cancelled() => {}
+                _ = self.inner.shutdown.cancelled() => return Err(RunError::ShuttingDown),
+            }
+        }
+        Ok(())
+    }
+
+    /// The app's instances, sorted by type, then index (then age, while a replacement and the
+    /// instance it replaces run side by side).
+    pub fn status(&self, app_id: &str) -> Vec<InstanceStatus> {
+        let shared = match lock(&self.inner.apps).get(app_id) {
+            Some(h) => h.shared.clone(),
+            None => return Vec::new(),
+        };
+        let mut cells: Vec<Arc<Cell>> = lock(&shared.instances).clone();
+        cells.sort_by(|a, b| {
+            (&a.process_type, a.index, a.generation).cmp(&(&b.process_type, b.index, b.generation))
+        });
+        cells.iter().map(|c| c.snapshot()).collect()
+    }
+
+    /// Runs a one-off process (`DYNO=run.N`) with the release's environment in the same
+    /// sandbox as the app's instances. Attached: returns its stdin and its output; detached:
+    /// its output goes to `log`. The server's shutdown stops it.
+    pub async fn run_one_off(
+        &self,
+        app_id: &str,
+        release: &ReleaseSpec,
+        command: &str,
+        attach: bool,
+        log: Arc<dyn LogSink>,
+    ) -> Result<OneOff, RunError> {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() {
+            return Err(RunError::ShuttingDown);
+        }
+        let number = {
+            let mut counters = lock(&inner.one_offs);
+            let n = counters.entry(app_id.to_owned()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let name = format!("run.{number}");
+        let tree = inner.releases.ensure(app_id, release).await?;
+        let port = inner.ports.allocate()?;
+        let dir = inner.instance_dir(app_id, &name);
+        let started = (|| {
+            dir.prepare(inner.isolation.scratch_owner())?;
+            let env = inner.environment(release, &tree, &dir, port, &name);
+            let launch = Launch {
+                tree: &tree,
+                home: &dir.home(),
+                tmp: &dir.tmp(),
+                command,
+                env: &env,
+                stdin: attach,
+            };
+            let mut child =
+                inner
+                    .isolation
+                    .command(&launch)
+                    .spawn()
+                    .map_err(|source| RunError::Spawn {
+                        command: command.to_owned(),
+                        source,
+                    })?;
+            let pgid = child.id().map(|p| p as i32);
+            if let Some(pgid) = pgid {
+                if let Some(stat) = runtime::proc_stat(pgid) {
+                    if let Err(e) = runtime::write_pid_file(&dir.pid_file(), pgid, stat.start_time)
+                    {
+                        tracing::warn!(error = %e, "cannot record a one-off's pid");
+                    }
+                }
+            }
+            let stdout = child.stdout.take();
+            let stderr = child.stderr.take();
+            Ok::<_, RunError>((child, pgid, stdout, stderr))
+        })();
+        let (mut child, pgid, stdout, stderr) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                inner.ports.release(port);
+                let _ = runtime::wipe(&dir.root);
+                return Err(e);
+            }
+        };
+        log.event(&name, &events::starting(command));
+        let mut pumps = Vec::new();
+        let (output, stdin) = if attach {
+            let (tx, rx) = mpsc::channel(64);
+            if let Some(out) = stdout {
+                pumps.push(
+                    inner
+                        .tasks
+                        .spawn_on(runtime::pump_chunks(out, tx.clone()), &inner.runtime),
+                );
+            }
+            if let Some(err) = stderr {
+                pumps.push(
+                    inner
+                        .tasks
+                        .spawn_on(runtime::pump_chunks(err, tx), &inner.runtime),
+                );
+            }
+            (Some(rx), child.stdin.take())
+        } else {
+            if let Some(out) = stdout {
+                pumps.push(inner.tasks.spawn_on(
+                    runtime::pump_lines(out, log.clone(), name.clone(), Stream::Stdout),
+                    &inner.runtime,
+                ));
+            }
+            if let Some(err) = stderr {
+                pumps.push(inner.tasks.spawn_on(
+                    runtime::pump_lines(err, log.clone(), name.clone(), Stream::Stderr),
+                    &inner.runtime,
+                ));
+            }
+            (None, None)
+        };
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let this = self.inner.clone();
+        let task_name = name.clone();
+        inner.tasks.spawn_on(
+            async move {
+                let sandboxed = this.isolation.is_sandboxed();
+                let status = tokio::select! {
+                    s = child.wait() => s,
+                    _ = this.shutdown.cancelled() => {
+                        if let Some(pgid) = pgid {
+                            log.event(&task_name, &events::stopping_all(nix::sys::signal::Signal::SIGTERM));
+                            runtime::signal_group(pgid, nix::sys::signal::Signal::SIGTERM, sandboxed);
+                        }
+                        match tokio::time::timeout(ONE_OFF_GRACE, child.wait()).await {
+                            Ok(s) => s,
+                            Err(_) => {
+                                if let Some(pgid) = pgid {
+                                    runtime::signal_group(pgid, nix::sys::signal::Signal::SIGKILL, sandboxed);
+                                }
+                                child.wait().await
+                            }
+                        }
+                    }
+                };
+                if let Some(pgid) = pgid {
+                    runtime::kill_group(pgid, Duration::from_secs(5)).await;
+                }
+                for pump in pumps {
+                    let _ = tokio::time::timeout(DRAIN, pump).await;
+                }
+                match status {
+                    Ok(status) => {
+                        log.event(&task_name, &events::exited(&runtime::exit_text(status)));
+                        let _ = exit_tx.send(runtime::exit_code(status));
+                    }
+                    Err(e) => tracing::error!(error = %e, process = %task_name, "cannot wait for a one-off process"),
+                }
+                if let Err(e) = runtime::wipe(&dir.root) {
+                    tracing::warn!(error = %e, "cannot wipe a one-off's scratch");
+                }
+                this.ports.release(port);
+            },
+            &inner.runtime,
+        );
+        Ok(OneOff {
+            name,
+            pid: pgid.map(|p| p as u32),
+            stdin,
+            output,
+            exit: exit_rx,
+        })
+    }
+
+    /// Stops every instance and one-off (signal, grace, SIGKILL) and waits for them; called
+    /// on server shutdown.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        lock(&self.inner.apps).clear();
+    }
+}
+
+impl Inner {
+    fn instance_dir(&self, app_id: &str, dir_name: &str) -> InstanceDir {
+        InstanceDir {
+            root: self.run_dir.join(app_id).join(dir_name),
+        }
+    }
+
+    /// image env (paths fixed up) + release config + what wharf sets.
+    fn environment(
+        &self,
+        release: &ReleaseSpec,
+        tree: &std::path::Path,
+        dir: &InstanceDir,
+        port: u16,
+        dyno: &str,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut env: std::collections::BTreeMap<String, String> = release
+            .image_env
+            .iter()
+            .map(|(k, v)| (k.clone(), self.isolation.rewrite_image_value(tree, v)))
+            .collect();
+        env.extend(release.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.entry("PATH".to_owned())
+            .or_insert_with(|| DEFAULT_PATH.to_owned());
+        env.insert("PORT".to_owned(), port.to_string());
+        env.insert("DYNO".to_owned(), dyno.to_owned());
+        env.insert(
+            "WHARF_RELEASE_VERSION".to_owned(),
+            release.version.to_string(),
+        );
+        env.insert("HOME".to_owned(), dir.home().to_string_lossy().into_owned());
+        env.insert(
+            "TMPDIR".to_owned(),
+            dir.tmp().to_string_lossy().into_owned(),
+        );
+        env
+    }
+}
+
+/// The reconciler of one app.
+async fn reconcile(
+    inner: Arc<Inner>,
+    app: Arc<AppShared>,
+    mut desired_rx: watch::Receiver<Arc<(DesiredApp, Arc<dyn LogSink>)>>,
+    cancel: CancellationToken,
+    finished: CancellationToken,
+) {
+    loop {
+        let desired = desired_rx.borrow_and_update().clone();
+        step(&inner, &app, &desired.0, &desired.1, &cancel);
+        tokio::select! {
+            changed = desired_rx.changed() => if changed.is_err() { break },
+            _ = app.changed.notified() => {}
+            _ = cancel.cancelled() => break,
+        }
+    }
+    let cells: Vec<Arc<Cell>> = lock(&app.instances).clone();
+    for cell in &cells {
+        cell.stop.cancel();
+    }
+    for cell in &cells {
+        cell.done.cancelled().await;
+    }
+    finished.cancel();
+}
+
+/// One reconciliation step; see the module docs for the rules.
+fn step(
+    inner: &Arc<Inner>,
+    app: &Arc<AppShared>,
+    desired: &DesiredApp,
+    sink: &Arc<dyn LogSink>,
+    cancel: &CancellationToken,
+) {
+    if cancel.is_cancelled() {
+        return;
+    }
+    let cells: Vec<Arc<Cell>> = lock(&app.instances).clone();
+    let desired_types: BTreeSet<&str> = desired
+        .processes
+        .iter()
+        .map(|p| p.process_type.as_str())
+        .collect();
+    for cell in &cells {
+        if !desired_types.contains(cell.process_type.as_str()) {
+            cell.stop.cancel();
+        }
+    }
+    for spec in &desired.processes {
+        let of_type: Vec<&Arc<Cell>> = cells
+            .iter()
+            .filter(|c| c.process_type == spec.process_type)
+            .collect();
+        let mut fresh_by_index: HashMap<u32, &Arc<Cell>> = HashMap::new();
+        let mut old: Vec<&Arc<Cell>> = Vec::new();
+        for cell in &of_type {
+            if !cell.is_fresh_for(desired, spec) {
+                old.push(cell);
+            } else if cell.stop.is_cancelled() {
+                // A fresh instance on its way out (scaled down): neither counts nor blocks.
+            } else if cell.index > spec.quantity || fresh_by_index.contains_key(&cell.index) {
+                cell.stop.cancel();
+            } else {
+                fresh_by_index.insert(cell.index, cell);
+            }
+        }
+        let missing: Vec<u32> = (1..=spec.quantity)
+            .filter(|i| !fresh_by_index.contains_key(i))
+            .collect();
+        if spec.process_type == "web" {
+            for &index in &missing {
+                start_instance(inner, app, desired, spec, index, sink, cancel);
+            }
+            let all_up = missing.is_empty()
+                && fresh_by_index
+                    .values()
+                    .all(|c| c.state() == InstanceState::Up);
+            if all_up {
+                for cell in &old {
+                    cell.stop.cancel();
+                }
+            }
+        } else if !old.is_empty() {
+            for cell in &old {
+                cell.stop.cancel();
+            }
+        } else {
+            for &index in &missing {
+                start_instance(inner, app, desired, spec, index, sink, cancel);
+            }
+        }
+    }
+}
+
+fn start_instance(
+    inner: &Arc<Inner>,
+    app: &Arc<AppShared>,
+    desired: &DesiredApp,
+    spec: &ProcessSpec,
+    index: u32,
+    sink: &Arc<dyn LogSink>,
+    cancel: &CancellationToken,
+) {
+    let cell = Arc::new(Cell {
+        name: format!("{}.{index}", spec.process_type),
+        process_type: spec.process_type.clone(),
+        index,
+        generation: inner.generation.fetch_add(1, Ordering::SeqCst),
+        release: desired.release.clone(),
+        spec: spec.clone(),
+        retiring: AtomicBool::new(false),
+        stop: cancel.child_token(),
+        done: CancellationToken::new(),
+        state: Mutex::new(CellState {
+            state: InstanceState::Starting,
+            pid: None,
+            port: None,
+            restarts: 0,
+            last_exit: None,
+            next_restart_at: None,
+            since: SystemTime::now(),
+        }),
+    });
+    lock(&app.instances).push(cell.clone());
+    inner.tasks.spawn_on(
+        run_instance(inner.clone(), app.clone(), cell, sink.clone()),
+        &inner.runtime,
+    );
+}
+
+/// How one run of an instance's process ended.
+enum RunEnd {
+    /// It exited or failed on its own (or failed its boot): restart it after a backoff.
+    Crashed,
+    /// It was asked to stop.
+    Stopped,
+}
+
+/// Context for one instance's task.
+struct InstanceRun {
+    inner: Arc<Inner>,
+    app: Arc<AppShared>,
+    cell: Arc<Cell>,
+    sink: Arc<dyn LogSink>,
+    dir: InstanceDir,
+    port: Option<u16>,
+    /// Consecutive crashes; reset after `healthy_reset` of uptime.
+    streak: u32,
+    /// The last state written to the log; `stopping` is not reported as a state.
+    reported: InstanceState,
+}
+
+async fn run_instance(
+    inner: Arc<Inner>,
+    app: Arc<AppShared>,
+    cell: Arc<Cell>,
+    sink: Arc<dyn LogSink>,
+) {
+    let dir = inner.instance_dir(&app.app_id, &format!("{}-{}", cell.name, cell.generation));
+    let mut run = InstanceRun {
+        inner,
+        app,
+        cell,
+        sink,
+        dir,
+        port: None,
+        streak: 0,
+        reported: InstanceState::Starting,
+    };
+    loop {
+        if run.cell.stop.is_cancelled() {
+            break;
+        }
+        match run.run_once().await {
+            RunEnd::Stopped => break,
+            RunEnd::Crashed => {
+                let config = &run.inner.config;
+                let delay = backoff::jittered(config.backoff_base, config.backoff_max, run.streak);
+                run.streak = run.streak.saturating_add(1);
+                run.update(|s| s.next_restart_at = Some(Instant::now() + delay));
+                run.set_state(InstanceState::Crashed);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = run.cell.stop.cancelled() => break,
+                }
+                run.update(|s| {
+                    s.restarts += 1;
+                    s.next_restart_at = None;
+                });
+            }
+        }
+    }
+    run.finish().await;
+}
+
+impl InstanceRun {
+    fn update(&self, f: impl FnOnce(&mut CellState)) {
+        f(&mut lock(&self.cell.state));
+        self.app.changed.notify_one();
+    }
+
+    fn set_state(&mut self, to: InstanceState) {
+        let from = {
+            let mut s = lock(&self.cell.state);
+            let from = s.state;
+            s.state = to;
+            s.since = SystemTime::now();
+            from
+        };
+        if from != to {
+            tracing::info!(app = %self.app.app_id, instance = %self.cell.name, release = self.cell.release.version, from = %from, to = %to, "instance state changed");
+        }
+        if to != InstanceState::Stopping && self.reported != to {
+            self.sink
+                .event(&self.cell.name, &events::state_changed(self.reported, to));
+            self.reported = to;
+        }
+        self.app.changed.notify_one();
+    }
+
+    fn event(&self, text: &str) {
+        self.sink.event(&self.cell.name, text);
+    }
+
+    /// Crashed before the process ran: records why.
+    fn failed_to_start(&self, err: &RunError) -> RunEnd {
+        let reason = error_chain(err);
+        tracing::warn!(app = %self.app.app_id, instance = %self.cell.name, error = %reason, "instance failed to start");
+        self.event(&events::cannot_start(&reason));
+        self.update(|s| s.last_exit = Some(format!("failed to start: {reason}")));
+        RunEnd::Crashed
+    }
+
+    async fn run_once(&mut self) -> RunEnd {
+        if self.reported == InstanceState::Crashed {
+            self.set_state(InstanceState::Starting);
+        }
+        let inner = self.inner.clone();
+        let release = &self.cell.release;
+        let port = match self.port {
+            Some(p) => inner.ports.reconfirm(p),
+            None => inner.ports.allocate(),
+        };
+        let port = match port {
+            Ok(p) => p,
+            Err(e) => return self.failed_to_start(&e),
+        };
+        self.port = Some(port);
+        self.update(|s| s.port = Some(port));
+        let tree = match inner.releases.ensure(&self.app.app_id, release).await {
+            Ok(t) => t,
+            Err(e) => return self.failed_to_start(&e),
+        };
+        if let Err(e) = self.dir.prepare(inner.isolation.scratch_owner()) {
+            return self.failed_to_start(&e);
+        }
+        let env = inner.environment(release, &tree, &self.dir, port, &self.cell.name);
+        let command = self.cell.spec.command.clone();
+        let launch = Launch {
+            tree: &tree,
+            home: &self.dir.home(),
+            tmp: &self.dir.tmp(),
+            command: &command,
+            env: &env,
+            stdin: false,
+        };
+        self.event(&events::starting(&command));
+        let mut child = match inner.isolation.command(&launch).spawn() {
+            Ok(c) => c,
+            Err(source) => {
+                return self.failed_to_start(&RunError::Spawn {
+                    command: command.clone(),
+                    source,
+                })
+            }
+        };
+        let Some(pgid) = child.id().map(|p| p as i32) else {
+            return self.failed_to_start(&RunError::Spawn {
+                command,
+                source: std::io::Error::other("the process exited before it could be tracked"),
+            });
+        };
+        if let Some(stat) = runtime::proc_stat(pgid) {
+            if let Err(e) = runtime::write_pid_file(&self.dir.pid_file(), pgid, stat.start_time) {
+                tracing::warn!(instance = %self.cell.name, error = %e, "cannot record an instance's pid");
+            }
+        }
+        let mut limits = inner.cgroups.apply(
+            &self.app.app_id,
+            &format!("{}-{}", self.cell.name, self.cell.generation),
+            self.cell.spec.memory_limit,
+            inner.config.pids_limit,
+            pgid,
+        );
+        let mut pumps = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            pumps.push(inner.tasks.spawn_on(
+                runtime::pump_lines(
+                    out,
+                    self.sink.clone(),
+                    self.cell.name.clone(),
+                    Stream::Stdout,
+                ),
+                &inner.runtime,
+            ));
+        }
+        if let Some(err) = child.stderr.take() {
+            pumps.push(inner.tasks.spawn_on(
+                runtime::pump_lines(
+                    err,
+                    self.sink.clone(),
+                    self.cell.name.clone(),
+                    Stream::Stderr,
+                ),
+                &inner.runtime,
+            ));
+        }
+        self.update(|s| s.pid = Some(pgid as u32));
+
+        let started = tokio::time::Instant::now();
+        let is_web = self.cell.process_type == "web";
+        if !is_web {
+            self.set_state(InstanceState::Up);
+        }
+        let health = runtime_health(is_web, port, self.cell.spec.health_path.clone());
+        tokio::pin!(health);
+        let mut booting = is_web;
+        let boot_deadline = tokio::time::sleep_until(started + inner.config.boot_timeout);
+        tokio::pin!(boot_deadline);
+        let reset_at = tokio::time::sleep_until(started + inner.config.healthy_reset);
+        tokio::pin!(reset_at);
+        let mut reset_pending = true;
+        let sandboxed = inner.isolation.is_sandboxed();
+
+        let (status, end) = loop {
+            tokio::select! {
+                status = child.wait() => break (status, RunEnd::Crashed),
+                _ = &mut health, if booting => {
+                    booting = false;
+                    self.set_state(InstanceState::Up);
+                }
+                _ = &mut boot_deadline, if booting => {
+                    self.event(&events::boot_timeout(&self.cell.name, inner.config.boot_timeout));
+                    self.event(&events::stopping_all(nix::sys::signal::Signal::SIGKILL));
+                    runtime::signal_group(pgid, nix::sys::signal::Signal::SIGKILL, sandboxed);
+                    break (child.wait().await, RunEnd::Crashed);
+                }
+                _ = &mut reset_at, if reset_pending => {
+                    reset_pending = false;
+                    self.streak = 0;
+                }
+                _ = self.cell.stop.cancelled() => {
+                    let status = self.stop_process(&mut child, pgid, sandboxed).await;
+                    break (status, RunEnd::Stopped);
+                }
+            }
+        };
+        // Whatever the process left in its group dies with it.
+        runtime::kill_group(pgid, Duration::from_secs(5)).await;
+        for pump in pumps {
+            let _ = tokio::time::timeout(DRAIN, pump).await;
+        }
+        limits.remove();
+        let exit = match status {
+            Ok(s) => runtime::exit_text(s),
+            Err(e) => format!("unknown status ({e})"),
+        };
+        self.event(&events::exited(&exit));
+        self.update(|s| {
+            s.last_exit = Some(exit);
+            s.pid = None;
+        });
+        end
+    }
+
+    /// The stop signal to the group, then SIGKILL after the grace period.
+    async fn stop_process(
+        &mut self,
+        child: &mut tokio::process::Child,
+        pgid: i32,
+        sandboxed: bool,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        let signal = self.cell.spec.stop_signal;
+        let grace = self.cell.spec.grace;
+        self.set_state(InstanceState::Stopping);
+        self.event(&events::stopping_all(signal));
+        runtime::signal_group(pgid, signal, sandboxed);
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                self.event(&events::exit_timeout(grace, signal));
+                self.event(&events::stopping_all(nix::sys::signal::Signal::SIGKILL));
+                runtime::signal_group(pgid, nix::sys::signal::Signal::SIGKILL, sandboxed);
+                child.wait().await
+            }
+        }
+    }
+
+    async fn finish(mut self) {
+        if let Err(e) = runtime::wipe(&self.dir.root) {
+            tracing::warn!(instance = %self.cell.name, error = %e, "cannot wipe an instance's scratch");
+        }
+        if let Some(port) = self.port.take() {
+            self.inner.ports.release(port);
+        }
+        self.update(|s| s.port = None);
+        self.set_state(InstanceState::Down);
+        lock(&self.app.instances).retain(|c| !Arc::ptr_eq(c, &self.cell));
+        self.cell.done.cancel();
+        self.app.changed.notify_one();
+    }
+}
+
+/// Resolves when a web instance is healthy; never for other types.
+async fn runtime_health(is_web: bool, port: u16, path: Option<String>) {
+    if is_web {
+        crate::health::wait_healthy(port, path).await
+    } else {
+        std::future::pending::<()>().await
+    }
+}
+
+fn error_chain(err: &RunError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Same process definition, whatever the quantity: scaling keeps instances.
+fn same_definition(a: &ProcessSpec, b: &ProcessSpec) -> bool {
+    a.process_type == b.process_type
+        && a.command == b.command
+        && a.memory_limit == b.memory_limit
+        && a.health_path == b.health_path
+        && a.stop_signal == b.stop_signal
+        && a.grace == b.grace
+}
+
+const _: fn() = || {
+    fn is<T: Send + Sync + Clone + 'static>() {}
+    is::<Supervisor>();
+};

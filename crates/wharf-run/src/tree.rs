@@ -1,0 +1,110 @@
+//! Release trees: each release is unpacked once to `releases/<app_id>/v<N>` and shared,
+//! read-only, by its instances. The app itself is the tree's `app/` directory (images put the
+//! app under `/app`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use wharf_image::ImageStore;
+
+use crate::{ReleaseSpec, RunError};
+
+#[derive(Debug)]
+pub(crate) struct Releases {
+    root: PathBuf,
+    images: ImageStore,
+    /// Serialises unpacking, so two instances starting at once unpack a release only once.
+    unpacking: tokio::sync::Mutex<()>,
+}
+
+impl Releases {
+    pub(crate) fn new(root: PathBuf, images: ImageStore) -> Self {
+        Releases {
+            root,
+            images,
+            unpacking: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The host path of the release's app tree, unpacking it first if needed.
+    pub(crate) async fn ensure(
+        &self,
+        app_id: &str,
+        release: &ReleaseSpec,
+    ) -> Result<PathBuf, RunError> {
+        let app_root = self.root.join(app_id);
+        let dest = app_root.join(format!("v{}", release.version));
+        let tree = dest.join("app");
+        let _guard = self.unpacking.lock().await;
+        if dest.is_dir() {
+            return Ok(tree);
+        }
+        let images = self.images.clone();
+        let app_id = app_id.to_owned();
+        let release = release.clone();
+        tokio::task::spawn_blocking(move || unpack(&images, &app_root, &dest, &app_id, &release))
+            .await
+            .map_err(|e| RunError::Io {
+                action: "unpack a release into",
+                path: PathBuf::new(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        Ok(tree)
+    }
+}
+
+fn unpack(
+    images: &ImageStore,
+    app_root: &Path,
+    dest: &Path,
+    app_id: &str,
+    release: &ReleaseSpec,
+) -> Result<(), RunError> {
+    std::fs::create_dir_all(app_root).map_err(RunError::io("create", app_root))?;
+    let _ = std::fs::set_permissions(app_root, std::fs::Permissions::from_mode(0o755));
+    let tmp = app_root.join(format!(
+        ".v{}.unpacking-{}",
+        release.version,
+        rand::random::<u32>()
+    ));
+    let result = (|| {
+        images
+            .extract(&release.image, &tmp)
+            .map_err(|source| RunError::Unpack {
+                app_id: app_id.to_owned(),
+                version: release.version,
+                image: release.image.to_string(),
+                source: Box::new(source),
+            })?;
+        let app = tmp.join("app");
+        std::fs::create_dir_all(&app).map_err(RunError::io("create", &app))?;
+        make_read_only(&tmp).map_err(RunError::io("make read-only", &tmp))?;
+        std::fs::rename(&tmp, dest).map_err(RunError::io("rename into place", dest))
+    })();
+    if result.is_err() {
+        let _ = crate::runtime::wipe(&tmp);
+    }
+    result
+}
+
+/// Removes every write bit below `path` (directories after their contents), and makes sure
+/// others may read and traverse it, so an unprivileged app user can run it.
+fn make_read_only(path: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            make_read_only(&entry?.path())?;
+        }
+    }
+    let mode = meta.permissions().mode();
+    let mut new = mode & !0o222;
+    if meta.is_dir() || mode & 0o100 != 0 {
+        new |= 0o555;
+    } else {
+        new |= 0o444;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(new))
+}

@@ -1,0 +1,163 @@
+//! The control loop's server half: turns what the database says an app should run (its current
+//! release × its formation) into the backend's desired state, after every change that can alter
+//! it (a deploy, a config change, a scale, a destroy) and for every app at start-up. The backend
+//! (`wharf-run`'s supervisor) converges the running processes to it, continuously.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wharf_image::{Digest, ImageStore};
+use wharf_logs::{AppLog, LogLine, LogStore, Source};
+use wharf_run::{DesiredApp, LogSink, ProcessSpec, ReleaseSpec, Stream, Supervisor};
+use wharf_store::{ReleaseRecord, Store};
+
+/// Hands apps' desired state to the supervisor.
+#[derive(Clone)]
+pub struct Control {
+    store: Store,
+    images: ImageStore,
+    logs: LogStore,
+    supervisor: Supervisor,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Control")
+    }
+}
+
+/// Writes an app's process output and platform events to its durable log.
+struct AppLogSink(AppLog);
+
+impl LogSink for AppLogSink {
+    fn line(&self, process: &str, _stream: Stream, text: &str) {
+        self.0.append(LogLine::new(Source::App, process, text));
+    }
+
+    fn event(&self, process: &str, text: &str) {
+        self.0.append(LogLine::event(process, text));
+    }
+}
+
+impl Control {
+    pub fn new(
+        store: Store,
+        images: ImageStore,
+        logs: LogStore,
+        supervisor: Supervisor,
+    ) -> Control {
+        Control {
+            store,
+            images,
+            logs,
+            supervisor,
+        }
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    pub fn logs(&self) -> &LogStore {
+        &self.logs
+    }
+
+    /// The sink an app's processes write to.
+    pub fn sink(&self, app_id: &str) -> Arc<dyn LogSink> {
+        Arc::new(AppLogSink(self.logs.app(app_id)))
+    }
+
+    /// What the app's current release runs with, if it has an image.
+    pub fn release_spec(&self, release: &ReleaseRecord) -> Option<ReleaseSpec> {
+        let digest = Digest::parse(release.image_digest.as_deref()?).ok()?;
+        let image_env = match self.images.image(&digest) {
+            Ok(image) => image.env(),
+            Err(e) => {
+                tracing::error!(release = %release.version, error = %e, "cannot read the release's image");
+                return None;
+            }
+        };
+        Some(ReleaseSpec {
+            version: release.version.get(),
+            image: digest,
+            env: release.config.to_string_map(),
+            image_env,
+        })
+    }
+
+    /// Gives the supervisor the app's desired state; logs (never returns) failures, since the
+    /// change that called it has already been stored and the next converge retries.
+    pub async fn converge(&self, app_id: &str) {
+        if let Err(e) = self.try_converge(app_id).await {
+            tracing::error!(app = %app_id, error = %e, "cannot converge the app");
+        }
+    }
+
+    async fn try_converge(&self, app_id: &str) -> Result<(), wharf_store::StoreError> {
+        let app = match self.store.app(app_id).await {
+            Ok(app) => app,
+            Err(wharf_store::StoreError::NotFound { .. }) => {
+                self.supervisor.remove(app_id).await;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(release) = self.store.current_release(&app.id).await? else {
+            return Ok(());
+        };
+        let Some(spec) = self.release_spec(&release) else {
+            // Nothing built yet: nothing to run.
+            self.supervisor.remove(&app.id).await;
+            return Ok(());
+        };
+        let formation = self.store.formation(&app.id).await?;
+        let processes = formation
+            .into_iter()
+            .filter_map(|f| {
+                let command = f
+                    .command
+                    .clone()
+                    .or_else(|| release.process_types.get(&f.process_type).cloned())?;
+                Some(ProcessSpec {
+                    process_type: f.process_type.clone(),
+                    quantity: f.quantity,
+                    command,
+                    memory_limit: Some(f.size.memory_bytes()),
+                    health_path: f.health_path.clone(),
+                    stop_signal: f
+                        .stop_signal
+                        .parse()
+                        .unwrap_or(nix::sys::signal::Signal::SIGTERM),
+                    grace: Duration::from_secs(f.grace_seconds),
+                })
+            })
+            .collect();
+        let desired = DesiredApp {
+            app_id: app.id.clone(),
+            app_name: app.name.to_string(),
+            release: spec,
+            processes,
+        };
+        self.supervisor.apply(desired, self.sink(&app.id));
+        Ok(())
+    }
+
+    /// Converges every app; run at start-up.
+    pub async fn converge_all(&self) -> Result<(), wharf_store::StoreError> {
+        let mut range = wharf_core::range::Range::default_for("id");
+        range.max = wharf_core::range::MAX_MAX;
+        loop {
+            let page = self.store.list_apps(&range).await?;
+            for app in &page.items {
+                self.converge(&app.id).await;
+            }
+            match page.next_after {
+                Some(last) => {
+                    range.start = Some(last);
+                    range.start_exclusive = true;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+}

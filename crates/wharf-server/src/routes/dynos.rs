@@ -1,0 +1,205 @@
+//! `/apps/{app}/dynos`: the app's running instances ("dynos" in Heroku's words), restarting and
+//! stopping them.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use wharf_core::api::{self, DynoRelease, ErrorBody, NamedRef};
+use wharf_run::{InstanceStatus, Target};
+use wharf_store::{AppRecord, ReleaseRecord};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+fn rfc3339(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(0), 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn to_api(
+    app: &AppRecord,
+    releases: &[ReleaseRecord],
+    sizes: &std::collections::BTreeMap<String, String>,
+    instance: InstanceStatus,
+) -> api::Dyno {
+    let release = releases
+        .iter()
+        .find(|r| r.version.get() == instance.release_version)
+        .map(|r| DynoRelease {
+            id: r.id.clone(),
+            version: r.version.get(),
+        })
+        .unwrap_or(DynoRelease {
+            id: String::new(),
+            version: instance.release_version,
+        });
+    let since = rfc3339(instance.since);
+    api::Dyno {
+        id: format!("{}.{}", app.id, instance.name),
+        size: sizes
+            .get(&instance.process_type)
+            .cloned()
+            .unwrap_or_else(|| "standard-1x".to_owned()),
+        name: instance.name,
+        process_type: instance.process_type,
+        state: instance.state.as_str().to_owned(),
+        command: instance.command,
+        app: NamedRef {
+            id: app.id.clone(),
+            name: app.name.to_string(),
+        },
+        release,
+        attach_url: None,
+        pid: instance.pid,
+        port: instance.port,
+        restarts: instance.restarts,
+        last_exit: instance.last_exit,
+        next_restart_in: instance.next_restart_in.map(|d| d.as_secs()),
+        created_at: since.clone(),
+        updated_at: since,
+    }
+}
+
+async fn dynos(state: &AppState, app: &AppRecord) -> ApiResult<Vec<api::Dyno>> {
+    let instances = state.control.supervisor().status(&app.id);
+    let mut releases = Vec::new();
+    for version in instances
+        .iter()
+        .map(|i| i.release_version)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        if let Some(v) = wharf_core::release::ReleaseVersion::new(version) {
+            if let Ok(release) = state
+                .store
+                .release(&app.id, &wharf_store::ReleaseRef::Version(v))
+                .await
+            {
+                releases.push(release);
+            }
+        }
+    }
+    let sizes = state
+        .store
+        .formation(&app.id)
+        .await?
+        .into_iter()
+        .map(|f| (f.process_type, f.size.name().to_owned()))
+        .collect();
+    Ok(instances
+        .into_iter()
+        .map(|i| to_api(app, &releases, &sizes, i))
+        .collect())
+}
+
+/// The app's instances, by type and number.
+#[utoipa::path(get, path = "/apps/{app}/dynos", tag = "dynos",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses((status = 200, body = [api::Dyno]), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<api::Dyno>>> {
+    let app = state.store.app(&app).await?;
+    Ok(Json(dynos(&state, &app).await?))
+}
+
+/// One instance, by name (`web.1`).
+#[utoipa::path(get, path = "/apps/{app}/dynos/{dyno}", tag = "dynos",
+    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`")),
+    responses((status = 200, body = api::Dyno), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn info(
+    State(state): State<AppState>,
+    Path((app, dyno)): Path<(String, String)>,
+) -> ApiResult<Json<api::Dyno>> {
+    let app = state.store.app(&app).await?;
+    dynos(&state, &app)
+        .await?
+        .into_iter()
+        .find(|d| d.name == dyno)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "app `{}` has no dyno `{dyno}`: `wharf ps -a {}` lists them",
+                app.name, app.name
+            ))
+        })
+}
+
+async fn restart(state: &AppState, app: &str, target: Target) -> ApiResult<StatusCode> {
+    let app = state.store.app(app).await?;
+    let what = match &target {
+        Target::All => "all processes".to_owned(),
+        Target::Type(t) | Target::Instance(t) => t.clone(),
+    };
+    state
+        .control
+        .supervisor()
+        .restart(&app.id, target)
+        .await
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    tracing::info!(app = %app.name, what = %what, "restart requested");
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Restarts every instance of the app (web ones one at a time, each replacement up first).
+#[utoipa::path(delete, path = "/apps/{app}/dynos", tag = "dynos",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses((status = 202, description = "Restarting"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn restart_all(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<StatusCode> {
+    restart(&state, &app, Target::All).await
+}
+
+/// Restarts one instance.
+#[utoipa::path(delete, path = "/apps/{app}/dynos/{dyno}", tag = "dynos",
+    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`")),
+    responses((status = 202, description = "Restarting"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn restart_one(
+    State(state): State<AppState>,
+    Path((app, dyno)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    restart(&state, &app, Target::Instance(dyno)).await
+}
+
+/// Restarts every instance of a process type.
+#[utoipa::path(delete, path = "/apps/{app}/formations/{type}", tag = "dynos",
+    params(("app" = String, Path, description = "The app's id or name"), ("type" = String, Path, description = "The process type")),
+    responses((status = 202, description = "Restarting"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn restart_type(
+    State(state): State<AppState>,
+    Path((app, kind)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    restart(&state, &app, Target::Type(kind)).await
+}
+
+/// Stops an instance. As on Heroku, an instance the formation asks for is started again, fresh;
+/// to keep a type stopped, scale it to 0.
+#[utoipa::path(post, path = "/apps/{app}/dynos/{dyno}/actions/stop", tag = "dynos",
+    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`")),
+    responses((status = 202, description = "Stopping"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn stop_one(
+    State(state): State<AppState>,
+    Path((app, dyno)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    restart(&state, &app, Target::Instance(dyno)).await
+}
+
+/// Stops every instance of a process type; the formation starts them again, fresh.
+#[utoipa::path(post, path = "/apps/{app}/formations/{type}/actions/stop", tag = "dynos",
+    params(("app" = String, Path, description = "The app's id or name"), ("type" = String, Path, description = "The process type")),
+    responses((status = 202, description = "Stopping"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn stop_type(
+    State(state): State<AppState>,
+    Path((app, kind)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    restart(&state, &app, Target::Type(kind)).await
+}

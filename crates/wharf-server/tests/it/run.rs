@@ -1,0 +1,223 @@
+//! The run stage over HTTP: a deployed app runs its formation, scales to exact counts, restarts,
+//! and its output reaches the log that log sessions stream.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::builds::{archive, build, finish};
+use crate::harness::{Backend, TestServer};
+use crate::on_both_databases;
+
+on_both_databases!(a_deployed_app_runs_and_scales);
+
+/// Polls the app's dynos until `done` holds for them; panics after a deadline.
+async fn wait_for_dynos(
+    server: &TestServer,
+    app: &str,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let dynos = server.get(&format!("/apps/{app}/dynos")).await.body;
+        let dynos = dynos.as_array().cloned().unwrap_or_default();
+        if done(&dynos) {
+            return dynos;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {what}: {dynos:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn count(dynos: &[Value], kind: &str, state: &str) -> usize {
+    dynos
+        .iter()
+        .filter(|d| d["type"] == kind && d["state"] == state)
+        .count()
+}
+
+async fn a_deployed_app_runs_and_scales(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.create_app("runner").await;
+    server
+        .patch(
+            "/apps/runner/config-vars",
+            json!({"GREETING": "hello from config"}),
+        )
+        .await;
+    let source = archive(&[
+        (
+            "Procfile",
+            "web: python3 -m http.server $PORT\nworker: sh worker.sh\n",
+            false,
+        ),
+        (
+            "worker.sh",
+            "echo \"$GREETING on $DYNO\"\nexec sleep 1000\n",
+            false,
+        ),
+    ]);
+    let started = build(&server, "runner", source).await;
+    let (output, done) = finish(&server, "runner", &started).await;
+    assert_eq!(done["status"], "succeeded", "{output}");
+
+    // A first deploy runs web=1 and keeps worker at 0, as on Heroku.
+    let formation = server.get("/apps/runner/formation").await.body;
+    assert_eq!(formation.as_array().unwrap().len(), 2, "{formation}");
+    let web = formation
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["type"] == "web")
+        .unwrap();
+    assert_eq!(web["quantity"], 1);
+    assert_eq!(web["command"], "python3 -m http.server $PORT");
+    let dynos = wait_for_dynos(&server, "runner", "one web up", |d| {
+        count(d, "web", "up") == 1 && d.len() == 1
+    })
+    .await;
+    let port = dynos[0]["port"].as_u64().unwrap();
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/Procfile"))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the web process serves on its PORT"
+    );
+
+    // Scale with the Heroku CLI's shapes: a batch with a string quantity, then a relative one.
+    let scaled = server
+        .patch("/apps/runner/formation", json!({"updates": [{"type": "web", "quantity": "3"}, {"type": "worker", "quantity": 1}]}))
+        .await;
+    assert_eq!(scaled.status, StatusCode::OK, "{scaled:?}");
+    wait_for_dynos(&server, "runner", "three web and a worker", |d| {
+        count(d, "web", "up") == 3 && count(d, "worker", "up") == 1 && d.len() == 4
+    })
+    .await;
+    let down = server
+        .patch("/apps/runner/formation/web", json!({"quantity": "-2"}))
+        .await;
+    assert_eq!(down.body["quantity"], 1);
+    let dynos = wait_for_dynos(&server, "runner", "back to one web", |d| {
+        count(d, "web", "up") == 1 && d.len() == 2
+    })
+    .await;
+    let names: Vec<&str> = dynos.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web.1", "worker.1"]);
+
+    for (body, status) in [
+        (
+            json!({"updates": [{"type": "nope", "quantity": 1}]}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"updates": [{"type": "web", "quantity": 1000}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"updates": [{"type": "web", "quantity": "lots"}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"updates": [{"type": "web", "size": "enormous"}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"updates": []}), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let reply = server.patch("/apps/runner/formation", body.clone()).await;
+        assert_eq!(reply.status, status, "{body}: {reply:?}");
+    }
+    assert_eq!(
+        server.get("/apps/runner/formation/web").await.body["quantity"],
+        1,
+        "refused changes change nothing"
+    );
+
+    // The worker's output, with its config and DYNO, reaches the log.
+    let session = server
+        .post(
+            "/apps/runner/log-sessions",
+            json!({"lines": 200, "source": "app", "dyno": "worker"}),
+        )
+        .await;
+    assert_eq!(session.status, StatusCode::CREATED, "{session:?}");
+    let url = session.body["logplex_url"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let response = server.http.get(&url).send().await.unwrap();
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let text = response.text().await.unwrap();
+        if text.contains("hello from config on worker.1") {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker's line never reached the log: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        log.contains("app[worker.1]: hello from config on worker.1"),
+        "{log}"
+    );
+    assert!(log.contains("retry:"), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("id: ")), "{log}");
+    let platform = server
+        .post("/apps/runner/log-sessions", json!({"source": "wharf"}))
+        .await;
+    let events = server
+        .http
+        .get(platform.body["logplex_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        events.contains("State changed from starting to up"),
+        "{events}"
+    );
+
+    // Restarting a type replaces its processes.
+    let before = server.get("/apps/runner/dynos/web.1").await.body["pid"].clone();
+    assert_eq!(
+        server
+            .send(server.request(reqwest::Method::DELETE, "/apps/runner/formations/web"))
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    wait_for_dynos(&server, "runner", "a new web.1", |d| {
+        d.iter()
+            .any(|x| x["name"] == "web.1" && x["state"] == "up" && x["pid"] != before)
+    })
+    .await;
+    assert_eq!(
+        server.get("/apps/runner/dynos/web.9").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Destroying the app stops its processes.
+    server.delete("/apps/runner").await;
+    let gone = tokio::time::timeout(Duration::from_secs(30), async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "the destroyed app's web process still answers"
+    );
+    server.stop().await;
+}
