@@ -394,4 +394,35 @@ impl Client {
         }
         self.send(request).await
     }
+    /// Runs `command` as a detached one-off process; its output goes to the app's log.
+    pub async fn run_detached(&self, app: &str, command: &str) -> Result<Dyno> {
+        self.with_body(
+            Method::POST,
+            &["apps", app, "dynos"],
+            &serde_json::json!({ "command": command, "attach": false }),
+        )
+        .await
+    }
+
+    /// Runs `command` attached: `stdin` streams to the process; the response streams its output
+    /// in frames (`o`/`x`, big-endian u32 length, payload) ending with the exit status.
+    pub async fn run_attached(
+        &self,
+        app: &str,
+        command: &str,
+        stdin: reqwest::Body,
+    ) -> Result<reqwest::Response> {
+        let mut url = self.url(&["apps", app, "run"]);
+        url.query_pairs_mut().append_pair("command", command);
+        let mut request = self
+            .http
+            .post(url)
+            .header(ACCEPT, "application/vnd.wharf.attach")
+            .timeout(Duration::from_secs(7 * 24 * 60 * 60))
+            .body(stdin);
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.send(request).await
+    }
 }

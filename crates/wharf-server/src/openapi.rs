@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::routes::{
-    account, apps, builds, config_vars, dynos, formation, logs, meta, releases, sources,
+    account, apps, builds, config_vars, dynos, formation, logs, meta, one_off, releases, sources,
 };
 use crate::AppState;
 
@@ -72,7 +72,8 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(builds::info))
         .routes(routes!(formation::list, formation::batch_update))
         .routes(routes!(formation::info, formation::update))
-        .routes(routes!(dynos::list, dynos::restart_all))
+        .routes(routes!(dynos::list, dynos::restart_all, one_off::create))
+        .routes(routes!(one_off::attach))
         .routes(routes!(dynos::info, dynos::restart_one))
         .routes(routes!(dynos::restart_type))
         .routes(routes!(dynos::stop_one))

@@ -78,6 +78,8 @@ pub enum Command {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Run a one-off process with the app's current release: wharf run -- COMMAND
+    Run(RunArgs),
     /// Show the app's log; --tail follows it
     Logs(LogsArgs),
     /// Check every blob of the image store against its digest
@@ -270,6 +272,23 @@ pub enum BuildsCommand {
         #[command(flatten)]
         app: AppArg,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Don't wait: the output goes to the app's log
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The command and its arguments (after `--`)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ mod logs;
 mod output;
 mod ps;
 mod releases;
+mod run;
 mod server;
 
 use std::process::ExitCode;
@@ -64,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Restart { target, app } => ps::restart(&cli.global, &app, target.as_deref()).await,
         Command::Stop { target, app } => ps::stop(&cli.global, &app, &target).await,
+        Command::Run(args) => run::run(&cli.global, args).await,
         Command::Logs(args) => logs::run(&cli.global, args).await,
         Command::Fsck { data_dir, json } => fsck::run(data_dir, json),
         Command::ServeStatic { port, dir } => server::serve_static(port, dir).await,

@@ -9,6 +9,7 @@ pub mod dynos;
 pub mod formation;
 pub mod logs;
 pub mod meta;
+pub mod one_off;
 pub mod releases;
 pub mod sources;
 

@@ -221,3 +221,124 @@ async fn a_deployed_app_runs_and_scales(backend: Backend) {
     );
     server.stop().await;
 }
+
+/// Splits an attached run's response into its output and exit status.
+fn frames(bytes: &[u8]) -> (String, Option<i32>) {
+    let mut output = Vec::new();
+    let mut exit = None;
+    let mut rest = bytes;
+    while rest.len() >= 5 {
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let payload = &rest[5..5 + len];
+        match rest[0] {
+            b'o' => output.extend_from_slice(payload),
+            b'x' => exit = String::from_utf8_lossy(payload).parse().ok(),
+            other => panic!("unknown frame {other}"),
+        }
+        rest = &rest[5 + len..];
+    }
+    assert!(rest.is_empty(), "a torn frame");
+    (String::from_utf8_lossy(&output).into_owned(), exit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_off_processes_run_with_the_release() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.create_app("once").await;
+    // Before a deploy there is nothing to run.
+    let early = server
+        .post("/apps/once/dynos", json!({"command": "true"}))
+        .await;
+    assert_eq!(early.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(early.message().contains("deploy"), "{}", early.message());
+
+    server
+        .patch("/apps/once/config-vars", json!({"SECRET": "s3cret"}))
+        .await;
+    let started = build(
+        &server,
+        "once",
+        archive(&[("Procfile", "web: python3 -m http.server $PORT\n", false)]),
+    )
+    .await;
+    let (_, done) = finish(&server, "once", &started).await;
+    assert_eq!(done["status"], "succeeded");
+
+    // Attached: stdin in, output and exit status out, with the release's config and DYNO=run.N.
+    let command = "read line; echo \"got $line as $DYNO with $SECRET\"; exit 7";
+    let response = server
+        .request(
+            reqwest::Method::POST,
+            &format!("/apps/once/run?command={}", urlencode(command)),
+        )
+        .body("hello\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.wharf.attach"
+    );
+    let (output, exit) = frames(&response.bytes().await.unwrap());
+    assert_eq!(exit, Some(7));
+    assert!(
+        output.contains("got hello as run.") && output.contains("with s3cret"),
+        "{output}"
+    );
+
+    // Detached: the output goes to the log.
+    let detached = server
+        .post(
+            "/apps/once/dynos",
+            json!({"command": "echo detached output"}),
+        )
+        .await;
+    assert_eq!(detached.status, StatusCode::CREATED, "{detached:?}");
+    let name = detached.body["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("run."), "{name}");
+    let session = server
+        .post(
+            "/apps/once/log-sessions",
+            json!({"dyno": name, "source": "app"}),
+        )
+        .await;
+    let url = session.body["logplex_url"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = server
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(&format!("app[{name}]: detached output")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the detached output never reached the log: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let empty = server
+        .post("/apps/once/dynos", json!({"command": "  "}))
+        .await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    server.stop().await;
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,251 @@
+//! One-off processes (`wharf run`): the release's environment, the app's sandbox, `DYNO=run.N`.
+//!
+//! Detached (`POST /apps/{app}/dynos`): the output goes to the app's log. Attached
+//! (`POST /apps/{app}/run`, a wharf extension): the request body is the process's stdin and the
+//! response streams its output in frames, the last of which carries the exit status:
+//! each frame is one type byte (`o` output, `x` exit), a big-endian u32 length, then that many
+//! bytes (for `x`, the exit status as decimal text). A client that goes away kills the process.
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use wharf_core::api::{self, DynoRelease, ErrorBody, NamedRef};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Body as JsonBody;
+use crate::AppState;
+
+/// The media type of an attached run's response.
+pub const ATTACH_MEDIA_TYPE: &str = "application/vnd.wharf.attach";
+
+/// `POST /apps/{app}/dynos`, as Heroku's API takes it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DynoCreate {
+    /// The command to run, through `sh -c`.
+    pub command: String,
+    /// Only `false` (or absent) here: attach with `POST /apps/{app}/run` (`wharf run`).
+    #[serde(default)]
+    pub attach: Option<bool>,
+    /// Extra environment variables for this process only.
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Accepted for Heroku compatibility; one-offs run at the default size.
+    #[serde(default)]
+    pub size: Option<String>,
+    /// Accepted for Heroku compatibility (`run`).
+    #[serde(default, rename = "type")]
+    pub process_type: Option<String>,
+    /// Accepted for Heroku compatibility.
+    #[serde(default)]
+    pub time_to_live: Option<u64>,
+    /// Accepted for Heroku compatibility (`force_no_tty`).
+    #[serde(default)]
+    pub force_no_tty: Option<bool>,
+}
+
+/// The `command` of an attached run.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// The command to run, through `sh -c`.
+    pub command: Option<String>,
+}
+
+async fn release_spec(
+    state: &AppState,
+    app: &wharf_store::AppRecord,
+) -> ApiResult<(wharf_store::ReleaseRecord, wharf_run::ReleaseSpec)> {
+    let release = state.store.current_release(&app.id).await?.ok_or_else(|| {
+        ApiError::invalid_params(format!("app `{}` has no release to run", app.name))
+    })?;
+    let spec = state.control.release_spec(&release).ok_or_else(|| {
+        ApiError::invalid_params(format!(
+            "app `{}` has not been deployed yet: `wharf deploy` it first",
+            app.name
+        ))
+    })?;
+    Ok((release, spec))
+}
+
+fn check_command(command: &str) -> ApiResult<()> {
+    if command.trim().is_empty() {
+        return Err(ApiError::invalid_params(
+            "the command is empty: say what to run, e.g. `wharf run -- python manage.py migrate`",
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a one-off process, detached: its output goes to the app's log as `run.N`.
+#[utoipa::path(post, path = "/apps/{app}/dynos", tag = "dynos", request_body = DynoCreate,
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses(
+        (status = 201, body = api::Dyno),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "An empty command, an app never deployed, or `attach: true`", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    JsonBody(body): JsonBody<DynoCreate>,
+) -> ApiResult<(StatusCode, Json<api::Dyno>)> {
+    check_command(&body.command)?;
+    if body.attach == Some(true) {
+        return Err(ApiError::invalid_params(
+            "attached runs go through POST /apps/{app}/run: use `wharf run`",
+        ));
+    }
+    let app = state.store.app(&app).await?;
+    let (release, mut spec) = release_spec(&state, &app).await?;
+    spec.env.extend(body.env.unwrap_or_default());
+    let one_off = state
+        .control
+        .supervisor()
+        .run_one_off(
+            &app.id,
+            &spec,
+            &body.command,
+            false,
+            state.control.sink(&app.id),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(app = %app.name, dyno = %one_off.name, "one-off process started");
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok((
+        StatusCode::CREATED,
+        Json(api::Dyno {
+            id: format!("{}.{}", app.id, one_off.name),
+            process_type: "run".to_owned(),
+            state: "up".to_owned(),
+            command: body.command,
+            size: "standard-1x".to_owned(),
+            app: NamedRef {
+                id: app.id.clone(),
+                name: app.name.to_string(),
+            },
+            release: DynoRelease {
+                id: release.id,
+                version: release.version.get(),
+            },
+            attach_url: None,
+            pid: one_off.pid,
+            port: None,
+            restarts: 0,
+            last_exit: None,
+            next_restart_in: None,
+            name: one_off.name,
+            created_at: at.clone(),
+            updated_at: at,
+        }),
+    ))
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 5);
+    out.push(kind);
+    out.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+/// Kills an attached process whose client went away before it ended.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Runs a one-off process attached: the request body is its stdin, the response streams its
+/// output and ends with its exit status (see the module docs for the framing). wharf extension.
+#[utoipa::path(post, path = "/apps/{app}/run", tag = "dynos",
+    params(("app" = String, Path, description = "The app's id or name"), RunQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The process's standard input"),
+    responses(
+        (status = 200, description = "Framed output, then the exit status", content_type = "application/vnd.wharf.attach", body = Vec<u8>),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "An empty command, or an app never deployed", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn attach(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(query): Query<RunQuery>,
+    stdin: Body,
+) -> ApiResult<Response> {
+    let command = query.command.unwrap_or_default();
+    check_command(&command)?;
+    let app = state.store.app(&app).await?;
+    let (_, spec) = release_spec(&state, &app).await?;
+    let one_off = state
+        .control
+        .supervisor()
+        .run_one_off(&app.id, &spec, &command, true, state.control.sink(&app.id))
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(app = %app.name, dyno = %one_off.name, "attached one-off process started");
+    if let Some(mut child_stdin) = one_off.stdin {
+        tokio::spawn(async move {
+            let mut body = stdin.into_data_stream();
+            while let Some(Ok(chunk)) = body.next().await {
+                if child_stdin.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                let _ = child_stdin.flush().await;
+            }
+            // End of the request body: the process sees end of input.
+            drop(child_stdin);
+        });
+    }
+    let guard = KillOnDrop(one_off.pid);
+    let output = one_off.output;
+    let exit = one_off.exit;
+    let frames = futures_util::stream::unfold(
+        (output, Some(exit), Some(guard)),
+        |(mut output, exit, guard)| async move {
+            if let Some(rx) = output.as_mut() {
+                if let Some(chunk) = rx.recv().await {
+                    return Some((
+                        Ok::<_, std::io::Error>(frame(b'o', &chunk)),
+                        (output, exit, guard),
+                    ));
+                }
+            }
+            let exit = exit?;
+            let code = exit.await.unwrap_or(255);
+            // The process has ended: nothing left to kill.
+            let mut guard = guard;
+            if let Some(g) = guard.as_mut() {
+                g.0 = None;
+            }
+            Some((
+                Ok(frame(b'x', code.to_string().as_bytes())),
+                (None, None, guard),
+            ))
+        },
+    );
+    Ok((
+        [(header::CONTENT_TYPE, ATTACH_MEDIA_TYPE)],
+        Body::from_stream(frames),
+    )
+        .into_response())
+}

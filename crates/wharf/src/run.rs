@@ -1,0 +1,121 @@
+//! `wharf run [--detach] -- COMMAND`: a one-off process with the app's current release. Attached,
+//! it reads this terminal's input and prints the process's output, and `wharf` exits with the
+//! process's exit status; detached, the output goes to the app's log.
+
+use std::io::Write;
+
+use anyhow::{bail, Context as _};
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+
+use crate::cli::{Global, RunArgs};
+use crate::context;
+
+pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    let app = context::app_name(&args.app)?;
+    let command = command_line(&args.command);
+    if command.trim().is_empty() {
+        bail!("say what to run: `wharf run -- python manage.py migrate`");
+    }
+    if args.detach {
+        let dyno = client.run_detached(&app, &command).await?;
+        println!("Running `{command}` on {app} as {} (detached): `wharf logs --dyno {} -a {app}` shows its output", dyno.name, dyno.name);
+        return Ok(());
+    }
+    // Standard input flows to the process as the request body, as it arrives.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(16);
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.send(Ok(buf[..n].to_vec())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+            }
+        }
+    });
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let response = client.run_attached(&app, &command, body).await?;
+    let mut stream = response.bytes_stream();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut stdout = std::io::stdout();
+    let mut exit: Option<i32> = None;
+    while let Some(chunk) = stream.next().await {
+        pending.extend_from_slice(&chunk.context("the connection to the process broke off")?);
+        while pending.len() >= 5 {
+            let len = u32::from_be_bytes([pending[1], pending[2], pending[3], pending[4]]) as usize;
+            if pending.len() < 5 + len {
+                break;
+            }
+            let kind = pending[0];
+            let payload: Vec<u8> = pending[5..5 + len].to_vec();
+            pending.drain(..5 + len);
+            match kind {
+                b'o' => {
+                    stdout.write_all(&payload)?;
+                    stdout.flush()?;
+                }
+                b'x' => exit = String::from_utf8_lossy(&payload).trim().parse().ok(),
+                _ => bail!("unexpected data from the server (frame type {kind})"),
+            }
+        }
+    }
+    match exit {
+        Some(code) => {
+            stdout.flush()?;
+            std::process::exit(code);
+        }
+        None => bail!("the connection to the process ended before it did"),
+    }
+}
+
+/// One argument is a shell command line, used as written (`wharf run -- 'echo $HOME'`); several
+/// are a program and its arguments, each quoted so the shell sees them as typed
+/// (`wharf run -- sh -c 'echo $DYNO'`).
+fn command_line(args: &[String]) -> String {
+    if let [only] = args {
+        return only.clone();
+    }
+    args.iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-=./:@,+%".contains(c));
+            if plain {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_line;
+
+    #[test]
+    fn quotes_arguments_but_not_a_single_command_line() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            command_line(&args(&["echo $HOME && ls"])),
+            "echo $HOME && ls"
+        );
+        assert_eq!(
+            command_line(&args(&["sh", "-c", "echo $DYNO; exit 7"])),
+            "sh -c 'echo $DYNO; exit 7'"
+        );
+        assert_eq!(command_line(&args(&["echo", "it's"])), r"echo 'it'\''s'");
+    }
+}
