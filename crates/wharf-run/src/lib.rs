@@ -18,6 +18,7 @@
 //! [`Supervisor::start`] kills every group whose leader still has that start time, wipes `run/`,
 //! and lets the reconciler start fresh instances once the server applies the desired state.
 
+mod backend;
 mod backoff;
 mod cgroup;
 mod error;
@@ -26,21 +27,21 @@ mod health;
 mod ports;
 mod runtime;
 mod sandbox;
-mod sink;
 mod stale;
 pub mod supervisor;
 mod tree;
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 pub use error::RunError;
 pub use sandbox::{ParseSandboxModeError, SandboxMode};
-pub use sink::{LogSink, Stream};
 pub use supervisor::{OneOff, Supervisor};
+pub use wharf_core::backend::{
+    Backend, BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, ProcessSpec,
+    ReleaseSpec, Stream, Target,
+};
 
 /// How the supervisor runs processes. One struct holds every default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,113 +79,4 @@ impl Default for SupervisorConfig {
             pids_limit: 512,
         }
     }
-}
-
-/// What should run for one app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredApp {
-    pub app_id: String,
-    pub app_name: String,
-    pub release: ReleaseSpec,
-    pub processes: Vec<ProcessSpec>,
-}
-
-/// The parts of a release the runtime needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReleaseSpec {
-    pub version: u32,
-    pub image: wharf_image::Digest,
-    /// The release's config vars.
-    pub env: BTreeMap<String, String>,
-    /// Env defaults from the image config; paths in it are under `/app`.
-    pub image_env: BTreeMap<String, String>,
-}
-
-/// One process type of the formation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessSpec {
-    pub process_type: String,
-    pub quantity: u32,
-    pub command: String,
-    /// Bytes; enforced through cgroups where the host allows.
-    pub memory_limit: Option<u64>,
-    /// `web` only: the path that must answer 2xx/3xx before the instance is up.
-    pub health_path: Option<String>,
-    pub stop_signal: nix::sys::signal::Signal,
-    pub grace: Duration,
-}
-
-impl ProcessSpec {
-    /// A process type with the default signal (SIGTERM), grace (30 s) and no limits.
-    pub fn new(process_type: &str, quantity: u32, command: &str) -> Self {
-        ProcessSpec {
-            process_type: process_type.to_owned(),
-            quantity,
-            command: command.to_owned(),
-            memory_limit: None,
-            health_path: None,
-            stop_signal: nix::sys::signal::Signal::SIGTERM,
-            grace: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Which instances [`Supervisor::restart`] restarts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    All,
-    /// A process type, e.g. `web`.
-    Type(String),
-    /// One instance, e.g. `web.1`.
-    Instance(String),
-}
-
-/// The lifecycle of one instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InstanceState {
-    Starting,
-    Up,
-    Crashed,
-    Stopping,
-    Down,
-}
-
-impl InstanceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InstanceState::Starting => "starting",
-            InstanceState::Up => "up",
-            InstanceState::Crashed => "crashed",
-            InstanceState::Stopping => "stopping",
-            InstanceState::Down => "down",
-        }
-    }
-}
-
-impl fmt::Display for InstanceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A snapshot of one instance, as `wharf ps` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceStatus {
-    /// `web.1`
-    pub name: String,
-    pub process_type: String,
-    pub release_version: u32,
-    pub state: InstanceState,
-    pub command: String,
-    /// The process group leader (bubblewrap's pid when sandboxed).
-    pub pid: Option<u32>,
-    pub port: Option<u16>,
-    /// How many times the instance was restarted after a crash.
-    pub restarts: u32,
-    /// `status 1`, `signal SIGKILL`, or why it could not start.
-    pub last_exit: Option<String>,
-    /// While crashed: when the next start happens.
-    pub next_restart_in: Option<Duration>,
-    /// Last state change.
-    pub since: SystemTime,
 }

@@ -930,7 +930,13 @@ impl InstanceRun {
         pgid: i32,
         sandboxed: bool,
     ) -> std::io::Result<std::process::ExitStatus> {
-        let signal = self.cell.spec.stop_signal;
+        // The signal name was checked when the formation was stored; SIGTERM if it can't be read.
+        let signal = self
+            .cell
+            .spec
+            .stop_signal
+            .parse::<nix::sys::signal::Signal>()
+            .unwrap_or(nix::sys::signal::Signal::SIGTERM);
         let grace = self.cell.spec.grace;
         self.set_state(InstanceState::Stopping);
         self.event(&events::stopping_all(signal));

@@ -68,8 +68,15 @@ fn unpack(
         rand::random::<u32>()
     ));
     let result = (|| {
+        let digest =
+            wharf_image::Digest::parse(&release.image).map_err(|source| RunError::Unpack {
+                app_id: app_id.to_owned(),
+                version: release.version,
+                image: release.image.clone(),
+                source: Box::new(source),
+            })?;
         images
-            .extract(&release.image, &tmp)
+            .extract(&digest, &tmp)
             .map_err(|source| RunError::Unpack {
                 app_id: app_id.to_owned(),
                 version: release.version,

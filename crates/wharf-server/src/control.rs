@@ -6,17 +6,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use wharf_core::backend::{Backend, DesiredApp, LogSink, ProcessSpec, ReleaseSpec, Stream};
 use wharf_image::{Digest, ImageStore};
 use wharf_logs::{AppLog, LogLine, LogStore, Source};
-use wharf_run::{DesiredApp, LogSink, ProcessSpec, ReleaseSpec, Stream, Supervisor};
+use wharf_run::Supervisor;
 use wharf_store::{ReleaseRecord, Store};
 
-/// Hands apps' desired state to the supervisor.
+/// Hands apps' desired state to the backend.
 #[derive(Clone)]
 pub struct Control {
     store: Store,
     images: ImageStore,
     logs: LogStore,
+    /// Runs the apps: the control loop only speaks the `Backend` trait to it.
+    backend: Arc<dyn Backend>,
+    /// The same supervisor, for what only the local backend offers (one-off processes).
     supervisor: Supervisor,
 }
 
@@ -50,10 +54,17 @@ impl Control {
             store,
             images,
             logs,
+            backend: Arc::new(supervisor.clone()),
             supervisor,
         }
     }
 
+    /// What runs the apps.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The local supervisor itself, for what only it offers (one-off processes).
     pub fn supervisor(&self) -> &Supervisor {
         &self.supervisor
     }
@@ -79,7 +90,7 @@ impl Control {
         };
         Some(ReleaseSpec {
             version: release.version.get(),
-            image: digest,
+            image: digest.to_string(),
             env: release.config.to_string_map(),
             image_env,
         })
@@ -97,7 +108,7 @@ impl Control {
         let app = match self.store.app(app_id).await {
             Ok(app) => app,
             Err(wharf_store::StoreError::NotFound { .. }) => {
-                self.supervisor.remove(app_id).await;
+                self.backend.remove(app_id).await;
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -107,7 +118,7 @@ impl Control {
         };
         let Some(spec) = self.release_spec(&release) else {
             // Nothing built yet: nothing to run.
-            self.supervisor.remove(&app.id).await;
+            self.backend.remove(&app.id).await;
             return Ok(());
         };
         let formation = self.store.formation(&app.id).await?;
@@ -124,10 +135,7 @@ impl Control {
                     command,
                     memory_limit: Some(f.size.memory_bytes()),
                     health_path: f.health_path.clone(),
-                    stop_signal: f
-                        .stop_signal
-                        .parse()
-                        .unwrap_or(nix::sys::signal::Signal::SIGTERM),
+                    stop_signal: f.stop_signal.clone(),
                     grace: Duration::from_secs(f.grace_seconds),
                 })
             })
@@ -138,7 +146,7 @@ impl Control {
             release: spec,
             processes,
         };
-        self.supervisor.apply(desired, self.sink(&app.id));
+        self.backend.apply(desired, self.sink(&app.id));
         Ok(())
     }
 

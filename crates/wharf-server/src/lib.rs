@@ -299,7 +299,7 @@ pub async fn serve(
     // process is stopped (its signal, then SIGKILL after its grace period), so nothing started
     // by the server outlives it.
     state.builds.shutdown().await;
-    state.control.supervisor().shutdown().await;
+    state.control.backend().shutdown().await;
     state.background.cancel();
     state.control.logs().shutdown().await;
     served

@@ -149,7 +149,7 @@ impl Fixture {
     pub fn release(&self, version: u32) -> ReleaseSpec {
         ReleaseSpec {
             version,
-            image: self.image.clone(),
+            image: self.image.to_string(),
             env: BTreeMap::from([
                 ("OUT".to_owned(), self.out.to_string_lossy().into_owned()),
                 ("GREETING".to_owned(), "hi".to_owned()),

@@ -274,7 +274,7 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
         app_name: "app-one".into(),
         release: wharf_run::ReleaseSpec {
             version: 1,
-            image,
+            image: image.to_string(),
             env: Default::default(),
             image_env: Default::default(),
         },

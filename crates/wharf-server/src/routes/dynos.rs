@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use wharf_core::api::{self, DynoRelease, ErrorBody, NamedRef};
-use wharf_run::{InstanceStatus, Target};
+use wharf_core::backend::{InstanceStatus, Target};
 use wharf_store::{AppRecord, ReleaseRecord};
 
 use crate::error::{ApiError, ApiResult};
@@ -68,7 +68,7 @@ fn to_api(
 }
 
 async fn dynos(state: &AppState, app: &AppRecord) -> ApiResult<Vec<api::Dyno>> {
-    let instances = state.control.supervisor().status(&app.id);
+    let instances = state.control.backend().status(&app.id);
     let mut releases = Vec::new();
     for version in instances
         .iter()
@@ -140,7 +140,7 @@ async fn restart(state: &AppState, app: &str, target: Target) -> ApiResult<Statu
     };
     state
         .control
-        .supervisor()
+        .backend()
         .restart(&app.id, target)
         .await
         .map_err(|e| ApiError::not_found(e.to_string()))?;

@@ -1,0 +1,167 @@
+//! The seam between wharf's control loop and whatever runs the processes: the [`Backend`] trait
+//! and the types it speaks. The control loop hands a backend the desired state of an app (its
+//! current release and formation, [`DesiredApp`]) and reads [`InstanceStatus`] back. The local
+//! supervisor (`wharf-run`) is the embedded backend; orchestrators implement the same trait.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// A boxed future, so the trait can be used as `dyn Backend`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Something that runs apps' processes.
+pub trait Backend: Send + Sync {
+    /// Sets what should run for an app; the backend converges to it, continuously, and writes the
+    /// processes' output and its own events to `log`. Applying the same state again changes
+    /// nothing.
+    fn apply(&self, desired: DesiredApp, log: Arc<dyn LogSink>);
+    /// Stops everything of the app and forgets it.
+    fn remove<'a>(&'a self, app_id: &'a str) -> BoxFuture<'a, ()>;
+    /// Restarts instances: web ones one at a time, each replacement up before the old one stops.
+    fn restart<'a>(
+        &'a self,
+        app_id: &'a str,
+        target: Target,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// The app's instances now, sorted by type and number.
+    fn status(&self, app_id: &str) -> Vec<InstanceStatus>;
+    /// Stops every process and waits; the server calls it on its way out.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// A backend could not do what it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// What should run for one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredApp {
+    pub app_id: String,
+    pub app_name: String,
+    pub release: ReleaseSpec,
+    pub processes: Vec<ProcessSpec>,
+}
+
+/// The parts of a release the runtime needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseSpec {
+    pub version: u32,
+    /// The image's manifest digest (`sha256:…`).
+    pub image: String,
+    /// The release's config vars.
+    pub env: BTreeMap<String, String>,
+    /// Env defaults from the image config; paths in it are under `/app`.
+    pub image_env: BTreeMap<String, String>,
+}
+
+/// One process type of the formation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    pub process_type: String,
+    pub quantity: u32,
+    pub command: String,
+    /// Bytes; enforced through cgroups where the host allows.
+    pub memory_limit: Option<u64>,
+    /// `web` only: the path that must answer 2xx/3xx before the instance is up.
+    pub health_path: Option<String>,
+    /// The signal that asks the process to stop, by name (`SIGTERM`, `SIGINT`, …).
+    pub stop_signal: String,
+    pub grace: Duration,
+}
+
+impl ProcessSpec {
+    /// A process type with the default signal (SIGTERM), grace (30 s) and no limits.
+    pub fn new(process_type: &str, quantity: u32, command: &str) -> Self {
+        ProcessSpec {
+            process_type: process_type.to_owned(),
+            quantity,
+            command: command.to_owned(),
+            memory_limit: None,
+            health_path: None,
+            stop_signal: "SIGTERM".to_owned(),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which instances [`Backend::restart`] restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    All,
+    /// A process type, e.g. `web`.
+    Type(String),
+    /// One instance, e.g. `web.1`.
+    Instance(String),
+}
+
+/// The lifecycle of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InstanceState {
+    Starting,
+    Up,
+    Crashed,
+    Stopping,
+    Down,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Starting => "starting",
+            InstanceState::Up => "up",
+            InstanceState::Crashed => "crashed",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A snapshot of one instance, as `wharf ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// `web.1`
+    pub name: String,
+    pub process_type: String,
+    pub release_version: u32,
+    pub state: InstanceState,
+    pub command: String,
+    /// The process group leader (bubblewrap's pid when sandboxed).
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    /// How many times the instance was restarted after a crash.
+    pub restarts: u32,
+    /// `status 1`, `signal SIGKILL`, or why it could not start.
+    pub last_exit: Option<String>,
+    /// While crashed: when the next start happens.
+    pub next_restart_in: Option<Duration>,
+    /// Last state change.
+    pub since: SystemTime,
+}
+
+/// Which stream of the process a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives one app's log lines. Implementations must not block: they are called from the
+/// tasks that drain the processes' pipes, and a slow sink would stall the app. Drop (and count)
+/// lines instead.
+pub trait LogSink: Send + Sync {
+    /// One line of the app's output (without the newline), from `process` (`web.1`, `run.2`).
+    fn line(&self, process: &str, stream: Stream, text: &str);
+    /// A platform event about `process`, e.g. ``Starting process with command `…` ``.
+    fn event(&self, process: &str, text: &str);
+}
