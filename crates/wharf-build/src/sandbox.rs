@@ -353,44 +353,8 @@ impl Sandbox {
         .iter()
         .map(OsString::from)
         .collect();
+        args.extend(wharf_sandbox::host_view_args());
         let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(OsString::from));
-
-        // The host, read-only, one top-level entry at a time so that `/app` can be created in
-        // bwrap's own root (a read-only bind of `/` itself would leave no place for it).
-        let skip = ["proc", "dev", "tmp", "run", "app"];
-        if let Ok(entries) = std::fs::read_dir("/") {
-            let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
-            entries.sort_by_key(|e| e.file_name());
-            for entry in entries {
-                let name = entry.file_name();
-                if skip.iter().any(|s| name == *s) {
-                    continue;
-                }
-                let host = Path::new("/").join(&name);
-                match entry.file_type() {
-                    Ok(t) if t.is_symlink() => {
-                        if let Ok(target) = std::fs::read_link(&host) {
-                            push(&["--symlink".as_ref(), target.as_os_str(), host.as_os_str()]);
-                        }
-                    }
-                    Ok(t) if t.is_dir() || t.is_file() => {
-                        push(&["--ro-bind".as_ref(), host.as_os_str(), host.as_os_str()]);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        push(&["--proc".as_ref(), "/proc".as_ref()]);
-        push(&["--dev".as_ref(), "/dev".as_ref()]);
-        push(&["--tmpfs".as_ref(), "/tmp".as_ref()]);
-        // /run holds sockets (a read-only bind does not stop connect()), so it is private;
-        // only the resolver config is kept when /etc/resolv.conf points into it.
-        push(&["--tmpfs".as_ref(), "/run".as_ref()]);
-        if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf") {
-            if resolv.starts_with("/run") {
-                push(&["--ro-bind".as_ref(), resolv.as_os_str(), resolv.as_os_str()]);
-            }
-        }
         for hidden in &self.hidden {
             if hidden.is_dir() {
                 push(&["--tmpfs".as_ref(), hidden.as_os_str()]);
