@@ -20,7 +20,16 @@ use crate::segment::{self, Cursor, SegmentWriter};
 /// Longest app id accepted as a directory name.
 pub const MAX_APP_ID_LEN: usize = 128;
 /// Lines an app's write queue holds before [`AppLog::append`] drops lines.
-pub const DEFAULT_QUEUE_LINES: usize = 10_000;
+pub const DEFAULT_QUEUE_LINES: usize = 100_000;
+
+/// Most bytes of text one app's write queue holds, whatever the line count: a burst of short
+/// lines is absorbed whole, a flood of long ones is dropped (and counted) before it costs memory.
+pub const MAX_QUEUE_BYTES: usize = 32 << 20;
+
+/// What a queued line counts against [`MAX_QUEUE_BYTES`].
+fn queued_size(line: &LogLine) -> usize {
+    line.text.len() + line.process.len() + 64
+}
 /// Queue entries the writer takes per batch.
 const BATCH_LINES: usize = 1024;
 /// Batches the writer may leave in its buffer while the queue stays busy; after these it flushes
@@ -217,6 +226,8 @@ struct AppCtx {
     queue_lines: usize,
     /// Lines dropped since the last overflow notice was queued; the next queued line carries it.
     pending_dropped: AtomicU64,
+    /// Bytes of the lines in the write queue; see [`MAX_QUEUE_BYTES`].
+    queued_bytes: std::sync::atomic::AtomicUsize,
     accepted: AtomicU64,
     dropped: AtomicU64,
     corrupt: AtomicU64,
@@ -257,6 +268,7 @@ impl AppShared {
                 limits: store.limits,
                 queue_lines: store.queue_lines,
                 pending_dropped: AtomicU64::new(0),
+                queued_bytes: std::sync::atomic::AtomicUsize::new(0),
                 accepted: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 corrupt: AtomicU64::new(0),
@@ -332,12 +344,29 @@ impl AppLog {
             ctx.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         };
-        let dropped_before = ctx.pending_dropped.swap(0, Ordering::AcqRel);
+        let line = line.normalized();
+        let size = queued_size(&line);
+        let over_budget =
+            ctx.queued_bytes.fetch_add(size, Ordering::AcqRel) + size > MAX_QUEUE_BYTES;
+        let dropped_before = if over_budget {
+            0
+        } else {
+            ctx.pending_dropped.swap(0, Ordering::AcqRel)
+        };
         let cmd = Cmd::Line {
-            line: line.normalized(),
+            line,
             dropped_before,
         };
-        match tx.try_send(cmd) {
+        let sent = if over_budget {
+            // Treated like a full queue: dropped and counted.
+            Err(mpsc::error::TrySendError::Full(cmd))
+        } else {
+            tx.try_send(cmd)
+        };
+        if sent.is_err() {
+            ctx.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        }
+        match sent {
             Ok(()) => {
                 ctx.accepted.fetch_add(1, Ordering::Relaxed);
                 true
@@ -662,6 +691,8 @@ fn write_batch(
                 line,
                 dropped_before,
             } => {
+                ctx.queued_bytes
+                    .fetch_sub(queued_size(&line), Ordering::AcqRel);
                 if outcome.closed {
                     // Raced with removal: the log is going away.
                     ctx.dropped.fetch_add(1, Ordering::Relaxed);

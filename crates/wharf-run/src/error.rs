@@ -29,6 +29,9 @@ pub enum RunError {
     },
     #[error("the namespaces sandbox is not available: {reason}")]
     SandboxUnavailable { reason: String },
+    /// Apps running as an unprivileged user could not reach their files.
+    #[error("{reason}")]
+    DataDirUnreachable { reason: String },
     #[error("app `{app_id}` is not running here")]
     UnknownApp { app_id: String },
     #[error("app `{app_id}` has no instance or process type `{target}`")]

@@ -71,6 +71,29 @@ pub(crate) enum Isolation {
     },
 }
 
+/// Apps that run as an unprivileged user reach their release tree and scratch through the data
+/// directory: it and every directory above it must let everyone through (`o+x`).
+fn reachable_by_everyone(data_dir: &Path) -> Result<(), RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in data_dir.ancestors() {
+        let mode = std::fs::metadata(dir)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0o755);
+        if mode & 0o001 == 0 {
+            return Err(RunError::DataDirUnreachable {
+                reason: format!(
+                    "without a sandbox, apps run as an unprivileged user, who can't pass through `{}` \
+                     (mode {:o}): keep the data directory somewhere every user can pass through \
+                     (e.g. --data-dir /var/lib/wharf), or install bubblewrap for WHARF_SANDBOX=auto",
+                    dir.display(),
+                    mode & 0o777
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Paths of one launch, as seen on the host.
 pub(crate) struct Launch<'a> {
     pub tree: &'a Path,
@@ -91,8 +114,15 @@ impl Isolation {
             user: nix::unistd::geteuid().is_root().then_some(unprivileged),
         };
         let hidden = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        let plain = || {
+            let isolation = plain();
+            if let Isolation::Plain { user: Some(_) } = isolation {
+                reachable_by_everyone(&hidden)?;
+            }
+            Ok(isolation)
+        };
         match mode {
-            SandboxMode::None => Ok(plain()),
+            SandboxMode::None => plain(),
             SandboxMode::Namespaces => {
                 let bwrap = probe_bubblewrap()
                     .await
@@ -103,7 +133,7 @@ impl Isolation {
                 Ok(bwrap) => Ok(Isolation::Bubblewrap { bwrap, hidden }),
                 Err(reason) => {
                     tracing::warn!(%reason, "bubblewrap is not usable; running apps without namespaces");
-                    Ok(plain())
+                    plain()
                 }
             },
         }

@@ -21,7 +21,7 @@ mod signing;
 pub mod static_site;
 
 use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -131,11 +131,11 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] wharf_store::StoreError),
-    #[error("cannot open the image store: {0}")]
+    #[error("cannot open the image store")]
     Images(#[from] wharf_image::ImageError),
-    #[error("cannot open the app logs: {0}")]
+    #[error("cannot open the app logs")]
     Logs(#[from] wharf_logs::LogError),
-    #[error("cannot start the supervisor: {0}")]
+    #[error("cannot start the supervisor")]
     Run(#[from] wharf_run::RunError),
     #[error("cannot prepare {path}: {source}")]
     File {
@@ -146,16 +146,45 @@ pub enum StartError {
 
 /// Opens the data directory and the database, and makes sure someone can log in.
 pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), StartError> {
-    // The data dir holds the database (config vars are secrets) and the admin token: only
-    // wharf's own user may enter it. A dir that already exists keeps the mode it has.
+    // Everyone may pass through the data dir (apps that run as an unprivileged user reach their
+    // release tree and scratch through it) but not list it; what is secret inside is private.
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(0o711)
         .create(&config.data_dir)
+        .and_then(|()| {
+            std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o711))
+        })
         .map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
+    for private in ["logs", "sources", "images", "cache", "builds"] {
+        let dir = config.data_dir.join(private);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|source| StartError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+    }
+    if config.database_url.is_none() {
+        // The database holds config vars; SQLite gives its -wal and -shm files the same mode.
+        let db = config.data_dir.join("wharf.db");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&db)
+            .and_then(|_| std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)))
+            .map_err(|source| StartError::DataDir {
+                path: db.clone(),
+                source,
+            })?;
+    }
     let store = match &config.database_url {
         Some(url) => Store::connect(url).await?,
         None => Store::open_data_dir(&config.data_dir).await?,

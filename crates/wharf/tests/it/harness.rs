@@ -85,8 +85,14 @@ pub struct Server {
 impl Server {
     /// A server on SQLite in a fresh data directory, as a first-time user starts it.
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server on SQLite in a fresh data directory, started with `wharf server ARGS`
+    /// (e.g. `--sandbox none`).
+    pub fn start_with(args: &[&str]) -> Server {
         let data = tempfile::tempdir().expect("temp dir");
-        let mut server = Server::spawn(&data.path().join("wharf"), None);
+        let mut server = Server::spawn(&data.path().join("wharf"), None, args);
         server.temp_dir = Some(data);
         server
     }
@@ -101,7 +107,7 @@ impl Server {
                     .build()
                     .expect("runtime")
                     .block_on(TestDatabase::new(Backend::Postgres));
-                let mut server = Server::spawn(&db.data_dir().join("wharf"), Some(&db.url));
+                let mut server = Server::spawn(&db.data_dir().join("wharf"), Some(&db.url), &[]);
                 server.database = Some(db);
                 server
             }
@@ -110,10 +116,15 @@ impl Server {
 
     /// A server on SQLite in `data_dir`, which the caller owns (to start a server on it twice).
     pub fn start_in(data_dir: &Path) -> Server {
-        Server::spawn(data_dir, None)
+        Server::spawn(data_dir, None, &[])
     }
 
-    fn spawn(data_dir: &Path, database_url: Option<&str>) -> Server {
+    /// [`Server::start_in`] with `wharf server ARGS`.
+    pub fn start_in_with(data_dir: &Path, args: &[&str]) -> Server {
+        Server::spawn(data_dir, None, args)
+    }
+
+    fn spawn(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> Server {
         let mut command = Command::new(WHARF);
         clean_wharf_env(&mut command);
         command
@@ -129,6 +140,7 @@ impl Server {
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
         }
+        command.args(args);
         let mut child = command.spawn().expect("start wharf server");
         let stderr = child.stderr.take().expect("piped stderr");
         let (lines_tx, lines) = mpsc::channel();
@@ -214,6 +226,26 @@ impl Server {
         }
         let status = child.wait().expect("wait for wharf server");
         (status, stderr)
+    }
+}
+
+/// Calls `check` every 100ms until it returns `Ok`, and returns its value; panics with `what`
+/// and the last `Err` (what was seen instead) once `within` has passed.
+#[track_caller]
+pub fn wait_until<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("waited {within:?} for {what}; last saw:\n{seen}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
 }
 

@@ -29,9 +29,22 @@ fn first_start_writes_a_private_admin_token_that_logs_in() {
     );
     assert_eq!(
         mode(&data_dir),
-        0o700,
-        "only the owner may enter the data dir"
+        0o711,
+        "others may pass through the data dir (apps reach their files through it) but not list it"
     );
+    for private in [
+        "wharf.db",
+        "logs",
+        "sources",
+        "images",
+        "cache",
+        "builds",
+        "url-signing-key",
+    ] {
+        let path = data_dir.join(private);
+        let expected = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), expected, "{private} is the owner's only");
+    }
     let hint = format!(
         "Log in with:  wharf login --url {} --token-file {}",
         server.url,

@@ -13,4 +13,5 @@ mod errors;
 mod flow;
 mod login;
 mod releases;
+mod run;
 mod shutdown;
