@@ -324,6 +324,58 @@ async fn one_off_processes_run_with_the_release() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Resuming with Last-Event-ID sends only what came after that line.
+    let full = server
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ids: Vec<String> = full
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(str::to_owned)
+        .collect();
+    let (first_id, last_id) = (ids.first().expect("events have ids"), ids.last().unwrap());
+    let resumed = server
+        .http
+        .get(&url)
+        .header("last-event-id", last_id)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !resumed.contains("detached output"),
+        "a resumed stream repeats nothing: {resumed}"
+    );
+    assert!(resumed.contains("retry:"), "{resumed}");
+    if ids.len() > 1 {
+        let after_first = server
+            .http
+            .get(&url)
+            .header("last-event-id", first_id)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !after_first.contains(&format!("id: {first_id}\n")),
+            "{after_first}"
+        );
+        assert!(
+            after_first.contains(&format!("id: {last_id}\n")),
+            "{after_first}"
+        );
+    }
+
     let empty = server
         .post("/apps/once/dynos", json!({"command": "  "}))
         .await;
