@@ -16,13 +16,31 @@ use wharf_run::{
     SupervisorConfig,
 };
 
-/// Each test gets its own 40 ports.
+/// Each test gets its own 30 ports (15 per supervisor, two supervisors at most), so tests running
+/// side by side in separate processes never hand out the same port. The block comes from the
+/// test's name (the test thread is named after it); the salt makes today's tests' blocks
+/// distinct — `tests_get_distinct_port_blocks` fails when a new test collides, and changing the
+/// salt fixes it.
 static NEXT_PORTS: AtomicU16 = AtomicU16::new(0);
+const PORT_SALT: &str = "14";
+
+pub fn port_block(test: &str) -> u16 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in test.bytes().chain(PORT_SALT.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % 300) as u16
+}
 
 pub fn port_range() -> std::ops::RangeInclusive<u16> {
-    let n = NEXT_PORTS.fetch_add(1, Ordering::SeqCst);
-    let start = 42000 + n * 40;
-    start..=start + 39
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned();
+    let n = NEXT_PORTS.fetch_add(1, Ordering::SeqCst) % 2;
+    let start = 20000 + port_block(&test) * 30 + n * 15;
+    start..=start + 14
 }
 
 #[derive(Default)]
