@@ -32,6 +32,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        // A log line that can't be written (stderr closed) must not become a panic that stops
+        // the server; tracing's own report of it would go to the same closed stderr.
+        .log_internal_errors(false)
         .init();
     let data_dir = match args.data_dir {
         Some(dir) => dir,
@@ -133,11 +136,13 @@ impl Signals {
 
     /// Cancels `shutdown` on the first SIGINT or SIGTERM.
     async fn cancel_on_first(mut self, shutdown: CancellationToken) {
-        tokio::select! {
-            _ = self.term.recv() => tracing::info!("SIGTERM: finishing requests in flight, then stopping"),
-            _ = self.int.recv() => tracing::info!("SIGINT: finishing requests in flight, then stopping"),
-        }
+        let name = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        };
+        // Stop first, then say so: saying so can fail (stderr may be gone), stopping must not.
         shutdown.cancel();
+        tracing::info!("{name}: finishing requests in flight, then stopping");
     }
 }
 

@@ -43,3 +43,61 @@ fn sigint_stops_the_server_with_status_0() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGINT"), "{stderr}");
 }
+
+/// A server whose stderr reader went away (a closed terminal, a dead log pipe) still stops
+/// cleanly: writing its log must not become a panic that leaves it running.
+#[test]
+fn sigterm_stops_a_server_whose_stderr_is_gone() {
+    use std::io::BufRead;
+    let temp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(crate::harness::WHARF)
+        .args(["server", "--api-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(temp.path().join("wharf"))
+        .env_remove("WHARF_URL")
+        .env_remove("WHARF_ADMIN_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let mut child = Reap(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if line.contains("listening on") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never started"
+        );
+    }
+    drop(lines); // the reader goes away
+    crate::harness::send_signal(child.0.id(), "-TERM");
+    let status = crate::harness::wait_until(
+        std::time::Duration::from_secs(30),
+        "the server to exit",
+        || {
+            child
+                .0
+                .try_wait()
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "still running".to_owned())
+        },
+    );
+    assert_eq!(status.code(), Some(0));
+}
