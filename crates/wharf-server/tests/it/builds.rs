@@ -114,15 +114,7 @@ pub async fn build(server: &TestServer, app: &str, bytes: Vec<u8>) -> Value {
 pub async fn finish(server: &TestServer, app: &str, build: &Value) -> (String, Value) {
     let url = build["output_stream_url"].as_str().unwrap();
     let output = tokio::time::timeout(Duration::from_secs(120), async {
-        server
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        server.fetch(url, None).await
     })
     .await
     .expect("the output stream ends when the build does");
@@ -228,14 +220,8 @@ async fn a_procfile_app_builds_into_a_release(backend: Backend) {
     assert_eq!(list.body.as_array().unwrap().len(), 3);
     assert_eq!(list.body[2]["id"], done["id"], "newest first");
     let replay = server
-        .http
-        .get(done["output_stream_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .fetch(done["output_stream_url"].as_str().unwrap(), None)
+        .await;
     assert_eq!(replay, output);
     server.stop().await;
 }

@@ -162,6 +162,32 @@ impl TestServer {
         self.send(self.request(Method::DELETE, path)).await
     }
 
+    /// GETs a signed URL (no token) and reads the whole body as text, resuming after
+    /// `last_event_id` when given.
+    pub async fn fetch(&self, url: &str, last_event_id: Option<&str>) -> String {
+        let mut request = self.http.get(url);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        request.send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Reads a log session's `url` until it holds `needle`; panics after a deadline.
+    pub async fn wait_for_log(&self, url: &str, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = self.fetch(url, None).await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "`{needle}` never reached the log: {text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Creates an app and returns its body.
     pub async fn create_app(&self, name: &str) -> Value {
         let reply = self

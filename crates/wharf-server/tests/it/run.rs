@@ -148,20 +148,11 @@ async fn a_deployed_app_runs_and_scales(backend: Backend) {
         .await;
     assert_eq!(session.status, StatusCode::CREATED, "{session:?}");
     let url = session.body["logplex_url"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        let response = server.http.get(&url).send().await.unwrap();
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        let text = response.text().await.unwrap();
-        if text.contains("hello from config on worker.1") {
-            break text;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker's line never reached the log: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let stream = server.http.get(&url).send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let log = server
+        .wait_for_log(&url, "hello from config on worker.1")
+        .await;
     assert!(
         log.contains("app[worker.1]: hello from config on worker.1"),
         "{log}"
@@ -172,14 +163,8 @@ async fn a_deployed_app_runs_and_scales(backend: Backend) {
         .post("/apps/runner/log-sessions", json!({"source": "wharf"}))
         .await;
     let events = server
-        .http
-        .get(platform.body["logplex_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .fetch(platform.body["logplex_url"].as_str().unwrap(), None)
+        .await;
     assert!(
         events.contains("State changed from starting to up"),
         "{events}"
@@ -304,68 +289,25 @@ async fn one_off_processes_run_with_the_release() {
         )
         .await;
     let url = session.body["logplex_url"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = server
-            .http
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text.contains(&format!("app[{name}]: detached output")) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the detached output never reached the log: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server
+        .wait_for_log(&url, &format!("app[{name}]: detached output"))
+        .await;
     // Resuming with Last-Event-ID sends only what came after that line.
-    let full = server
-        .http
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let full = server.fetch(&url, None).await;
     let ids: Vec<String> = full
         .lines()
         .filter_map(|l| l.strip_prefix("id: "))
         .map(str::to_owned)
         .collect();
     let (first_id, last_id) = (ids.first().expect("events have ids"), ids.last().unwrap());
-    let resumed = server
-        .http
-        .get(&url)
-        .header("last-event-id", last_id)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let resumed = server.fetch(&url, Some(last_id)).await;
     assert!(
         !resumed.contains("detached output"),
         "a resumed stream repeats nothing: {resumed}"
     );
     assert!(resumed.contains("retry:"), "{resumed}");
     if ids.len() > 1 {
-        let after_first = server
-            .http
-            .get(&url)
-            .header("last-event-id", first_id)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let after_first = server.fetch(&url, Some(first_id)).await;
         assert!(
             !after_first.contains(&format!("id: {first_id}\n")),
             "{after_first}"
