@@ -29,8 +29,24 @@ pub trait Backend: Send + Sync {
     ) -> BoxFuture<'a, Result<(), BackendError>>;
     /// The app's instances now, sorted by type and number.
     fn status(&self, app_id: &str) -> Vec<InstanceStatus>;
+    /// Resolves once the rollout of release `version` (the app's desired release) has ended:
+    /// every web instance of it up ([`Rollout::Complete`]), one of them failed its first boot
+    /// ([`Rollout::Failed`]), or the app was given another release or removed
+    /// ([`Rollout::Superseded`]). Resolves at once for a rollout that already ended.
+    fn rollout<'a>(&'a self, app_id: &'a str, version: u32) -> BoxFuture<'a, Rollout>;
     /// Stops every process and waits; the server calls it on its way out.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// How the rollout of a release ended; see [`Backend::rollout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// Every web instance of the release is up (at once for a release without web instances).
+    Complete,
+    /// A web instance of the release never came up: why, for the app's log.
+    Failed(String),
+    /// The app was given another release, or removed, before this one's rollout ended.
+    Superseded,
 }
 
 /// A backend could not do what it was asked.
@@ -164,4 +180,30 @@ pub trait LogSink: Send + Sync {
     fn line(&self, process: &str, stream: Stream, text: &str);
     /// A platform event about `process`, e.g. ``Starting process with command `…` ``.
     fn event(&self, process: &str, text: &str);
+}
+
+/// One web instance the router may send requests to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Upstream {
+    /// Unique among the app's instances, past and present (`web.1-17`): a replacement that
+    /// reuses the name `web.1` is a different upstream.
+    pub id: String,
+    /// The instance's name, as router log lines show it (`web.1`).
+    pub dyno: String,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// The release it runs.
+    pub release_version: u32,
+}
+
+/// Where a backend publishes which web instances take requests: the router. A backend calls
+/// [`Routes::set`] whenever the set changes, and [`Routes::drain`] before it stops an instance
+/// that served requests, so the requests in flight on it finish first.
+pub trait Routes: Send + Sync {
+    /// Replaces the app's upstreams, atomically. An empty list: the app has no instance to
+    /// route to (requests get 503).
+    fn set(&self, app_id: &str, upstreams: Vec<Upstream>);
+    /// Takes the upstream out of rotation (if `set` has not already) and resolves once no
+    /// request is in flight on it, or after the router's drain timeout.
+    fn drain<'a>(&'a self, app_id: &'a str, upstream_id: &'a str) -> BoxFuture<'a, ()>;
 }

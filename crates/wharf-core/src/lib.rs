@@ -13,6 +13,7 @@ pub mod api;
 pub mod backend;
 pub mod build;
 pub mod config;
+pub mod domain;
 pub mod dotenv;
 pub mod formation;
 pub mod name;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use wharf_core::backend::{
-    Backend, BackendError, BoxFuture, DesiredApp, InstanceStatus, LogSink, Target,
+    Backend, BackendError, BoxFuture, DesiredApp, InstanceStatus, LogSink, Rollout, Target,
 };
 
 use crate::Supervisor;
@@ -32,6 +32,10 @@ impl Backend for Supervisor {
 
     fn status(&self, app_id: &str) -> Vec<InstanceStatus> {
         Supervisor::status(self, app_id)
+    }
+
+    fn rollout<'a>(&'a self, app_id: &'a str, version: u32) -> BoxFuture<'a, Rollout> {
+        Box::pin(Supervisor::rollout(self, app_id, version))
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

@@ -40,7 +40,7 @@ pub use sandbox::{ParseSandboxModeError, SandboxMode};
 pub use supervisor::{OneOff, Supervisor};
 pub use wharf_core::backend::{
     Backend, BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, ProcessSpec,
-    ReleaseSpec, Stream, Target,
+    ReleaseSpec, Rollout, Routes, Stream, Target, Upstream,
 };
 
 /// How the supervisor runs processes. One struct holds every default.

@@ -13,11 +13,18 @@
 //! - other types: old instances are stopped first, and fresh ones start only once every old
 //!   one is gone, so two versions of a worker never run at once;
 //! - fresh instances beyond the quantity are stopped; types no longer desired are stopped.
+//!
+//! After each step the reconciler publishes the web instances that take requests to the router
+//! ([`Routes`]): those up and not stopping, and during a deploy only the old release's until
+//! every new instance is up, then only the new ones — one atomic swap. A web instance that took
+//! requests is drained (the router lets its requests in flight finish) before it is signalled.
+//! Each step also updates the app's *rollout*: complete once every web instance of the desired
+//! release is up, failed once one of them ended before it ever came up.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::process::ChildStdin;
@@ -33,7 +40,7 @@ use crate::sandbox::{Isolation, Launch, DEFAULT_PATH};
 use crate::tree::Releases;
 use crate::{
     backoff, events, stale, DesiredApp, InstanceState, InstanceStatus, LogSink, ProcessSpec,
-    ReleaseSpec, RunError, Stream, SupervisorConfig, Target,
+    ReleaseSpec, Rollout, Routes, RunError, Stream, SupervisorConfig, Target, Upstream,
 };
 
 /// How long output is still read after a process exited (its pipes may be held by leftovers
@@ -69,6 +76,8 @@ struct Inner {
     /// Every task the supervisor starts, so shutdown can wait for them.
     tasks: TaskTracker,
     runtime: tokio::runtime::Handle,
+    /// Where web instances are published; set once, before the first app is applied.
+    routes: OnceLock<Arc<dyn Routes>>,
 }
 
 struct AppHandle {
@@ -87,6 +96,18 @@ struct AppShared {
     instances: Mutex<Vec<Arc<Cell>>>,
     /// Instances ping this on every state change; the reconciler waits on it.
     changed: Notify,
+    /// The upstreams last published to the router.
+    routed: Mutex<Vec<Upstream>>,
+    /// The rollout of the desired release: its version and how far it got.
+    rollout: watch::Sender<(u32, Phase)>,
+}
+
+/// How far the rollout of a release got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    InProgress,
+    Complete,
+    Failed(String),
 }
 
 /// One instance, shared by its task, the reconciler and `status`.
@@ -99,6 +120,10 @@ struct Cell {
     spec: ProcessSpec,
     /// Set by `restart`: the reconciler replaces the instance like an old release's.
     retiring: AtomicBool,
+    /// Set once the instance was first up (web: healthy).
+    ever_up: AtomicBool,
+    /// Why the instance's first start ended before it was up (web only).
+    boot_failure: Mutex<Option<String>>,
     /// Asks the instance to stop for good.
     stop: CancellationToken,
     /// Cancelled when the instance is down and cleaned up.
@@ -142,6 +167,12 @@ impl Cell {
 
     fn state(&self) -> InstanceState {
         lock(&self.state).state
+    }
+
+    /// Unique among the app's instances, past and present: `web.1-17`. Names the instance's
+    /// scratch directory, its cgroup and its upstream.
+    fn upstream_id(&self) -> String {
+        format!("{}-{}", self.name, self.generation)
     }
 
     fn is_fresh_for(&self, desired: &DesiredApp, spec: &ProcessSpec) -> bool {
@@ -209,11 +240,20 @@ impl Supervisor {
             shutdown: shutdown.child_token(),
             tasks: TaskTracker::new(),
             runtime: tokio::runtime::Handle::current(),
+            routes: OnceLock::new(),
             config,
         };
         Ok(Supervisor {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Publishes web instances to `routes` (the router) from now on. Call it before the first
+    /// [`Supervisor::apply`]; later calls are ignored.
+    pub fn set_routes(&self, routes: Arc<dyn Routes>) {
+        if self.inner.routes.set(routes).is_err() {
+            tracing::warn!("the supervisor's routes were already set");
+        }
     }
 
     /// Sets what should run for an app and returns at once; the app's reconciler converges to
@@ -226,6 +266,14 @@ impl Supervisor {
         }
         let mut apps = lock(&inner.apps);
         if let Some(handle) = apps.get(&desired.app_id) {
+            let version = desired.release.version;
+            handle.shared.rollout.send_if_modified(|r| {
+                let new = r.0 != version;
+                if new {
+                    *r = (version, Phase::InProgress);
+                }
+                new
+            });
             handle.desired.send_if_modified(|current| {
                 if current.0 == desired {
                     false
@@ -237,11 +285,14 @@ impl Supervisor {
             return;
         }
         let app_id = desired.app_id.clone();
+        let version = desired.release.version;
         let (tx, rx) = watch::channel(Arc::new((desired, log)));
         let shared = Arc::new(AppShared {
             app_id: app_id.clone(),
             instances: Mutex::new(Vec::new()),
             changed: Notify::new(),
+            routed: Mutex::new(Vec::new()),
+            rollout: watch::channel((version, Phase::InProgress)).0,
         });
         let cancel = inner.shutdown.child_token();
         let finished = CancellationToken::new();
@@ -329,6 +380,34 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// Waits for the rollout of release `version` to end; see [`Backend::rollout`].
+    ///
+    /// [`Backend::rollout`]: wharf_core::backend::Backend::rollout
+    pub async fn rollout(&self, app_id: &str, version: u32) -> Rollout {
+        let rx = lock(&self.inner.apps)
+            .get(app_id)
+            .map(|h| h.shared.rollout.subscribe());
+        let Some(mut rx) = rx else {
+            return Rollout::Superseded;
+        };
+        loop {
+            {
+                let r = rx.borrow_and_update();
+                if r.0 != version {
+                    return Rollout::Superseded;
+                }
+                match &r.1 {
+                    Phase::Complete => return Rollout::Complete,
+                    Phase::Failed(why) => return Rollout::Failed(why.clone()),
+                    Phase::InProgress => {}
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Rollout::Superseded;
+            }
+        }
     }
 
     /// The app's instances, sorted by type, then index (then age, while a replacement and the
@@ -571,6 +650,7 @@ async fn reconcile(
     for cell in &cells {
         cell.done.cancelled().await;
     }
+    publish(&inner, &app, Vec::new());
     finished.cancel();
 }
 
@@ -596,6 +676,8 @@ fn step(
             cell.stop.cancel();
         }
     }
+    // Without web instances there is nothing to wait for.
+    let mut phase = Phase::Complete;
     for spec in &desired.processes {
         let of_type: Vec<&Arc<Cell>> = cells
             .iter()
@@ -629,6 +711,15 @@ fn step(
                 for cell in &old {
                     cell.stop.cancel();
                 }
+            } else {
+                let failure = of_type
+                    .iter()
+                    .filter(|c| is_current(c, desired, spec))
+                    .find_map(|c| lock(&c.boot_failure).clone());
+                phase = match failure {
+                    Some(why) => Phase::Failed(why),
+                    None => Phase::InProgress,
+                };
             }
         } else if !old.is_empty() {
             for cell in &old {
@@ -639,6 +730,67 @@ fn step(
                 start_instance(inner, app, desired, spec, index, sink, cancel);
             }
         }
+    }
+    app.rollout.send_if_modified(|r| {
+        let moves = r.0 == desired.release.version && r.1 == Phase::InProgress && phase != r.1;
+        if moves {
+            r.1 = phase;
+        }
+        moves
+    });
+    publish(inner, app, routable(app, desired));
+}
+
+/// Runs the desired release with the desired definition (a restart's retiring instance too).
+fn is_current(cell: &Cell, desired: &DesiredApp, spec: &ProcessSpec) -> bool {
+    cell.release == desired.release && same_definition(&cell.spec, spec)
+}
+
+/// The web instances that take requests now: up and not stopping. While a deploy is under way
+/// (some up instance runs something else than the desired release), only those old ones: the
+/// new ones join all at once, when the last of them is up and the old ones are told to stop.
+fn routable(app: &AppShared, desired: &DesiredApp) -> Vec<Upstream> {
+    let spec = desired.processes.iter().find(|p| p.process_type == "web");
+    let cells: Vec<Arc<Cell>> = lock(&app.instances)
+        .iter()
+        .filter(|c| c.process_type == "web" && !c.stop.is_cancelled())
+        .cloned()
+        .collect();
+    let up: Vec<(&Arc<Cell>, u16)> = cells
+        .iter()
+        .filter_map(|c| {
+            let s = lock(&c.state);
+            match (s.state, s.port) {
+                (InstanceState::Up, Some(port)) => Some((c, port)),
+                _ => None,
+            }
+        })
+        .collect();
+    let current = |c: &Cell| spec.is_some_and(|spec| is_current(c, desired, spec));
+    let deploying = up.iter().any(|(c, _)| !current(c));
+    let mut upstreams: Vec<Upstream> = up
+        .into_iter()
+        .filter(|(c, _)| !deploying || !current(c))
+        .map(|(c, port)| Upstream {
+            id: c.upstream_id(),
+            dyno: c.name.clone(),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            release_version: c.release.version,
+        })
+        .collect();
+    upstreams.sort_by(|a, b| a.id.cmp(&b.id));
+    upstreams
+}
+
+/// Hands the app's upstreams to the router, when they changed.
+fn publish(inner: &Inner, app: &AppShared, upstreams: Vec<Upstream>) {
+    let Some(routes) = inner.routes.get() else {
+        return;
+    };
+    let mut routed = lock(&app.routed);
+    if *routed != upstreams {
+        routes.set(&app.app_id, upstreams.clone());
+        *routed = upstreams;
     }
 }
 
@@ -659,6 +811,8 @@ fn start_instance(
         release: desired.release.clone(),
         spec: spec.clone(),
         retiring: AtomicBool::new(false),
+        ever_up: AtomicBool::new(false),
+        boot_failure: Mutex::new(None),
         stop: cancel.child_token(),
         done: CancellationToken::new(),
         state: Mutex::new(CellState {
@@ -706,7 +860,7 @@ async fn run_instance(
     cell: Arc<Cell>,
     sink: Arc<dyn LogSink>,
 ) {
-    let dir = inner.instance_dir(&app.app_id, &format!("{}-{}", cell.name, cell.generation));
+    let dir = inner.instance_dir(&app.app_id, &cell.upstream_id());
     let mut run = InstanceRun {
         inner,
         app,
@@ -750,6 +904,9 @@ impl InstanceRun {
     }
 
     fn set_state(&mut self, to: InstanceState) {
+        if to == InstanceState::Up {
+            self.cell.ever_up.store(true, Ordering::SeqCst);
+        }
         let from = {
             let mut s = lock(&self.cell.state);
             let from = s.state;
@@ -777,8 +934,18 @@ impl InstanceRun {
         let reason = error_chain(err);
         tracing::warn!(app = %self.app.app_id, instance = %self.cell.name, error = %reason, "instance failed to start");
         self.event(&events::cannot_start(&reason));
+        self.boot_failed(format!("{} could not start: {reason}", self.cell.name));
         self.update(|s| s.last_exit = Some(format!("failed to start: {reason}")));
         RunEnd::Crashed
+    }
+
+    /// Records why a web instance's first start ended before it was up; that fails the
+    /// rollout of its release.
+    fn boot_failed(&self, why: String) {
+        if self.cell.process_type == "web" && !self.cell.ever_up.load(Ordering::SeqCst) {
+            lock(&self.cell.boot_failure).get_or_insert(why);
+            self.app.changed.notify_one();
+        }
     }
 
     async fn run_once(&mut self) -> RunEnd {
@@ -837,7 +1004,7 @@ impl InstanceRun {
         }
         let mut limits = inner.cgroups.apply(
             &self.app.app_id,
-            &format!("{}-{}", self.cell.name, self.cell.generation),
+            &self.cell.upstream_id(),
             self.cell.spec.memory_limit,
             inner.config.pids_limit,
             pgid,
@@ -884,13 +1051,25 @@ impl InstanceRun {
 
         let (status, end) = loop {
             tokio::select! {
-                status = child.wait() => break (status, RunEnd::Crashed),
+                status = child.wait() => {
+                    if booting {
+                        let exit = status.as_ref().map_or_else(|e| e.to_string(), |s| runtime::exit_text(*s));
+                        self.boot_failed(format!("{} exited ({exit}) before it was up", self.cell.name));
+                    }
+                    break (status, RunEnd::Crashed)
+                }
                 _ = &mut health, if booting => {
                     booting = false;
                     self.set_state(InstanceState::Up);
                 }
                 _ = &mut boot_deadline, if booting => {
                     self.event(&events::boot_timeout(&self.cell.name, inner.config.boot_timeout));
+                    self.boot_failed(format!(
+                        "{} did not come up within {} s (it must listen on $PORT{})",
+                        self.cell.name,
+                        inner.config.boot_timeout.as_secs(),
+                        self.cell.spec.health_path.as_deref().map(|p| format!(" and answer {p} with 2xx or 3xx")).unwrap_or_default(),
+                    ));
                     self.event(&events::stopping_all(nix::sys::signal::Signal::SIGKILL));
                     runtime::signal_group(pgid, nix::sys::signal::Signal::SIGKILL, sandboxed);
                     break (child.wait().await, RunEnd::Crashed);
@@ -938,7 +1117,16 @@ impl InstanceRun {
             .parse::<nix::sys::signal::Signal>()
             .unwrap_or(nix::sys::signal::Signal::SIGTERM);
         let grace = self.cell.spec.grace;
+        let was_up = self.cell.state() == InstanceState::Up;
         self.set_state(InstanceState::Stopping);
+        if was_up && self.cell.process_type == "web" {
+            if let Some(routes) = self.inner.routes.get() {
+                // Out of rotation, and the requests in flight on it finish first.
+                routes
+                    .drain(&self.app.app_id, &self.cell.upstream_id())
+                    .await;
+            }
+        }
         self.event(&events::stopping_all(signal));
         runtime::signal_group(pgid, signal, sandboxed);
         match tokio::time::timeout(grace, child.wait()).await {

@@ -17,6 +17,7 @@
 mod apps;
 mod builds;
 mod config;
+mod domains;
 mod formation;
 mod page;
 mod releases;
@@ -36,6 +37,7 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Row};
 pub use apps::{AppRecord, AppUpdate};
 pub use builds::{BuildRecord, BuildSuccess, SourceRecord};
 pub use config::ConfigUpdate;
+pub use domains::{DomainRecord, RouteRecord};
 pub use formation::{FormationChange, FormationRecord, DEFAULT_GRACE_SECONDS};
 pub use page::Page;
 pub use releases::{ReleaseImage, ReleaseRecord, ReleaseRef};

@@ -20,6 +20,8 @@ pub struct ReleaseRecord {
     pub version: ReleaseVersion,
     pub description: String,
     pub status: ReleaseStatus,
+    /// Why a failed release failed.
+    pub status_reason: Option<String>,
     /// The config vars this release runs with.
     pub config: ConfigVars,
     /// The build image; `None` before the app's first build.
@@ -93,7 +95,7 @@ impl ReleaseRef {
 }
 
 const RELEASE_SELECT: &str = "SELECT r.id, r.app_id, a.name AS app_name, r.version, r.description, r.status, \
-     r.config, r.image_digest, r.process_types, r.user_id, u.email AS user_email, r.created_at, r.updated_at, \
+     r.status_reason, r.config, r.image_digest, r.process_types, r.user_id, u.email AS user_email, r.created_at, r.updated_at, \
      CAST(CASE WHEN r.version = (SELECT MAX(c.version) FROM releases c \
          WHERE c.app_id = r.app_id AND c.status = 'succeeded') THEN 1 ELSE 0 END AS BIGINT) AS current \
      FROM releases r JOIN apps a ON a.id = r.app_id JOIN accounts u ON u.id = r.user_id";
@@ -114,6 +116,7 @@ fn release_from_row(row: &AnyRow) -> Result<ReleaseRecord> {
         status: status
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("release status `{status}`")))?,
+        status_reason: row.try_get("status_reason")?,
         config: decode_config(&config)?,
         image_digest: row.try_get("image_digest")?,
         process_types: decode_types(
@@ -252,6 +255,23 @@ impl Store {
     }
 
     /// The release the app runs now, if it has one.
+    /// Marks a succeeded release `failed` because it could not be deployed (its web
+    /// instances never came up): the app's current release becomes the one before it again.
+    /// Returns whether the release was changed (false if it was not `succeeded`).
+    pub async fn fail_release(&self, app_id: &str, version: u32, reason: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE releases SET status = 'failed', status_reason = $3, updated_at = $4 \
+             WHERE app_id = $1 AND version = $2 AND status = 'succeeded'",
+        )
+        .bind(app_id)
+        .bind(i64::from(version))
+        .bind(reason)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn current_release(&self, app_id: &str) -> Result<Option<ReleaseRecord>> {
         let row = sqlx::query(&format!(
             "{RELEASE_SELECT} WHERE r.app_id = $1 AND r.status = 'succeeded' ORDER BY r.version DESC LIMIT 1"

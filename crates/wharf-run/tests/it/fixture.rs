@@ -22,7 +22,7 @@ use wharf_run::{
 /// distinct — `tests_get_distinct_port_blocks` fails when a new test collides, and changing the
 /// salt fixes it.
 static NEXT_PORTS: AtomicU16 = AtomicU16::new(0);
-const PORT_SALT: &str = "14";
+const PORT_SALT: &str = "100";
 
 pub fn port_block(test: &str) -> u16 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

@@ -4,6 +4,7 @@ mod fixture;
 
 mod lifecycle;
 mod oneoff;
+mod routes;
 mod sandbox;
 mod scaling;
 
@@ -13,6 +14,7 @@ fn tests_get_distinct_port_blocks() {
     let sources = [
         ("lifecycle", include_str!("lifecycle.rs")),
         ("oneoff", include_str!("oneoff.rs")),
+        ("routes", include_str!("routes.rs")),
         ("sandbox", include_str!("sandbox.rs")),
         ("scaling", include_str!("scaling.rs")),
     ];

@@ -29,6 +29,8 @@ on_both_databases!(
     tokens_are_stored_as_hashes_only,
     versions_restart_for_a_new_app_of_the_same_name,
     builds_move_forward_and_a_success_makes_its_release,
+    domains_belong_to_one_app_and_feed_the_route_table,
+    a_failed_release_is_no_longer_current,
 );
 
 fn set(pairs: &[(&str, &str)]) -> ConfigChange {
@@ -319,6 +321,117 @@ async fn builds_move_forward_and_a_success_makes_its_release(backend: Backend) {
         order,
         vec![build.id.clone(), queued.id.clone(), running.id.clone()],
         "oldest first"
+    );
+    store.close().await;
+}
+
+async fn domains_belong_to_one_app_and_feed_the_route_table(backend: Backend) {
+    use wharf_core::domain::Hostname;
+    let db = TestDatabase::new(backend).await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let owner = store.admin_account().await.unwrap();
+    let shop = store
+        .create_app(&AppName::parse("shop").unwrap(), &owner.id, "wharf-1")
+        .await
+        .unwrap();
+    let blog = store
+        .create_app(&AppName::parse("blog").unwrap(), &owner.id, "wharf-1")
+        .await
+        .unwrap();
+    let www = Hostname::parse("www.shop.example").unwrap();
+    let added = store.add_domain(&shop.id, &www).await.unwrap();
+    store
+        .add_domain(&shop.id, &Hostname::parse("shop.example").unwrap())
+        .await
+        .unwrap();
+    // The same hostname for another app, or again for this one: a conflict naming it.
+    for app in [&blog.id, &shop.id] {
+        match store.add_domain(app, &www).await {
+            Err(StoreError::Conflict(m)) => assert!(m.contains("www.shop.example"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Found by id or by hostname (any case); another app's domain is not found.
+    assert_eq!(store.domain(&shop.id, &added.id).await.unwrap(), added);
+    assert_eq!(
+        store.domain(&shop.id, "WWW.shop.example").await.unwrap(),
+        added
+    );
+    assert!(matches!(
+        store.domain(&blog.id, &added.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let table = store.route_table().await.unwrap();
+    let names: Vec<(&str, Vec<String>)> = table
+        .iter()
+        .map(|r| (r.app_name.as_str(), r.hostnames.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("blog", vec![]),
+            (
+                "shop",
+                vec!["shop.example".to_owned(), "www.shop.example".to_owned()]
+            )
+        ]
+    );
+    store
+        .remove_domain(&shop.id, "www.shop.example")
+        .await
+        .unwrap();
+    store.add_domain(&blog.id, &www).await.unwrap();
+    // Destroying an app frees its hostnames.
+    store.delete_app(&blog.id).await.unwrap();
+    store.add_domain(&shop.id, &www).await.unwrap();
+    assert_eq!(store.domains(&shop.id).await.unwrap().len(), 2);
+    store.close().await;
+}
+
+async fn a_failed_release_is_no_longer_current(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let owner = store.admin_account().await.unwrap();
+    let app = store
+        .create_app(&AppName::parse("flaky").unwrap(), &owner.id, "wharf-1")
+        .await
+        .unwrap();
+    store
+        .update_config(&app.id, &owner.id, &set(&[("A", "1")]))
+        .await
+        .unwrap();
+    assert!(store
+        .fail_release(&app.id, 2, "web.1 exited (status 1) before it was up")
+        .await
+        .unwrap());
+    // Only a succeeded release can fail, once.
+    assert!(!store.fail_release(&app.id, 2, "again").await.unwrap());
+    let current = store.current_release(&app.id).await.unwrap().unwrap();
+    assert_eq!(current.version.get(), 1);
+    let failed = store
+        .release(&app.id, &ReleaseRef::parse("2"))
+        .await
+        .unwrap();
+    assert_eq!(failed.status.to_string(), "failed");
+    assert!(!failed.current);
+    assert_eq!(
+        failed.status_reason.as_deref(),
+        Some("web.1 exited (status 1) before it was up")
+    );
+    // The next change gets the next version; numbers are never reused.
+    store
+        .update_config(&app.id, &owner.id, &set(&[("B", "2")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .current_release(&app.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version
+            .get(),
+        3
     );
     store.close().await;
 }

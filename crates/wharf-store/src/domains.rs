@@ -1,0 +1,133 @@
+//! Custom domains: add, list, find, remove; and the whole hostname table the router is fed.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use wharf_core::domain::Hostname;
+
+use crate::{conflict_on_unique, new_id, now, Result, Store, StoreError};
+
+/// A custom domain as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRecord {
+    pub id: String,
+    pub app_id: String,
+    pub hostname: Hostname,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One app as the router sees it: its id and name, whether it is in maintenance, and its
+/// custom hostnames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRecord {
+    pub app_id: String,
+    pub app_name: String,
+    pub maintenance: bool,
+    pub hostnames: Vec<String>,
+}
+
+fn domain_from_row(row: &AnyRow) -> Result<DomainRecord> {
+    let hostname: String = row.try_get("hostname")?;
+    Ok(DomainRecord {
+        id: row.try_get("id")?,
+        app_id: row.try_get("app_id")?,
+        hostname: Hostname::parse(&hostname).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Adds `hostname` to the app; a hostname another app (or this one) has is a conflict.
+    pub async fn add_domain(&self, app_id: &str, hostname: &Hostname) -> Result<DomainRecord> {
+        let id = new_id();
+        let at = now();
+        sqlx::query(
+            "INSERT INTO domains (id, app_id, hostname, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&id)
+        .bind(app_id)
+        .bind(hostname.as_str())
+        .bind(&at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            conflict_on_unique(e, || {
+                format!("domain `{hostname}` is already in use: a hostname can belong to one app only; remove it from the other app first")
+            })
+        })?;
+        self.domain(app_id, &id).await
+    }
+
+    /// The app's custom domains, oldest first.
+    pub async fn domains(&self, app_id: &str) -> Result<Vec<DomainRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, app_id, hostname, created_at, updated_at FROM domains WHERE app_id = $1 ORDER BY created_at, hostname",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(domain_from_row).collect()
+    }
+
+    /// The app's domain whose id or hostname is `ident`.
+    pub async fn domain(&self, app_id: &str, ident: &str) -> Result<DomainRecord> {
+        let row = sqlx::query(
+            "SELECT id, app_id, hostname, created_at, updated_at FROM domains \
+             WHERE app_id = $1 AND (id = $2 OR hostname = $3)",
+        )
+        .bind(app_id)
+        .bind(ident)
+        .bind(ident.to_ascii_lowercase())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "domain",
+            ident: ident.to_owned(),
+        })?;
+        domain_from_row(&row)
+    }
+
+    /// Removes the app's domain `ident` (id or hostname) and returns it as it was.
+    pub async fn remove_domain(&self, app_id: &str, ident: &str) -> Result<DomainRecord> {
+        let domain = self.domain(app_id, ident).await?;
+        sqlx::query("DELETE FROM domains WHERE id = $1")
+            .bind(&domain.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(domain)
+    }
+
+    /// Every app with its custom hostnames: what the router routes.
+    pub async fn route_table(&self) -> Result<Vec<RouteRecord>> {
+        let apps = sqlx::query("SELECT id, name, maintenance FROM apps ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        let domains = sqlx::query("SELECT app_id, hostname FROM domains ORDER BY hostname")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut table: Vec<RouteRecord> = apps
+            .iter()
+            .map(|row| {
+                Ok(RouteRecord {
+                    app_id: row.try_get("id")?,
+                    app_name: row.try_get("name")?,
+                    maintenance: crate::flag(row, "maintenance")?,
+                    hostnames: Vec::new(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let index: std::collections::HashMap<String, usize> = table
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.app_id.clone(), i))
+            .collect();
+        for row in &domains {
+            let app_id: String = row.try_get("app_id")?;
+            if let Some(&i) = index.get(&app_id) {
+                table[i].hostnames.push(row.try_get("hostname")?);
+            }
+        }
+        Ok(table)
+    }
+}
