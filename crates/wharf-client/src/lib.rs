@@ -233,6 +233,26 @@ impl Client {
         self.with_body(Method::PATCH, &["apps", app], body).await
     }
 
+    /// The app's hostnames: its default one, then its custom domains.
+    pub async fn domains(&self, app: &str) -> Result<Vec<api::Domain>> {
+        self.get(&["apps", app, "domains"]).await
+    }
+
+    pub async fn add_domain(&self, app: &str, hostname: &str) -> Result<api::Domain> {
+        let body = api::DomainCreate {
+            hostname: hostname.to_owned(),
+            sni_endpoint: None,
+        };
+        self.with_body(Method::POST, &["apps", app, "domains"], &body)
+            .await
+    }
+
+    /// Removes a custom domain, by hostname or id.
+    pub async fn remove_domain(&self, app: &str, domain: &str) -> Result<api::Domain> {
+        self.json(self.request(Method::DELETE, &["apps", app, "domains", domain]))
+            .await
+    }
+
     pub async fn delete_app(&self, app: &str) -> Result<App> {
         self.json(self.request(Method::DELETE, &["apps", app]))
             .await

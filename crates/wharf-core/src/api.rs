@@ -161,6 +161,9 @@ pub struct Release {
     pub version: u32,
     pub description: String,
     pub status: ReleaseStatus,
+    /// Why a failed release failed (a wharf extension; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
     /// True for the release the app runs now.
     pub current: bool,
     pub app: NamedRef,
@@ -413,4 +416,38 @@ pub struct LogSession {
     pub logplex_url: String,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// A hostname the router sends to an app: its default `<app>.<WHARF_DOMAIN>` (kind `heroku`,
+/// as Heroku's clients expect) or a custom domain (kind `custom`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Domain {
+    pub id: String,
+    pub app: NamedRef,
+    pub hostname: String,
+    /// `heroku` (the app's default hostname) or `custom`.
+    pub kind: String,
+    /// For a custom domain: the name to point a DNS CNAME record at (the app's default
+    /// hostname).
+    pub cname: Option<String>,
+    /// `succeeded`: the router serves the hostname. (`none` for the default hostname.)
+    pub status: String,
+    /// Always null: wharf's router serves plain HTTP; terminate TLS in front of it.
+    pub acm_status: Option<String>,
+    pub acm_status_reason: Option<String>,
+    pub sni_endpoint: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `POST /apps/{app}/domains`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DomainCreate {
+    /// The hostname, e.g. `www.example.com`.
+    pub hostname: String,
+    /// Accepted for Heroku compatibility; must be null (the router does not terminate TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni_endpoint: Option<String>,
 }

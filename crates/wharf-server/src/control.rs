@@ -2,11 +2,21 @@
 //! release × its formation) into the backend's desired state, after every change that can alter
 //! it (a deploy, a config change, a scale, a destroy) and for every app at start-up. The backend
 //! (`wharf-run`'s supervisor) converges the running processes to it, continuously.
+//!
+//! After handing over a newer release than the app ran, the control loop watches its rollout:
+//! when the release's web instances never come up, the release is marked failed (with the
+//! reason, also in the app's log) and the app converges back to its previous release, which
+//! never stopped serving. Only a move forward is watched: the first apply after start-up, and
+//! the fallback itself, are not, so a release that can't boot for reasons outside it (a backing
+//! service down) never sends the app back through its history.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wharf_core::backend::{Backend, DesiredApp, LogSink, ProcessSpec, ReleaseSpec, Stream};
+use wharf_core::backend::{
+    Backend, DesiredApp, LogSink, ProcessSpec, ReleaseSpec, Rollout, Stream,
+};
 use wharf_image::{Digest, ImageStore};
 use wharf_logs::{AppLog, LogLine, LogStore, Source};
 use wharf_run::Supervisor;
@@ -22,6 +32,10 @@ pub struct Control {
     backend: Arc<dyn Backend>,
     /// The same supervisor, for what only the local backend offers (one-off processes).
     supervisor: Supervisor,
+    /// The (app, version) rollouts being watched.
+    watching: Arc<Mutex<HashSet<(String, u32)>>>,
+    /// The release version last handed to the backend, per app.
+    applied: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -56,6 +70,8 @@ impl Control {
             logs,
             backend: Arc::new(supervisor.clone()),
             supervisor,
+            watching: Arc::default(),
+            applied: Arc::default(),
         }
     }
 
@@ -108,6 +124,7 @@ impl Control {
         let app = match self.store.app(app_id).await {
             Ok(app) => app,
             Err(wharf_store::StoreError::NotFound { .. }) => {
+                self.forget(app_id);
                 self.backend.remove(app_id).await;
                 return Ok(());
             }
@@ -118,6 +135,7 @@ impl Control {
         };
         let Some(spec) = self.release_spec(&release) else {
             // Nothing built yet: nothing to run.
+            self.forget(&app.id);
             self.backend.remove(&app.id).await;
             return Ok(());
         };
@@ -140,6 +158,7 @@ impl Control {
                 })
             })
             .collect();
+        let version = spec.version;
         let desired = DesiredApp {
             app_id: app.id.clone(),
             app_name: app.name.to_string(),
@@ -147,25 +166,71 @@ impl Control {
             processes,
         };
         self.backend.apply(desired, self.sink(&app.id));
+        let previous = self
+            .applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(app.id.clone(), version);
+        if previous.is_some_and(|p| p < version) {
+            self.watch_rollout(&app.id, version);
+        }
         Ok(())
+    }
+
+    fn forget(&self, app_id: &str) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app_id);
+    }
+
+    /// Waits, in the background, for the rollout of `version`; a failed one fails the release
+    /// and brings the previous release back as the app's current one.
+    fn watch_rollout(&self, app_id: &str, version: u32) {
+        let key = (app_id.to_owned(), version);
+        if !self
+            .watching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let ended = this.backend.rollout(&key.0, version).await;
+            this.watching
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            let Rollout::Failed(why) = ended else { return };
+            let app_id = &key.0;
+            match this.store.fail_release(app_id, version, &why).await {
+                Ok(true) => {
+                    let previous = match this.store.current_release(app_id).await {
+                        Ok(Some(r)) => format!("{} keeps running", r.version),
+                        _ => "nothing else is running".to_owned(),
+                    };
+                    tracing::warn!(app = %app_id, version, reason = %why, "deploy failed");
+                    this.logs.app(app_id).append(LogLine::event(
+                        "api",
+                        format!("Deploy of v{version} failed: {why}; {previous}"),
+                    ));
+                    this.converge(app_id).await;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(app = %app_id, version, error = %e, "cannot mark a release failed")
+                }
+            }
+        });
     }
 
     /// Converges every app; run at start-up.
     pub async fn converge_all(&self) -> Result<(), wharf_store::StoreError> {
-        let mut range = wharf_core::range::Range::default_for("id");
-        range.max = wharf_core::range::MAX_MAX;
-        loop {
-            let page = self.store.list_apps(&range).await?;
-            for app in &page.items {
-                self.converge(&app.id).await;
-            }
-            match page.next_after {
-                Some(last) => {
-                    range.start = Some(last);
-                    range.start_exclusive = true;
-                }
-                None => return Ok(()),
-            }
+        for app in self.store.all_apps().await? {
+            self.converge(&app.id).await;
         }
+        Ok(())
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! Layout: [`ServerConfig`] is read once by the binary and handed in; [`prepare`] opens the
 //! data directory and the database and makes sure an admin token exists; [`serve`] runs the API
-//! on a listener until its shutdown token is cancelled, letting in-flight requests finish.
+//! on a listener, and the router on another, until the shutdown token is cancelled, letting
+//! in-flight requests finish. The router is fed its tables from here: hostnames (apps, custom
+//! domains, maintenance) by [`AppState::refresh_routes`] after every change to them, upstreams
+//! by the supervisor as instances come and go.
 //! `routes/` holds one module per API resource; each handler carries its OpenAPI description,
 //! so the document at `/openapi.json` is generated from the code that serves it.
 //!
@@ -58,6 +61,8 @@ pub struct ServerConfig {
     pub build: BuildSettings,
     /// How releases run (the local backend).
     pub run: wharf_run::SupervisorConfig,
+    /// The router's timeouts and limits.
+    pub router: wharf_router::RouterConfig,
 }
 
 /// What links in API responses are made from.
@@ -69,11 +74,16 @@ pub struct Links {
 }
 
 impl Links {
+    /// The app's default hostname: `<app>.<domain>`.
+    pub fn hostname(&self, app: &str) -> String {
+        format!("{app}.{}", self.domain)
+    }
+
     /// Where the router serves `app`.
     pub fn web_url(&self, app: &str) -> String {
         match self.router_addr.port() {
-            80 => format!("http://{app}.{}/", self.domain),
-            port => format!("http://{app}.{}:{port}/", self.domain),
+            80 => format!("http://{}/", self.hostname(app)),
+            port => format!("http://{}:{port}/", self.hostname(app)),
         }
     }
 
@@ -96,12 +106,43 @@ pub struct AppState {
     pub control: control::Control,
     /// Stops the supervisor's background work when the server stops.
     pub background: CancellationToken,
+    /// The HTTP router in front of the apps' web instances.
+    pub router: wharf_router::Router,
+    /// Serializes [`AppState::refresh_routes`], so an older table never replaces a newer one.
+    routes_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
     /// Has the backend converge the app to its current release and formation.
     pub async fn converge(&self, app_id: &str) {
         self.control.converge(app_id).await;
+    }
+
+    /// Hands the router the hostname table as the database has it now: every app's default
+    /// hostname and custom domains, and whether it is in maintenance. Called after every change
+    /// to those; a failure is logged and the router keeps its previous table.
+    pub async fn refresh_routes(&self) {
+        let _one_at_a_time = self.routes_lock.lock().await;
+        let table = match self.store.route_table().await {
+            Ok(table) => table,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the route table; the router keeps its previous one");
+                return;
+            }
+        };
+        let mut hosts = Vec::new();
+        for app in table {
+            let route = wharf_router::AppRoute {
+                app_id: app.app_id,
+                app_name: app.app_name,
+                maintenance: app.maintenance,
+            };
+            hosts.push((self.links.hostname(&route.app_name), route.clone()));
+            for hostname in app.hostnames {
+                hosts.push((hostname, route.clone()));
+            }
+        }
+        self.router.set_hosts(hosts);
     }
 }
 
@@ -220,10 +261,12 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         wharf_logs::Retention::default(),
     )?;
     let background = CancellationToken::new();
+    let router = wharf_router::Router::new(config.router.clone(), Some(app_logs.clone()));
     // Stops whatever a killed predecessor left running before anything starts.
     let supervisor =
         wharf_run::Supervisor::start(config.run.clone(), images.clone(), background.clone())
             .await?;
+    supervisor.set_routes(Arc::new(router.clone()));
     let control = control::Control::new(store.clone(), images.clone(), app_logs, supervisor);
     let builds = builds::BuildRunner::new(
         store.clone(),
@@ -242,17 +285,18 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.api_addr)),
     };
-    Ok((
-        AppState {
-            store,
-            links: Arc::new(links),
-            signer,
-            builds,
-            control,
-            background,
-        },
-        admin,
-    ))
+    let state = AppState {
+        store,
+        links: Arc::new(links),
+        signer,
+        builds,
+        control,
+        background,
+        router,
+        routes_lock: Arc::default(),
+    };
+    state.refresh_routes().await;
+    Ok((state, admin))
 }
 
 async fn bootstrap_admin(store: &Store, config: &ServerConfig) -> Result<AdminToken, StartError> {
@@ -313,15 +357,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled; requests in flight then finish,
-/// and running builds are stopped, before this returns.
+/// Serves the API on `api` and the router on `apps` until `shutdown` is cancelled; requests in
+/// flight then finish, and running builds and apps are stopped, before this returns.
 pub async fn serve(
-    listener: TcpListener,
+    api: TcpListener,
+    apps: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    let served = axum::serve(listener, app)
+    let routing = tokio::spawn({
+        let router = state.router.clone();
+        let shutdown = shutdown.clone();
+        async move { router.serve(apps, shutdown).await }
+    });
+    let served = axum::serve(api, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
     // Running builds are cancelled (they fail as interrupted) and waited for, and every app
@@ -330,6 +380,12 @@ pub async fn serve(
     state.builds.shutdown().await;
     state.control.backend().shutdown().await;
     state.background.cancel();
+    let routed = match routing.await {
+        Ok(result) => result,
+        Err(e) => Err(std::io::Error::other(format!(
+            "the router task failed: {e}"
+        ))),
+    };
     state.control.logs().shutdown().await;
-    served
+    served.and(routed)
 }

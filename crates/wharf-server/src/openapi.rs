@@ -9,7 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::routes::{
-    account, apps, builds, config_vars, dynos, formation, logs, meta, one_off, releases, sources,
+    account, apps, builds, config_vars, domains, dynos, formation, logs, meta, one_off, releases,
+    sources,
 };
 use crate::AppState;
 
@@ -34,6 +35,7 @@ use crate::AppState;
         (name = "builds", description = "Source → image, streamed as it happens; a success makes a release"),
         (name = "formation", description = "How many instances of each process type run, and how big"),
         (name = "dynos", description = "The running instances: list, restart, stop"),
+        (name = "domains", description = "The hostnames the router sends to an app"),
         (name = "logs", description = "The app's durable log, as server-sent events"),
         (name = "meta", description = "Health and this document"),
     )
@@ -78,7 +80,10 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dynos::restart_type))
         .routes(routes!(dynos::stop_one))
         .routes(routes!(dynos::stop_type))
+        .routes(routes!(domains::list, domains::create))
+        .routes(routes!(domains::info, domains::delete))
         .routes(routes!(logs::create))
+        .routes(routes!(meta::metrics))
         .routes(routes!(meta::openapi_json))
 }
 

@@ -142,6 +142,14 @@ impl Store {
         }))
     }
 
+    /// Every app, sorted by name (for start-up and metrics, not for the API, which pages).
+    pub async fn all_apps(&self) -> Result<Vec<AppRecord>> {
+        let rows = sqlx::query(&format!("{APP_SELECT} ORDER BY a.name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(app_from_row).collect()
+    }
+
     /// Applies `update` to the app `id` and returns it as it now is.
     pub async fn update_app(&self, id: &str, update: &AppUpdate) -> Result<AppRecord> {
         let mut tx = self.pool.begin().await?;

@@ -30,8 +30,8 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the wharf server (API) in the foreground
-    Server(ServerArgs),
+    /// Run the wharf server (API and router) in the foreground
+    Server(Box<ServerArgs>),
     /// Save the server URL and an API token for the other commands
     Login(LoginArgs),
     /// Forget the saved server URL and token
@@ -75,6 +75,28 @@ pub enum Command {
     /// Stop a type (web) or one process (web.1); the formation starts them anew
     Stop {
         target: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// List, add and remove the hostnames the router sends to an app
+    #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
+    Domains(DomainsArgs),
+    /// Show, or turn on or off, an app's maintenance mode (the router answers 503 meanwhile)
+    Maintenance {
+        #[arg(value_enum)]
+        state: Option<OnOff>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Print the app's URL, or open it in a browser with --browser
+    Open {
+        /// A path to append, e.g. /admin
+        path: Option<String>,
+        /// Open it with xdg-open instead of printing it
+        #[arg(long)]
+        browser: bool,
         #[command(flatten)]
         app: AppArg,
     },
@@ -195,6 +217,41 @@ pub struct ServerArgs {
         value_name = "SECONDS"
     )]
     pub boot_timeout: u64,
+    /// Seconds the router waits for an app's response to begin before answering 504
+    #[arg(
+        long,
+        env = "WHARF_ROUTER_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub router_timeout: u64,
+    /// Seconds the router waits to connect to an instance before trying another
+    #[arg(
+        long,
+        env = "WHARF_ROUTER_CONNECT_TIMEOUT",
+        default_value_t = 5,
+        value_name = "SECONDS"
+    )]
+    pub router_connect_timeout: u64,
+    /// Seconds a connection through the router may stay idle (no bytes either way)
+    #[arg(
+        long,
+        env = "WHARF_ROUTER_IDLE_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub router_idle_timeout: u64,
+    /// Seconds requests in flight on a web instance may take to finish before it is stopped
+    #[arg(
+        long,
+        env = "WHARF_DRAIN_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub drain_timeout: u64,
+    /// Largest request head (request line and headers) the router accepts, in bytes
+    #[arg(long, env = "WHARF_ROUTER_MAX_HEADER_BYTES", default_value_t = 32 * 1024, value_name = "BYTES")]
+    pub router_max_header_bytes: usize,
     /// Largest source archive accepted, in bytes (compressed)
     #[arg(long, env = "WHARF_MAX_SOURCE_BYTES", default_value_t = 512 * 1024 * 1024, value_name = "BYTES")]
     pub max_source_bytes: u64,
@@ -477,4 +534,45 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct DomainsArgs {
+    #[command(subcommand)]
+    pub command: Option<DomainsCommand>,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainsCommand {
+    /// List the app's hostnames (the default)
+    List {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Add a custom domain: the router serves it at once; point its DNS at the printed CNAME
+    Add {
+        hostname: String,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Remove a custom domain
+    Remove {
+        hostname: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
 }

@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod context;
 mod deploy;
+mod domains;
 mod fsck;
 mod login;
 mod logs;
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server(args) => server::run(args).await,
+        Command::Server(args) => server::run(*args).await,
         Command::Login(args) => login::run(&cli.global, args).await,
         Command::Logout => login::logout(),
         Command::Apps(args) => apps::run(&cli.global, args).await,
@@ -65,6 +66,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Restart { target, app } => ps::restart(&cli.global, &app, target.as_deref()).await,
         Command::Stop { target, app } => ps::stop(&cli.global, &app, &target).await,
+        Command::Domains(args) => domains::run(&cli.global, args).await,
+        Command::Maintenance { state, app, json } => {
+            domains::maintenance(&cli.global, state, &app, &json).await
+        }
+        Command::Open { path, browser, app } => {
+            domains::open(&cli.global, path.as_deref(), browser, &app).await
+        }
         Command::Run(args) => run::run(&cli.global, args).await,
         Command::Logs(args) => logs::run(&cli.global, args).await,
         Command::Fsck { data_dir, json } => fsck::run(data_dir, json),

@@ -65,9 +65,13 @@ pub async fn run(global: &Global, args: ReleasesArgs) -> anyhow::Result<()> {
                 return output::json(&value);
             }
             println!("=== {app} release v{}", release.version);
+            let status = match &release.status_reason {
+                Some(why) => format!("{} ({why})", release.status.as_str()),
+                None => release.status.as_str().to_owned(),
+            };
             output::key_values(&[
                 ("Description".into(), release.description.clone()),
-                ("Status".into(), release.status.as_str().to_owned()),
+                ("Status".into(), status),
                 (
                     "Current".into(),
                     if release.current {

@@ -1,5 +1,5 @@
-//! `wharf server`: runs the API in the foreground until SIGINT or SIGTERM, then lets in-flight
-//! requests finish and exits 0.
+//! `wharf server`: runs the API and the router in the foreground until SIGINT or SIGTERM, then
+//! lets in-flight requests finish and exits 0.
 
 use std::path::PathBuf;
 
@@ -58,6 +58,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             boot_timeout: Duration::from_secs(args.boot_timeout),
             ..wharf_run::SupervisorConfig::default()
         },
+        router: wharf_router::RouterConfig {
+            connect_timeout: seconds("--router-connect-timeout", args.router_connect_timeout)?,
+            first_byte_timeout: seconds("--router-timeout", args.router_timeout)?,
+            idle_timeout: seconds("--router-idle-timeout", args.router_idle_timeout)?,
+            drain_timeout: Duration::from_secs(args.drain_timeout),
+            max_header_bytes: args.router_max_header_bytes.max(8192),
+            ..wharf_router::RouterConfig::default()
+        },
         build: BuildSettings {
             timeout: Duration::from_secs(args.build_timeout),
             concurrency: args.build_concurrency,
@@ -79,10 +87,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             config.api_addr
         )
     })?;
+    let router_listener = TcpListener::bind(config.router_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "the router cannot listen on {} (set WHARF_ROUTER_ADDR to use another address)",
+                config.router_addr
+            )
+        })?;
     // With port 0 the OS picks the port; links and messages must show the real one.
     config.api_addr = listener
         .local_addr()
         .context("cannot read the API's address")?;
+    config.router_addr = router_listener
+        .local_addr()
+        .context("cannot read the router's address")?;
     let api_url = config
         .public_url
         .clone()
@@ -109,9 +128,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "wharf API listening on {api_url} (data in {})",
         config.data_dir.display()
     );
+    eprintln!(
+        "wharf router listening on http://{} (apps at http://<app>.{}:{})",
+        config.router_addr,
+        config.domain,
+        config.router_addr.port()
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn(signals.cancel_on_first(shutdown.clone()));
-    wharf_server::serve(listener, state.clone(), shutdown)
+    wharf_server::serve(listener, router_listener, state.clone(), shutdown)
         .await
         .context("the API server failed")?;
     state.store.close().await;
@@ -159,6 +184,12 @@ pub async fn serve_static(port: u16, dir: PathBuf) -> anyhow::Result<()> {
     tokio::spawn(Signals::new()?.cancel_on_first(shutdown.clone()));
     wharf_server::static_site::serve(listener, &dir, shutdown).await?;
     Ok(())
+}
+
+/// A timeout given in seconds, which must not be 0.
+fn seconds(flag: &str, value: u64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(value > 0, "{flag} must be at least 1 second");
+    Ok(Duration::from_secs(value))
 }
 
 /// `20000-29999` → 20000..=29999.

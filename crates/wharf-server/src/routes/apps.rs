@@ -119,6 +119,7 @@ pub async fn create(
             }
         }
     };
+    state.refresh_routes().await;
     tracing::info!(app = %app.name, "app created");
     Ok((StatusCode::CREATED, Json(to_api(app, &state.links))))
 }
@@ -165,6 +166,7 @@ pub async fn update(
         build_stack: body.build_stack,
     };
     let updated = state.store.update_app(&app.id, &update).await?;
+    state.refresh_routes().await;
     if updated.name != app.name {
         tracing::info!(app = %updated.name, old_name = %app.name, "app renamed");
     }
@@ -184,7 +186,8 @@ pub async fn delete(
     Path(app): Path<String>,
 ) -> ApiResult<Json<api::App>> {
     let app = state.store.delete_app(&app).await?;
-    // Its processes stop; its log goes with it.
+    // The router forgets its hostnames, its processes stop, and its log goes with it.
+    state.refresh_routes().await;
     state.converge(&app.id).await;
     if let Err(e) = state.control.logs().remove_app(&app.id).await {
         tracing::warn!(app = %app.name, error = %e, "cannot remove the destroyed app's log");

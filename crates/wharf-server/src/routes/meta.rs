@@ -41,6 +41,50 @@ pub async fn openapi_json() -> Response {
     Json(crate::openapi_document()).into_response()
 }
 
+/// Metrics in the Prometheus (OpenMetrics) text format: the router's requests by app and status
+/// class, errors by code, latency histograms, requests in flight and upstreams in rotation;
+/// and every app's instances by process type and state.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    state.router.register_metrics(&mut registry);
+    let instances = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    for app in state.store.all_apps().await? {
+        for instance in state.control.backend().status(&app.id) {
+            instances
+                .get_or_create(&vec![
+                    ("app", app.name.to_string()),
+                    ("process_type", instance.process_type.clone()),
+                    ("state", instance.state.as_str().to_owned()),
+                ])
+                .inc();
+        }
+    }
+    registry.register(
+        "wharf_instances",
+        "App instances by process type and state",
+        instances,
+    );
+    let mut text = String::new();
+    encode(&mut text, &registry).map_err(ApiError::internal)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 pub async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!(
         "no route for {method} {}: /openapi.json lists the API",

@@ -5,6 +5,7 @@ pub mod account;
 pub mod apps;
 pub mod builds;
 pub mod config_vars;
+pub mod domains;
 pub mod dynos;
 pub mod formation;
 pub mod logs;

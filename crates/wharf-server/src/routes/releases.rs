@@ -27,6 +27,7 @@ pub fn to_api(release: ReleaseRecord) -> api::Release {
         description: release.description,
         eligible_for_rollback: release.status == ReleaseStatus::Succeeded && !release.current,
         status: release.status,
+        status_reason: release.status_reason,
         current: release.current,
         app: NamedRef {
             id: release.app_id,

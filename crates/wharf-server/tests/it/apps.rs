@@ -19,7 +19,10 @@ async fn create_and_show_an_app(backend: Backend) {
     let server = TestServer::start(backend).await;
     let app = server.create_app("my-app").await;
     assert_eq!(app["name"], "my-app");
-    assert_eq!(app["web_url"], "http://my-app.localhost:8080/");
+    assert_eq!(
+        app["web_url"],
+        format!("http://my-app.localhost:{}/", server.router_addr.port())
+    );
     assert_eq!(app["git_url"], format!("http://{}/my-app.git", server.addr));
     assert_eq!(app["generation"]["name"], "cedar");
     assert_eq!(app["maintenance"], false);
@@ -181,7 +184,10 @@ async fn rename_and_maintenance(backend: Backend) {
     assert_eq!(renamed.status, StatusCode::OK);
     assert_eq!(renamed.body["name"], "new-name");
     assert_eq!(renamed.body["id"], app["id"]);
-    assert_eq!(renamed.body["web_url"], "http://new-name.localhost:8080/");
+    assert_eq!(
+        renamed.body["web_url"],
+        format!("http://new-name.localhost:{}/", server.router_addr.port())
+    );
     assert_eq!(
         server.get("/apps/old-name").await.status,
         StatusCode::NOT_FOUND

@@ -33,6 +33,8 @@ macro_rules! on_both_databases {
 /// A running server with its own database.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where the router listens; apps are `http://<app>.localhost:<port>/`.
+    pub router_addr: SocketAddr,
     /// The server's data directory.
     pub data_dir: std::path::PathBuf,
     pub http: reqwest::Client,
@@ -70,11 +72,13 @@ impl TestServer {
         let db = TestDatabase::new(backend).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let apps = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let router_addr = apps.local_addr().unwrap();
         let config = ServerConfig {
             data_dir: db.data_dir(),
             database_url: Some(db.url.clone()),
             api_addr: addr,
-            router_addr: "127.0.0.1:8080".parse().unwrap(),
+            router_addr,
             domain: "localhost".into(),
             admin_token: Some(ADMIN_TOKEN.into()),
             public_url: None,
@@ -84,6 +88,10 @@ impl TestServer {
                 backoff_base: std::time::Duration::from_millis(200),
                 boot_timeout: std::time::Duration::from_secs(30),
                 ..wharf_run::SupervisorConfig::default()
+            },
+            router: wharf_router::RouterConfig {
+                drain_timeout: std::time::Duration::from_secs(10),
+                ..wharf_router::RouterConfig::default()
             },
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
@@ -101,11 +109,13 @@ impl TestServer {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(wharf_server::serve(
             listener,
+            apps,
             state.clone(),
             shutdown.clone(),
         ));
         TestServer {
             addr,
+            router_addr,
             data_dir: db.data_dir(),
             http: reqwest::Client::new(),
             state,

@@ -10,4 +10,5 @@ mod config_vars;
 mod conventions;
 mod openapi;
 mod releases;
+mod router;
 mod run;

@@ -13,7 +13,7 @@ use crate::on_both_databases;
 on_both_databases!(a_deployed_app_runs_and_scales);
 
 /// Polls the app's dynos until `done` holds for them; panics after a deadline.
-async fn wait_for_dynos(
+pub async fn wait_for_dynos(
     server: &TestServer,
     app: &str,
     what: &str,
@@ -34,7 +34,7 @@ async fn wait_for_dynos(
     }
 }
 
-fn count(dynos: &[Value], kind: &str, state: &str) -> usize {
+pub fn count(dynos: &[Value], kind: &str, state: &str) -> usize {
     dynos
         .iter()
         .filter(|d| d["type"] == kind && d["state"] == state)

@@ -54,9 +54,10 @@ fn deploy_streams_the_build_and_ends_with_the_release() {
         "{deployed:#?}"
     );
     assert!(
-        deployed
-            .stdout
-            .ends_with("Deployed site: release v2 is at http://site.localhost:8080/\n"),
+        deployed.stdout.ends_with(&format!(
+            "Deployed site: release v2 is at http://site.localhost:{}/\n",
+            server.router_port
+        )),
         "{deployed:#?}"
     );
 

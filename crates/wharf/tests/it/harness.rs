@@ -70,6 +70,8 @@ pub struct Server {
     child: Option<Child>,
     /// The API's URL, read from the server's "listening on" line.
     pub url: String,
+    /// The router's port, read from its "listening on" line.
+    pub router_port: u16,
     pub data_dir: PathBuf,
     /// Everything the server wrote to stderr up to and including its "listening on" line.
     pub startup: String,
@@ -131,7 +133,7 @@ impl Server {
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--api-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "127.0.0.1:0", "--router-addr", "127.0.0.1:0"])
             .env("WHARF_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -157,6 +159,7 @@ impl Server {
         let mut server = Server {
             child: Some(child),
             url: String::new(),
+            router_port: 0,
             data_dir: data_dir.to_path_buf(),
             startup: String::new(),
             stderr: lines,
@@ -173,6 +176,11 @@ impl Server {
                     if let Some(rest) = line.strip_prefix("wharf API listening on ") {
                         let url = rest.split_whitespace().next().unwrap_or_default();
                         server.url = url.to_owned();
+                    }
+                    // Printed right after the API's line.
+                    if let Some(rest) = line.strip_prefix("wharf router listening on http://") {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        server.router_port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
                         break;
                     }
                 }
@@ -524,6 +532,7 @@ pub fn filters() -> Vec<(&'static str, &'static str)> {
             "[UUID]",
         ),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+        (r"\.localhost:\d+/", ".localhost:[ROUTER]/"),
         (r"/tmp/[^\s)]+", "[TEMP]"),
     ]
 }

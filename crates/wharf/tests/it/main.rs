@@ -9,6 +9,7 @@ mod apps;
 mod completions;
 mod config;
 mod deploy;
+mod domains;
 mod errors;
 mod flow;
 mod login;

@@ -608,6 +608,8 @@ fn without_a_sandbox_an_unreachable_data_dir_is_refused_at_start() {
             "none",
             "--api-addr",
             "127.0.0.1:0",
+            "--router-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(temp.path().join("wharf"))

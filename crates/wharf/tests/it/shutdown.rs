@@ -51,7 +51,14 @@ fn sigterm_stops_a_server_whose_stderr_is_gone() {
     use std::io::BufRead;
     let temp = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(crate::harness::WHARF)
-        .args(["server", "--api-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "server",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--router-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(temp.path().join("wharf"))
         .env_remove("WHARF_URL")
         .env_remove("WHARF_ADMIN_TOKEN")

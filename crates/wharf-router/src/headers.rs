@@ -1,0 +1,358 @@
+//! Header rewriting: hop-by-hop headers out both ways, the forwarding headers in, the request id.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, BytesMut};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE, VIA,
+};
+use hyper::http::request::Parts;
+use hyper::Version;
+
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+const VIA_WHARF: HeaderValue = HeaderValue::from_static("1.1 wharf");
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+const UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
+
+/// Whether the request asks to switch protocols (WebSocket): HTTP/1.1 with `Upgrade` and
+/// `Connection: upgrade`.
+pub(crate) fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(UPGRADE)
+        && connection_has(headers, "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// Removes the hop-by-hop headers: `Connection` and the headers it names, `Keep-Alive`,
+/// `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade`. With `upgrade`, the
+/// exchange switches protocols and `Upgrade` with `Connection: upgrade` stay.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // One pass over the (few) names instead of a lookup per hop-by-hop header: most heads have
+    // none, or only `Connection`.
+    let hop_by_hop = [
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ];
+    if !headers.keys().any(|name| hop_by_hop.contains(&name)) {
+        if upgrade {
+            headers.insert(CONNECTION, UPGRADE_TOKEN);
+        }
+        return;
+    }
+    if headers.contains_key(CONNECTION) {
+        // Rare in HTTP/1.1 (persistence is the default), so the allocation is off the usual path.
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !(upgrade && t.eq_ignore_ascii_case("upgrade")))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER, TRANSFER_ENCODING] {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(CONNECTION, UPGRADE_TOKEN);
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// A request id a client sent that the router keeps: 20 to 200 of `A-Z a-z 0-9 + / = -`.
+pub(crate) fn valid_request_id(value: &HeaderValue) -> bool {
+    let b = value.as_bytes();
+    (20..=200).contains(&b.len())
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-'))
+}
+
+/// The client's request id if valid, else a new UUID v4.
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(X_REQUEST_ID) {
+        Some(v) if valid_request_id(v) => v.clone(),
+        _ => new_request_id(),
+    }
+}
+
+fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// What the forwarding headers say about the client connection.
+pub(crate) struct Forwarded<'a> {
+    /// The client's IP, as `X-Forwarded-For` appends it.
+    pub(crate) client_ip: &'a HeaderValue,
+    /// The router listener's port.
+    pub(crate) port: &'a HeaderValue,
+    pub(crate) request_id: &'a HeaderValue,
+}
+
+/// Rewrites a client's request head for the instance, in place: hop-by-hop headers out, the
+/// forwarding headers, request id and `Via` in, `Host` from the URI's authority when it has one
+/// (HTTP/2, or an absolute-form request), and the URI made origin-form for HTTP/1.1. Returns the
+/// `X-Forwarded-For` value sent (the log's `fwd`).
+pub(crate) fn to_upstream(parts: &mut Parts, upgrade: bool, fwd: &Forwarded<'_>) -> HeaderValue {
+    let was_h2 = parts.version == Version::HTTP_2;
+    let headers = &mut parts.headers;
+    remove_hop_by_hop(headers, upgrade);
+
+    if let Some(authority) = parts.uri.authority() {
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            headers.insert(HOST, host);
+        }
+    }
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+        parts.uri = hyper::Uri::from(path);
+    }
+    if was_h2 {
+        join_cookies(headers);
+    }
+    parts.version = Version::HTTP_11;
+
+    let forwarded_for = append_forwarded_for(headers, fwd.client_ip);
+    headers.insert(X_FORWARDED_PROTO, HTTP);
+    headers.insert(X_FORWARDED_PORT, fwd.port.clone());
+    headers.insert(X_REQUEST_ID, fwd.request_id.clone());
+    headers.insert(X_REQUEST_START, HeaderValue::from(epoch_millis()));
+    headers.append(VIA, VIA_WHARF);
+    forwarded_for
+}
+
+/// Rewrites an instance's response head for the client, in place.
+pub(crate) fn to_client(headers: &mut HeaderMap, upgrade: bool, request_id: &HeaderValue) {
+    remove_hop_by_hop(headers, upgrade);
+    headers.append(VIA, VIA_WHARF);
+    headers.insert(X_REQUEST_ID, request_id.clone());
+}
+
+/// `X-Forwarded-For` with the client's IP appended to what the client sent (several lines
+/// joined into one).
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) -> HeaderValue {
+    let value = if headers.contains_key(X_FORWARDED_FOR) {
+        let mut joined = BytesMut::with_capacity(64);
+        for v in headers.get_all(X_FORWARDED_FOR) {
+            let v = v.as_bytes().trim_ascii();
+            if !v.is_empty() {
+                joined.put_slice(v);
+                joined.put_slice(b", ");
+            }
+        }
+        joined.put_slice(client_ip.as_bytes());
+        HeaderValue::from_maybe_shared(joined.freeze()).unwrap_or_else(|_| client_ip.clone())
+    } else {
+        client_ip.clone()
+    };
+    headers.insert(X_FORWARDED_FOR, value.clone());
+    value
+}
+
+/// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 wants one, joined with `; `.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return;
+    }
+    let mut joined = BytesMut::new();
+    for v in headers.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.put_slice(b"; ");
+        }
+        joined.put_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(joined.freeze()) {
+        headers.insert(COOKIE, v);
+    }
+}
+
+fn epoch_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The host a request is for: the URI's authority (HTTP/2, absolute-form) or else `Host`,
+/// without port or trailing dot. Not yet lowercased.
+pub(crate) fn request_host(parts: &Parts) -> Option<&str> {
+    let raw = match parts.uri.authority() {
+        Some(a) => a.as_str(),
+        None => parts.headers.get(HOST)?.to_str().ok()?,
+    };
+    // Userinfo is not allowed in `Host`, but an absolute URI could carry it.
+    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h).trim();
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // [v6]:port
+        &raw[..rest.find(']')? + 2]
+    } else {
+        raw.split_once(':').map_or(raw, |(h, _)| h)
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::Request;
+
+    fn parts(req: Request<()>) -> Parts {
+        req.into_parts().0
+    }
+
+    #[test]
+    fn host_without_port() {
+        let p = parts(
+            Request::get("/")
+                .header("host", "App.Example:8080")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(request_host(&p), Some("App.Example"));
+        let p = parts(
+            Request::get("/")
+                .header("host", "[::1]:80")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(request_host(&p), Some("[::1]"));
+        let p = parts(
+            Request::get("/")
+                .header("host", "a.example.")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(request_host(&p), Some("a.example"));
+        let p = parts(
+            Request::get("http://h2.example:443/x")
+                .header("host", "other")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(request_host(&p), Some("h2.example"));
+        let p = parts(Request::get("/").body(()).unwrap());
+        assert_eq!(request_host(&p), None);
+        let p = parts(Request::get("/").header("host", ":80").body(()).unwrap());
+        assert_eq!(request_host(&p), None);
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn upgrade_headers_kept_for_upgrades() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(valid_request_id(&HeaderValue::from_static(
+            "abcdefghij0123456789"
+        )));
+        assert!(valid_request_id(&HeaderValue::from_static(
+            "a+b/c=d-e0123456789xyz"
+        )));
+        assert!(!valid_request_id(&HeaderValue::from_static("short")));
+        assert!(!valid_request_id(&HeaderValue::from_static(
+            "has space 0123456789abc"
+        )));
+        let generated = request_id(&HeaderMap::new());
+        assert_eq!(generated.len(), 36);
+        assert!(valid_request_id(&generated));
+        assert_ne!(generated, request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let mut p = parts(
+            Request::get("http://app.example/x?y")
+                .version(Version::HTTP_2)
+                .header("x-forwarded-for", "1.2.3.4")
+                .header("cookie", "a=1")
+                .header("cookie", "b=2")
+                .header("te", "trailers")
+                .body(())
+                .unwrap(),
+        );
+        let ip = HeaderValue::from_static("127.0.0.1");
+        let port = HeaderValue::from_static("8080");
+        let id = HeaderValue::from_static("abcdefghij0123456789");
+        let fwd = to_upstream(
+            &mut p,
+            false,
+            &Forwarded {
+                client_ip: &ip,
+                port: &port,
+                request_id: &id,
+            },
+        );
+        assert_eq!(fwd, "1.2.3.4, 127.0.0.1");
+        assert_eq!(p.uri, "/x?y");
+        assert_eq!(p.version, Version::HTTP_11);
+        let h = &p.headers;
+        assert_eq!(h.get(HOST).unwrap(), "app.example");
+        assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "1.2.3.4, 127.0.0.1");
+        assert_eq!(h.get(X_FORWARDED_PROTO).unwrap(), "http");
+        assert_eq!(h.get(X_FORWARDED_PORT).unwrap(), "8080");
+        assert_eq!(h.get(X_REQUEST_ID).unwrap(), "abcdefghij0123456789");
+        assert_eq!(h.get(VIA).unwrap(), "1.1 wharf");
+        assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2");
+        assert!(!h.contains_key(TE));
+        let start: u64 = h
+            .get(X_REQUEST_START)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(start > 1_600_000_000_000);
+    }
+}

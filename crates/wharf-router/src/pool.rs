@@ -1,0 +1,292 @@
+//! Connections to one upstream: making them, and keeping idle HTTP/1.1 ones for reuse.
+//!
+//! A connection is not driven by a task of its own: the request using it polls it (while waiting
+//! for the response head, then from the response body), so bytes read from the upstream reach
+//! the client without a hop between tasks. An idle connection is not polled at all; one the
+//! upstream closed meanwhile is noticed when it is next used, before the request is written.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::error::ConnectError;
+
+/// How long an idle connection is kept. Short, because app servers close idle keep-alive
+/// connections early (gunicorn after 2 s) and a request written into a connection just as the
+/// instance closes it fails; idempotent requests without a body are retried then, others get
+/// 502. (A connection closed a while before it is reused is noticed before anything is
+/// written, and the request goes to another connection.)
+const MAX_IDLE_AGE: Duration = Duration::from_millis(1500);
+
+/// The sending half of a connection to an upstream.
+pub(crate) type Sender = SendRequest<RequestBody>;
+
+/// A connection to an upstream: its sending half and the connection itself, which whoever uses
+/// the sender must poll.
+pub(crate) struct UpstreamConn {
+    pub(crate) sender: Sender,
+    pub(crate) conn: http1::Connection<TokioIo<TcpStream>, RequestBody>,
+}
+
+/// An upstream's idle keep-alive connections.
+pub(crate) struct Pool {
+    /// Idle connections, the most recently used at the back. Locked only to push or pop.
+    idle: Mutex<VecDeque<Idle>>,
+    max_idle: usize,
+}
+
+struct Idle {
+    conn: Box<UpstreamConn>,
+    since: Instant,
+}
+
+impl Pool {
+    pub(crate) fn new(max_idle: usize) -> Pool {
+        Pool {
+            idle: Mutex::new(VecDeque::new()),
+            max_idle,
+        }
+    }
+
+    /// The most recently used idle connection that can take a request now. Connections idle
+    /// too long, or closed, are dropped (outside the lock: dropping one closes its socket).
+    pub(crate) fn take(&self) -> Option<Box<UpstreamConn>> {
+        let now = Instant::now();
+        let mut stale = VecDeque::new();
+        let found = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                let Some(entry) = idle.pop_back() else {
+                    break None;
+                };
+                if now.duration_since(entry.since) > MAX_IDLE_AGE {
+                    // The rest are older still.
+                    stale = std::mem::take(&mut *idle);
+                    stale.push_back(entry);
+                    break None;
+                }
+                if entry.conn.sender.is_ready() {
+                    break Some(entry.conn);
+                }
+                stale.push_back(entry);
+            }
+        };
+        drop(stale);
+        found
+    }
+
+    /// Keeps a connection whose exchange ended cleanly for the next request.
+    pub(crate) fn put(&self, conn: Box<UpstreamConn>) {
+        if !conn.sender.is_ready() || self.max_idle == 0 {
+            return;
+        }
+        let dropped = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let dropped = if idle.len() >= self.max_idle {
+                idle.pop_front()
+            } else {
+                None
+            };
+            idle.push_back(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            dropped
+        };
+        drop(dropped);
+    }
+
+    /// Closes every idle connection.
+    pub(crate) fn clear(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(idle);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.idle.lock().unwrap().len()
+    }
+}
+
+/// Opens an HTTP/1.1 connection to `addr`, within `timeout`. Boxed once per connection, so that
+/// handing it around (pool, request, response body) moves a pointer.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Box<UpstreamConn>, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
+        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+        Ok(Ok(stream)) => stream,
+    };
+    // Small requests and responses must not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    Ok(Box::new(UpstreamConn { sender, conn }))
+}
+
+/// Opens a connection for a request that switches protocols, driven by a task of its own
+/// until the switch (then the tunnel owns the socket) or until it closes.
+pub(crate) async fn connect_upgradable(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Sender, ConnectError> {
+    let UpstreamConn { sender, conn } = *connect(addr, timeout).await?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.with_upgrades().await {
+            tracing::debug!(%addr, %error, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// A request body on its way to an upstream: the client's, or none (a request replayed on
+/// another connection has none). Notes when it was sent completely, which starts the first-byte
+/// timeout.
+pub(crate) struct RequestBody {
+    inner: Option<Incoming>,
+    sent: Option<Arc<SentAt>>,
+}
+
+/// When a request body was sent completely: milliseconds after `epoch`, plus one (0: not yet).
+pub(crate) struct SentAt {
+    epoch: Instant,
+    at: AtomicU64,
+}
+
+impl SentAt {
+    pub(crate) fn new(epoch: Instant) -> Arc<SentAt> {
+        Arc::new(SentAt {
+            epoch,
+            at: AtomicU64::new(0),
+        })
+    }
+
+    fn mark(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let _ = self
+            .at
+            .compare_exchange(0, ms + 1, Ordering::Release, Ordering::Relaxed);
+    }
+
+    /// When the body was sent completely, if it has been.
+    pub(crate) fn get(&self) -> Option<Instant> {
+        match self.at.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(self.epoch + Duration::from_millis(ms - 1)),
+        }
+    }
+}
+
+impl RequestBody {
+    pub(crate) fn empty() -> RequestBody {
+        RequestBody {
+            inner: None,
+            sent: None,
+        }
+    }
+
+    /// The client's body; `sent` is marked when its last frame has been taken.
+    pub(crate) fn new(body: Incoming, sent: Option<Arc<SentAt>>) -> RequestBody {
+        RequestBody {
+            inner: Some(body),
+            sent,
+        }
+    }
+
+    fn ended(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            sent.mark();
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.ended(),
+            Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => this.ended(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+
+    /// Polls a connection until it can take a request, as a request using it would.
+    async fn ready(conn: &mut UpstreamConn) {
+        std::future::poll_fn(|cx| {
+            let _ = Pin::new(&mut conn.conn).poll(cx);
+            conn.sender.poll_ready(cx)
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_reused_most_recent_first_up_to_the_limit() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(2);
+        let mut peers = Vec::new();
+        for _ in 0..3 {
+            let mut conn = connect(addr, Duration::from_secs(5)).await.unwrap();
+            peers.push(listener.accept().await.unwrap().0);
+            ready(&mut conn).await;
+            pool.put(conn);
+        }
+        assert_eq!(pool.len(), 2, "the oldest is dropped past the limit");
+        assert!(pool.take().is_some());
+        assert!(pool.take().is_some());
+        assert!(pool.take().is_none());
+    }
+
+    #[tokio::test]
+    async fn refused_connect() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let Err(err) = connect(addr, Duration::from_secs(5)).await else {
+            panic!("connected to a closed port");
+        };
+        assert!(matches!(err, ConnectError::Io { .. }), "{err}");
+    }
+}
