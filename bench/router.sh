@@ -18,7 +18,8 @@
 # machine's cores, so the figures compare the proxies with each other more than they measure
 # any of them alone.
 #
-# Prints a table: requests/s, latency p50 and p99, and throughput as a ratio of direct.
+# Prints a table: requests/s, latency p50 and p99, and throughput as a ratio of direct; then a
+# second one (bench/deploys.sh): requests that failed during DEPLOYS (10) deploys under load.
 #
 #   bench/router.sh                              # wrk -t2 -c64 -d10s
 #   THREADS=2 CONNECTIONS=128 DURATION=20s bench/router.sh
@@ -229,4 +230,11 @@ if [ -n "$last_segment" ]; then
     { grep -o 'Log overflow: [0-9]* lines dropped' || true; } |
     awk '{ n += $3 } END { print n + 0 }')
   echo "wharf's log: $written lines written, $dropped dropped (in the segments still kept)"
+fi
+
+# The second table: requests lost while an app behind the router is redeployed under load
+# (a real `wharf server`; see bench/deploys.sh). DEPLOYS=0 skips it.
+if [ "${DEPLOYS:-10}" != 0 ]; then
+  echo
+  DEPLOYS=${DEPLOYS:-10} bench/deploys.sh
 fi

@@ -13,7 +13,8 @@ pub struct RouterConfig {
     pub first_byte_timeout: Duration,
     /// A client connection on which no byte moves either way for this long, while no request on
     /// it is waiting for an instance's response head, is closed: an idle keep-alive connection, a
-    /// stalled body, a quiet WebSocket. (It is checked every quarter of this, so the connection
+    /// stalled response body, a quiet WebSocket. A request body that stops arriving for this long
+    /// ends its request with 408 (`code=H28`). (It is checked every quarter of this, so the connection
     /// closes after between 1 and 1.25 times this of quiet.) It also bounds how long a client
     /// may take to send a request head (slowloris). Default 60 s.
     pub idle_timeout: Duration,

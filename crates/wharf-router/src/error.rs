@@ -33,6 +33,9 @@ pub(crate) enum Failure {
     /// The instance's response body broke off.
     #[error("Server Request Interrupted")]
     UpstreamInterrupted,
+    /// The client stopped sending its request body for longer than the idle timeout.
+    #[error("Client Connection Idle")]
+    ClientIdle,
     /// The client went away, or its request body broke off, before the response was complete.
     #[error("Client Request Interrupted")]
     ClientInterrupted,
@@ -40,7 +43,7 @@ pub(crate) enum Failure {
 
 impl Failure {
     /// Every failure, for metric label cleanup.
-    pub(crate) const ALL: [Failure; 8] = [
+    pub(crate) const ALL: [Failure; 9] = [
         Failure::Maintenance,
         Failure::NoInstance,
         Failure::ConnectRefused,
@@ -48,6 +51,7 @@ impl Failure {
         Failure::FirstByteTimeout,
         Failure::ClosedWithoutResponse,
         Failure::UpstreamInterrupted,
+        Failure::ClientIdle,
         Failure::ClientInterrupted,
     ];
 
@@ -61,6 +65,7 @@ impl Failure {
             Failure::FirstByteTimeout => "H12",
             Failure::ClosedWithoutResponse => "H13",
             Failure::UpstreamInterrupted => "H18",
+            Failure::ClientIdle => "H28",
             Failure::ClientInterrupted => "H27",
         }
     }
@@ -84,6 +89,7 @@ impl Failure {
             Failure::ConnectRefused | Failure::ConnectTimeout => Page::Unreachable,
             Failure::FirstByteTimeout => Page::Timeout,
             Failure::ClosedWithoutResponse | Failure::UpstreamInterrupted => Page::BadGateway,
+            Failure::ClientIdle => Page::ClientTimeout,
             Failure::ClientInterrupted => Page::ClientClosed,
         }
     }

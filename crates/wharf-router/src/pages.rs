@@ -21,6 +21,8 @@ pub(crate) enum Page {
     Unreachable,
     BadGateway,
     Timeout,
+    /// The client stopped sending its request body.
+    ClientTimeout,
     /// Never seen by the client (it is gone); only its status is logged.
     ClientClosed,
 }
@@ -96,6 +98,12 @@ impl Page {
                 "timeout",
                 "Application timeout",
                 "The app's web instance did not answer in time."
+            ),
+            Page::ClientTimeout => page!(
+                StatusCode::REQUEST_TIMEOUT,
+                "client_timeout",
+                "Request timeout",
+                "The request body stopped arriving before it was complete."
             ),
             Page::ClientClosed => (
                 // nginx's "client closed request", as Heroku logs H27.

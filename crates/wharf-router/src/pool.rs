@@ -161,10 +161,12 @@ pub(crate) struct RequestBody {
     sent: Option<Arc<SentAt>>,
 }
 
-/// When a request body was sent completely: milliseconds after `epoch`, plus one (0: not yet).
+/// When a request body was sent completely: milliseconds after `epoch`, plus one (0: not yet);
+/// and when its last frame so far moved, to tell a stalled upload.
 pub(crate) struct SentAt {
     epoch: Instant,
     at: AtomicU64,
+    moved: AtomicU64,
 }
 
 impl SentAt {
@@ -172,7 +174,18 @@ impl SentAt {
         Arc::new(SentAt {
             epoch,
             at: AtomicU64::new(0),
+            moved: AtomicU64::new(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)),
         })
+    }
+
+    fn moved_now(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.moved.store(ms, Ordering::Relaxed);
+    }
+
+    /// When a frame of the body last moved (or the body was made).
+    pub(crate) fn last_moved(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.moved.load(Ordering::Relaxed))
     }
 
     fn mark(&self) {
@@ -230,6 +243,11 @@ impl Body for RequestBody {
         match &polled {
             Poll::Ready(None) => this.ended(),
             Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => this.ended(),
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(sent) = &this.sent {
+                    sent.moved_now();
+                }
+            }
             _ => {}
         }
         polled

@@ -78,8 +78,7 @@ pub(crate) async fn handle(
     }
 
     let mut out = Outgoing::new(parts, body, shared.epoch);
-    let rotation = ex.site.app.rotation.load_full();
-    match forward(ctx, &mut ex, &rotation, &mut out, upgrade).await {
+    match forward(ctx, &mut ex, &mut out, upgrade).await {
         Ok(mut response) => {
             let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             if let (true, Some(client)) = (switched, client_upgrade) {
@@ -96,20 +95,41 @@ pub(crate) async fn handle(
     }
 }
 
+/// Times a request looks at a newer upstream table when every upstream of the one it had was
+/// tried or draining (a deploy swapped the table meanwhile).
+const TABLE_RELOADS: u32 = 3;
+
 /// Sends the request to the app's upstreams until one answers, trying each at most once.
 async fn forward(
     ctx: &ConnCtx,
     ex: &mut Exchange,
-    rotation: &[Arc<UpstreamState>],
     out: &mut Outgoing,
     upgrade: bool,
 ) -> Result<Response<Incoming>, Failure> {
+    let mut rotation = ex.site.app.rotation.load_full();
+    let mut reloads = 0;
     let mut tried = Tried::default();
     let mut last = Failure::NoInstance;
     loop {
         let Some((index, in_flight)) =
-            balance::pick(&ex.site.app, rotation, &tried, ctx.shared.now_ms())
+            balance::pick(&ex.site.app, &rotation, &tried, ctx.shared.now_ms())
         else {
+            let newer = ex.site.app.rotation.load_full();
+            if reloads < TABLE_RELOADS && !Arc::ptr_eq(&newer, &rotation) {
+                // Upstreams already tried are skipped again, by identity.
+                let mut fresh = Tried::default();
+                for (i, upstream) in newer.iter().enumerate() {
+                    if (0..rotation.len())
+                        .any(|j| tried.contains(j) && Arc::ptr_eq(&rotation[j], upstream))
+                    {
+                        fresh.insert(i);
+                    }
+                }
+                reloads += 1;
+                rotation = newer;
+                tried = fresh;
+                continue;
+            }
             return Err(last);
         };
         tried.insert(index);
@@ -190,6 +210,7 @@ async fn attempt(
                 &mut link,
                 request,
                 config.first_byte_timeout,
+                config.idle_timeout,
                 out.body_sent.as_deref(),
             )
             .await
@@ -202,6 +223,19 @@ async fn attempt(
                 return Attempt::Response(response);
             }
             Sent::Timeout => return Attempt::Failed(Failure::FirstByteTimeout),
+            Sent::Stalled => return Attempt::Failed(Failure::ClientIdle),
+            Sent::Closed => {
+                // The request is inside the dropped connection: only a kept copy can go again.
+                tracing::debug!(app = %ex.site.app.app_id, upstream = %upstream.id, reused, "upstream connection closed before taking the request");
+                if !replay {
+                    return Attempt::Failed(Failure::ClosedWithoutResponse);
+                }
+                if reused {
+                    fresh = true;
+                    continue;
+                }
+                return Attempt::Lost;
+            }
             Sent::Failed(error) => error,
         };
         if let Some(request) = error.take_message() {
@@ -247,15 +281,20 @@ enum Link {
 enum Sent {
     Response(Response<Incoming>),
     Timeout,
+    /// The client's request body stopped arriving for `idle`.
+    Stalled,
+    /// The connection ended without taking the request.
+    Closed,
     Failed(TrySendError<Request<RequestBody>>),
 }
 
 /// Sends the request and waits for the response head, for at most `first_byte` after the
-/// request body (if any) was sent completely.
+/// request body (if any) was sent completely; an upload that moves no byte for `idle` ends it.
 async fn send(
     link: &mut Link,
     request: Request<RequestBody>,
     first_byte: Duration,
+    idle: Duration,
     body_sent: Option<&SentAt>,
 ) -> Sent {
     let (sender, mut conn) = match link {
@@ -264,7 +303,12 @@ async fn send(
     };
     let response = sender.try_send_request(request);
     tokio::pin!(response);
-    let sleep = tokio::time::sleep(first_byte);
+    // With a body to upload, look early enough to notice it stalling.
+    let first_look = match body_sent {
+        Some(_) => first_byte.min(idle),
+        None => first_byte,
+    };
+    let sleep = tokio::time::sleep(first_look);
     tokio::pin!(sleep);
     loop {
         tokio::select! {
@@ -275,20 +319,33 @@ async fn send(
                     Err(error) => Sent::Failed(error),
                 };
             }
-            // Writes the request and reads the response head; once it has finished (closed or
-            // failed), the response above resolves.
+            // Writes the request and reads the response head. A response the connection owed is
+            // settled by the time it finishes; one still pending then was never taken by it (the
+            // instance closed the connection first) and never will be.
             result = async { conn.as_mut().expect("guarded").await }, if conn.is_some() => {
-                conn = None;
                 if let Err(error) = result {
                     tracing::debug!(%error, "upstream connection failed");
                 }
+                return match futures_util::FutureExt::now_or_never(response.as_mut()) {
+                    Some(Ok(response)) => Sent::Response(response),
+                    Some(Err(error)) => Sent::Failed(error),
+                    None => Sent::Closed,
+                };
             }
             () = &mut sleep => {
                 let now = tokio::time::Instant::now();
                 match body_sent.map(SentAt::get) {
                     None => return Sent::Timeout,
-                    // Still uploading: a stalled upload is the idle timeout's business.
-                    Some(None) => sleep.as_mut().reset(now + first_byte),
+                    // Still uploading: wait while the body moves, up to `idle` without a byte.
+                    Some(None) => {
+                        let stalled_at = tokio::time::Instant::from_std(
+                            body_sent.map_or_else(std::time::Instant::now, SentAt::last_moved),
+                        ) + idle;
+                        if stalled_at <= now {
+                            return Sent::Stalled;
+                        }
+                        sleep.as_mut().reset(stalled_at.min(now + first_byte));
+                    }
                     Some(Some(at)) => {
                         let deadline = tokio::time::Instant::from_std(at) + first_byte;
                         if deadline <= now {

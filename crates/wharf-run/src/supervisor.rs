@@ -643,6 +643,8 @@ async fn reconcile(
             _ = cancel.cancelled() => break,
         }
     }
+    // Out of the router first; then each instance drains and stops.
+    publish(&inner, &app, Vec::new());
     let cells: Vec<Arc<Cell>> = lock(&app.instances).clone();
     for cell in &cells {
         cell.stop.cancel();
@@ -650,7 +652,6 @@ async fn reconcile(
     for cell in &cells {
         cell.done.cancelled().await;
     }
-    publish(&inner, &app, Vec::new());
     finished.cancel();
 }
 
@@ -666,6 +667,8 @@ fn step(
         return;
     }
     let cells: Vec<Arc<Cell>> = lock(&app.instances).clone();
+    // Instances to stop: told only once the router no longer sends them requests.
+    let mut stops: Vec<&Arc<Cell>> = Vec::new();
     let desired_types: BTreeSet<&str> = desired
         .processes
         .iter()
@@ -673,7 +676,7 @@ fn step(
         .collect();
     for cell in &cells {
         if !desired_types.contains(cell.process_type.as_str()) {
-            cell.stop.cancel();
+            stops.push(cell);
         }
     }
     // Without web instances there is nothing to wait for.
@@ -691,7 +694,7 @@ fn step(
             } else if cell.stop.is_cancelled() {
                 // A fresh instance on its way out (scaled down): neither counts nor blocks.
             } else if cell.index > spec.quantity || fresh_by_index.contains_key(&cell.index) {
-                cell.stop.cancel();
+                stops.push(cell);
             } else {
                 fresh_by_index.insert(cell.index, cell);
             }
@@ -701,16 +704,14 @@ fn step(
             .collect();
         if spec.process_type == "web" {
             for &index in &missing {
-                start_instance(inner, app, desired, spec, index, sink, cancel);
+                start_instance(inner, app, desired, spec, index, sink);
             }
             let all_up = missing.is_empty()
                 && fresh_by_index
                     .values()
                     .all(|c| c.state() == InstanceState::Up);
             if all_up {
-                for cell in &old {
-                    cell.stop.cancel();
-                }
+                stops.extend(old.iter().copied());
             } else {
                 let failure = of_type
                     .iter()
@@ -722,12 +723,10 @@ fn step(
                 };
             }
         } else if !old.is_empty() {
-            for cell in &old {
-                cell.stop.cancel();
-            }
+            stops.extend(old.iter().copied());
         } else {
             for &index in &missing {
-                start_instance(inner, app, desired, spec, index, sink, cancel);
+                start_instance(inner, app, desired, spec, index, sink);
             }
         }
     }
@@ -738,7 +737,11 @@ fn step(
         }
         moves
     });
-    publish(inner, app, routable(app, desired));
+    let upstreams = routable(app, desired, &stops);
+    publish(inner, app, upstreams);
+    for cell in stops {
+        cell.stop.cancel();
+    }
 }
 
 /// Runs the desired release with the desired definition (a restart's retiring instance too).
@@ -746,14 +749,20 @@ fn is_current(cell: &Cell, desired: &DesiredApp, spec: &ProcessSpec) -> bool {
     cell.release == desired.release && same_definition(&cell.spec, spec)
 }
 
-/// The web instances that take requests now: up and not stopping. While a deploy is under way
-/// (some up instance runs something else than the desired release), only those old ones: the
-/// new ones join all at once, when the last of them is up and the old ones are told to stop.
-fn routable(app: &AppShared, desired: &DesiredApp) -> Vec<Upstream> {
+/// The web instances that take requests now: up, not stopping and not about to (`stopping`).
+/// While a deploy is under way (some up instance runs something else than the desired release),
+/// only the old ones — and of those only the ones already routed, so that a deploy overtaking
+/// another never adds the half-rolled-out release: the new ones join all at once, when the last
+/// of them is up and the old ones are about to stop.
+fn routable(app: &AppShared, desired: &DesiredApp, stopping: &[&Arc<Cell>]) -> Vec<Upstream> {
     let spec = desired.processes.iter().find(|p| p.process_type == "web");
     let cells: Vec<Arc<Cell>> = lock(&app.instances)
         .iter()
-        .filter(|c| c.process_type == "web" && !c.stop.is_cancelled())
+        .filter(|c| {
+            c.process_type == "web"
+                && !c.stop.is_cancelled()
+                && !stopping.iter().any(|s| Arc::ptr_eq(s, c))
+        })
         .cloned()
         .collect();
     let up: Vec<(&Arc<Cell>, u16)> = cells
@@ -768,9 +777,15 @@ fn routable(app: &AppShared, desired: &DesiredApp) -> Vec<Upstream> {
         .collect();
     let current = |c: &Cell| spec.is_some_and(|spec| is_current(c, desired, spec));
     let deploying = up.iter().any(|(c, _)| !current(c));
+    let routed: Vec<String> = lock(&app.routed).iter().map(|u| u.id.clone()).collect();
+    let old_routed = up
+        .iter()
+        .any(|(c, _)| !current(c) && routed.contains(&c.upstream_id()));
     let mut upstreams: Vec<Upstream> = up
         .into_iter()
-        .filter(|(c, _)| !deploying || !current(c))
+        .filter(|(c, _)| {
+            !deploying || (!current(c) && (!old_routed || routed.contains(&c.upstream_id())))
+        })
         .map(|(c, port)| Upstream {
             id: c.upstream_id(),
             dyno: c.name.clone(),
@@ -801,7 +816,6 @@ fn start_instance(
     spec: &ProcessSpec,
     index: u32,
     sink: &Arc<dyn LogSink>,
-    cancel: &CancellationToken,
 ) {
     let cell = Arc::new(Cell {
         name: format!("{}.{index}", spec.process_type),
@@ -813,7 +827,9 @@ fn start_instance(
         retiring: AtomicBool::new(false),
         ever_up: AtomicBool::new(false),
         boot_failure: Mutex::new(None),
-        stop: cancel.child_token(),
+        // Not a child of the app's token: the reconciler takes the app out of the router before
+        // it stops the instances.
+        stop: CancellationToken::new(),
         done: CancellationToken::new(),
         state: Mutex::new(CellState {
             state: InstanceState::Starting,

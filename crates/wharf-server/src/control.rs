@@ -36,6 +36,9 @@ pub struct Control {
     watching: Arc<Mutex<HashSet<(String, u32)>>>,
     /// The release version last handed to the backend, per app.
     applied: Arc<Mutex<HashMap<String, u32>>>,
+    /// One converge at a time per app, so an older read of the database never overwrites a
+    /// newer one in the backend.
+    converging: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -72,6 +75,7 @@ impl Control {
             supervisor,
             watching: Arc::default(),
             applied: Arc::default(),
+            converging: Arc::default(),
         }
     }
 
@@ -115,6 +119,14 @@ impl Control {
     /// Gives the supervisor the app's desired state; logs (never returns) failures, since the
     /// change that called it has already been stored and the next converge retries.
     pub async fn converge(&self, app_id: &str) {
+        let lock = self
+            .converging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(app_id.to_owned())
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
         if let Err(e) = self.try_converge(app_id).await {
             tracing::error!(app = %app_id, error = %e, "cannot converge the app");
         }
@@ -124,7 +136,7 @@ impl Control {
         let app = match self.store.app(app_id).await {
             Ok(app) => app,
             Err(wharf_store::StoreError::NotFound { .. }) => {
-                self.forget(app_id);
+                self.forget_app(app_id);
                 self.backend.remove(app_id).await;
                 return Ok(());
             }
@@ -184,6 +196,15 @@ impl Control {
             .remove(app_id);
     }
 
+    /// Drops the app's converge lock once the app is gone (holders keep their handle).
+    fn forget_app(&self, app_id: &str) {
+        self.forget(app_id);
+        self.converging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app_id);
+    }
+
     /// Waits, in the background, for the rollout of `version`; a failed one fails the release
     /// and brings the previous release back as the app's current one.
     fn watch_rollout(&self, app_id: &str, version: u32) {
@@ -214,7 +235,9 @@ impl Control {
                     tracing::warn!(app = %app_id, version, reason = %why, "deploy failed");
                     this.logs.app(app_id).append(LogLine::event(
                         "api",
-                        format!("Deploy of v{version} failed: {why}; {previous}"),
+                        format!(
+                            "Deploy of v{version} failed: {why}; {previous} (its output: wharf logs --dyno web)"
+                        ),
                     ));
                     this.converge(app_id).await;
                 }

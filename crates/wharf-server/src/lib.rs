@@ -113,15 +113,28 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Has the backend converge the app to its current release and formation.
+    /// Has the backend converge the app to its current release and formation. Runs to the end
+    /// even when the request that asked for it goes away: the change is already stored.
     pub async fn converge(&self, app_id: &str) {
-        self.control.converge(app_id).await;
+        let control = self.control.clone();
+        let app_id = app_id.to_owned();
+        if let Err(e) = tokio::spawn(async move { control.converge(&app_id).await }).await {
+            tracing::error!(error = %e, "a converge task failed");
+        }
     }
 
     /// Hands the router the hostname table as the database has it now: every app's default
     /// hostname and custom domains, and whether it is in maintenance. Called after every change
     /// to those; a failure is logged and the router keeps its previous table.
     pub async fn refresh_routes(&self) {
+        // Runs to the end even when the request that asked for it goes away.
+        let this = self.clone();
+        if let Err(e) = tokio::spawn(async move { this.load_routes().await }).await {
+            tracing::error!(error = %e, "a route refresh task failed");
+        }
+    }
+
+    async fn load_routes(&self) {
         let _one_at_a_time = self.routes_lock.lock().await;
         let table = match self.store.route_table().await {
             Ok(table) => table,

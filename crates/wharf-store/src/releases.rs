@@ -254,7 +254,6 @@ impl Store {
         })?)
     }
 
-    /// The release the app runs now, if it has one.
     /// Marks a succeeded release `failed` because it could not be deployed (its web
     /// instances never came up): the app's current release becomes the one before it again.
     /// Returns whether the release was changed (false if it was not `succeeded`).
@@ -272,6 +271,7 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The release the app runs now, if it has one.
     pub async fn current_release(&self, app_id: &str) -> Result<Option<ReleaseRecord>> {
         let row = sqlx::query(&format!(
             "{RELEASE_SELECT} WHERE r.app_id = $1 AND r.status = 'succeeded' ORDER BY r.version DESC LIMIT 1"

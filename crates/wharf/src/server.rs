@@ -15,6 +15,15 @@ use wharf_server::{AdminToken, BuildSettings, ServerConfig};
 
 use crate::cli::ServerArgs;
 
+/// Tells the operator something on stderr. A closed stderr is not a reason to stop (nor to
+/// panic, as `eprintln!` would): the server goes on.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// The default data directory: `$XDG_DATA_HOME/wharf` or `~/.local/share/wharf`.
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
@@ -109,26 +118,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (state, admin) = wharf_server::prepare(&config).await?;
     match admin {
         AdminToken::Generated(path) => {
-            eprintln!(
+            say!(
                 "Generated an admin token and wrote it to {} (readable by you only).",
                 path.display()
             );
-            eprintln!(
+            say!(
                 "Log in with:  wharf login --url {api_url} --token-file {}",
                 path.display()
             );
         }
-        AdminToken::FromEnvironment => eprintln!("Accepting WHARF_ADMIN_TOKEN as the admin token."),
+        AdminToken::FromEnvironment => say!("Accepting WHARF_ADMIN_TOKEN as the admin token."),
         AdminToken::Existing => {}
     }
     // Listen for signals before saying we listen: a SIGTERM sent as soon as the line appears
     // must stop the server gracefully, not kill it.
     let signals = Signals::new().context("cannot listen for SIGINT and SIGTERM")?;
-    eprintln!(
+    say!(
         "wharf API listening on {api_url} (data in {})",
         config.data_dir.display()
     );
-    eprintln!(
+    say!(
         "wharf router listening on http://{} (apps at http://<app>.{}:{})",
         config.router_addr,
         config.domain,

@@ -113,3 +113,45 @@ async fn a_slow_request_head_is_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(9), "{answer}");
     router.stop().await;
 }
+
+#[tokio::test]
+async fn a_stalled_upload_gets_408_after_the_idle_timeout() {
+    // The instance reads the body to its end before it answers; the client never finishes it.
+    let web = TestUpstream::start(Arc::new(|req: hyper::Request<hyper::body::Incoming>| {
+        Box::pin(async move {
+            let _ = req.into_body().collect().await;
+            crate::support::text("never")
+        })
+    }))
+    .await;
+    let config = RouterConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..RouterConfig::default()
+    };
+    let router = TestRouter::with(config, true).await;
+    router.route(&[&web]);
+    let started = Instant::now();
+    let answer = raw_exchange(
+        router.addr,
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 1000000\r\n\r\nonly ten b"
+        )
+        .as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(300), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(9), "{answer}");
+    let line = wait_until("the H28 log line", Duration::from_secs(10), || async {
+        router.log_lines().await.pop()
+    })
+    .await;
+    assert!(
+        line.starts_with(r#"at=error code=H28 desc="Client Connection Idle" method=POST"#),
+        "{line}"
+    );
+    assert!(line.contains(" status=408 "), "{line}");
+    router.stop().await;
+    web.stop().await;
+}

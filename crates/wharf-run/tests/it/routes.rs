@@ -14,6 +14,8 @@ use crate::fixture::{web, worker, Fixture, Sink};
 struct Recorder {
     tables: Mutex<Vec<Vec<Upstream>>>,
     timeline: Arc<Sink>,
+    /// Upstreams drained while the last table still routed them.
+    drained_while_routed: Mutex<Vec<String>>,
 }
 
 impl Recorder {
@@ -21,6 +23,7 @@ impl Recorder {
         Arc::new(Recorder {
             tables: Mutex::new(Vec::new()),
             timeline,
+            drained_while_routed: Mutex::new(Vec::new()),
         })
     }
 
@@ -43,6 +46,15 @@ impl Routes for Recorder {
     }
 
     fn drain<'a>(&'a self, _app_id: &'a str, upstream_id: &'a str) -> BoxFuture<'a, ()> {
+        // Out of the table before it is drained: no request can reach it meanwhile.
+        if let Some(last) = self.tables.lock().unwrap().last() {
+            if last.iter().any(|u| u.id == upstream_id) {
+                self.drained_while_routed
+                    .lock()
+                    .unwrap()
+                    .push(upstream_id.to_owned());
+            }
+        }
         let dyno = upstream_id.split('-').next().unwrap().to_owned();
         wharf_run::LogSink::event(self.timeline.as_ref(), &dyno, "drained");
         Box::pin(async {})
@@ -102,8 +114,15 @@ async fn a_deploy_swaps_the_routes_at_once_and_drains_before_stopping() {
     }
     assert!(!sink.has_event("worker.1", "drained"));
 
-    fx.sup.remove("app1").await;
+    tokio::time::timeout(Duration::from_secs(30), fx.sup.remove("app1"))
+        .await
+        .expect("the app's instances stopped");
     assert_eq!(routes.tables().last().unwrap(), &Vec::<Upstream>::new());
+    // Every drain came after the table without the instance: removal, deploy and scaling.
+    assert_eq!(
+        *routes.drained_while_routed.lock().unwrap(),
+        Vec::<String>::new()
+    );
     fx.sup.shutdown().await;
 }
 
