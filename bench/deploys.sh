@@ -29,7 +29,8 @@ WHARF=$work/wharf
 server_pid=""
 wrk_pid=""
 cleanup() {
-  [ -n "$wrk_pid" ] && kill "$wrk_pid" 2>/dev/null || true
+  touch "$work/stop" 2>/dev/null || true
+  [ -n "$wrk_pid" ] && wait "$wrk_pid" 2>/dev/null || true
   if [ -n "$server_pid" ]; then
     kill -TERM "$server_pid" 2>/dev/null || true
     for _ in $(seq 300); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
@@ -95,9 +96,13 @@ sys.exit(0 if len(web) == 2 and all(d["state"] == "up" and d["release"]["version
 }
 settled
 
-left=$((deadline - $(date +%s) - 30))
-wrk -t2 -c"$CONNECTIONS" -d"${left}s" --latency -H "Host: bench.localhost" \
-  "http://127.0.0.1:$router_port/" >"$work/wrk.txt" 2>&1 &
+# wrk in back-to-back 2-second rounds until told to stop (wrk prints nothing when interrupted).
+(
+  while [ ! -e "$work/stop" ] && [ "$(date +%s)" -lt "$deadline" ]; do
+    wrk -t2 -c"$CONNECTIONS" -d2s -H "Host: bench.localhost" "http://127.0.0.1:$router_port/" \
+      >>"$work/wrk.txt" 2>&1 || true
+  done
+) &
 wrk_pid=$!
 sleep 2 # load before the first deploy
 started=$(date +%s)
@@ -113,20 +118,20 @@ for i in $(seq "$DEPLOYS"); do
 done
 took=$(($(date +%s) - started))
 sleep 2 # load after the last deploy
-kill -INT "$wrk_pid" 2>/dev/null || true
+touch "$work/stop"
 wait "$wrk_pid" 2>/dev/null || true
 wrk_pid=""
 
-requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
-non2xx=$(awk -F: '/Non-2xx/ {gsub(/ /, "", $2); print $2}' "$work/wrk.txt")
-socket=$(awk '/Socket errors/ {s=0; for (i=1; i<=NF; i++) if ($i ~ /^[0-9]+,?$/) {gsub(/,/, "", $i); s+=$i}; print s}' "$work/wrk.txt")
-failed=$(( ${non2xx:-0} + ${socket:-0} ))
+requests=$(awk '/requests in/ {n += $1} END {print n + 0}' "$work/wrk.txt")
+non2xx=$(awk -F: '/Non-2xx/ {gsub(/ /, "", $2); n += $2} END {print n + 0}' "$work/wrk.txt")
+socket=$(awk '/Socket errors/ {for (i=1; i<=NF; i++) if ($i ~ /^[0-9]+,?$/) {gsub(/,/, "", $i); n += $i}} END {print n + 0}' "$work/wrk.txt")
+failed=$((non2xx + socket))
 releases=$("$WHARF" releases -a bench --json | python3 -c 'import json,sys; print(max(r["version"] for r in json.load(sys.stdin)))')
 echo
 echo "wharf $( "$WHARF" --version | awk '{print $2}' ), $(nproc) cores, $DEPLOYS deploys in ${took}s under wrk -c$CONNECTIONS (app: python3 ThreadingHTTPServer, web=2), up to v$releases"
 printf '%-22s %10s %8s %8s\n' "run" "requests" "failed" "lost"
 printf '%-22s %10s %8s %8s\n' "$DEPLOYS deploys under load" "$requests" "$failed" \
   "$(python3 -c "print(f'{$failed / max($requests, 1) * 100:.3f}%')")"
-if [ "$failed" != 0 ]; then
+if [ "$failed" != 0 ] || [ "$requests" = 0 ]; then
   echo "(wrk's report:)"; cat "$work/wrk.txt"
 fi

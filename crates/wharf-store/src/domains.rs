@@ -40,6 +40,11 @@ fn domain_from_row(row: &AnyRow) -> Result<DomainRecord> {
 impl Store {
     /// Adds `hostname` to the app; a hostname another app (or this one) has is a conflict.
     pub async fn add_domain(&self, app_id: &str, hostname: &Hostname) -> Result<DomainRecord> {
+        if let Some(owner) = self.domain_owner(hostname).await? {
+            return Err(StoreError::Conflict(format!(
+                "domain `{hostname}` already belongs to app `{owner}`: a hostname can belong to one app only; remove it there first (`wharf domains remove {hostname} -a {owner}`)"
+            )));
+        }
         let id = new_id();
         let at = now();
         sqlx::query(
@@ -57,6 +62,17 @@ impl Store {
             })
         })?;
         self.domain(app_id, &id).await
+    }
+
+    /// The name of the app `hostname` belongs to, if any.
+    pub async fn domain_owner(&self, hostname: &Hostname) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT a.name FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.hostname = $1",
+        )
+        .bind(hostname.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("name")).transpose()?)
     }
 
     /// The app's custom domains, oldest first.

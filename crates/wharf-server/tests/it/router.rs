@@ -206,7 +206,9 @@ async fn hostnames_domains_and_maintenance(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(back.status(), StatusCode::OK);
+    let status = back.status();
+    let page = back.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{page}");
 
     // Every request is a router line in the app's log.
     let session = server
