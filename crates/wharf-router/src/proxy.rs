@@ -173,6 +173,8 @@ async fn attempt(
     let config = &ctx.shared.config;
     // Upgraded connections are handed over, never pooled, so they start fresh.
     let mut fresh = upgrade;
+    // A new connection that closed before taking the request gets one more try.
+    let mut fresh_retried = false;
     loop {
         let connect_start = Instant::now();
         let pooled = if fresh { None } else { upstream.pool.take() };
@@ -242,6 +244,11 @@ async fn attempt(
             // Never written: safe to send anywhere.
             out.restore(request);
             if reused {
+                continue;
+            }
+            if !fresh_retried {
+                fresh_retried = true;
+                fresh = true;
                 continue;
             }
             return Attempt::Unreachable(Failure::ConnectRefused);

@@ -17,8 +17,15 @@ pub(crate) struct PortPool {
 }
 
 impl PortPool {
+    /// Hands out ports from a random place in the range onwards, so that two servers on one
+    /// host (or tests side by side) started together don't reach for the same ports first.
     pub(crate) fn new(range: RangeInclusive<u16>) -> Self {
-        let start = *range.start();
+        use rand::Rng;
+        let start = if range.is_empty() {
+            *range.start()
+        } else {
+            rand::thread_rng().gen_range(range.clone())
+        };
         PortPool {
             range,
             state: Mutex::new((BTreeSet::new(), start)),

@@ -208,7 +208,15 @@ async fn hostnames_domains_and_maintenance(backend: Backend) {
         .unwrap();
     let status = back.status();
     let page = back.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{page}");
+    if status != StatusCode::OK {
+        let session = server
+            .post("/apps/shop/log-sessions", json!({"lines": 500}))
+            .await;
+        let log = server
+            .fetch(session.body["logplex_url"].as_str().unwrap(), None)
+            .await;
+        panic!("{status} after maintenance: {page}\nthe log:\n{log}");
+    }
 
     // Every request is a router line in the app's log.
     let session = server
