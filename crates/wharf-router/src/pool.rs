@@ -106,6 +106,22 @@ impl Pool {
         drop(dropped);
     }
 
+    /// Closes the idle connections kept longer than they may be reused, so a quiet instance is
+    /// not left holding sockets (and, for thread-per-connection servers, threads) for nothing.
+    pub(crate) fn sweep(&self) {
+        let now = Instant::now();
+        let stale: Vec<Idle> = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            // Oldest first: the stale ones are a prefix.
+            let n = idle
+                .iter()
+                .take_while(|e| now.duration_since(e.since) > MAX_IDLE_AGE)
+                .count();
+            idle.drain(..n).collect()
+        };
+        drop(stale);
+    }
+
     /// Closes every idle connection.
     pub(crate) fn clear(&self) {
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
@@ -113,7 +129,7 @@ impl Pool {
     }
 
     #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.idle.lock().unwrap().len()
     }
 }
@@ -295,6 +311,32 @@ mod tests {
         assert!(pool.take().is_some());
         assert!(pool.take().is_some());
         assert!(pool.take().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_closes_connections_idle_too_long_and_keeps_fresh_ones() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(4);
+        let mut conn = connect(addr, Duration::from_secs(5)).await.unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        ready(&mut conn).await;
+        pool.put(conn);
+        pool.sweep();
+        assert_eq!(pool.len(), 1, "a fresh idle connection is kept");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.len() > 0 {
+            assert!(Instant::now() < deadline, "never swept");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            pool.sweep();
+        }
+        // The instance sees the connection closed.
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut buf))
+            .await
+            .expect("the connection was closed");
+        assert_eq!(read.unwrap(), 0);
     }
 
     #[tokio::test]

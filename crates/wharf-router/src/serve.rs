@@ -217,6 +217,9 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// How often idle upstream connections too old to be reused are closed.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
+
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
@@ -228,10 +231,16 @@ pub(crate) async fn serve(
     let serving = Serving::new();
     let tasks = serving.tasks.clone();
     tracing::info!(addr = %local, "router listening");
+    let mut sweep = tokio::time::interval(IDLE_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            _ = sweep.tick() => {
+                shared.tables.sweep_idle();
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {

@@ -202,6 +202,20 @@ impl Tables {
         });
     }
 
+    /// Closes idle upstream connections too old to be reused.
+    pub(crate) fn sweep_idle(&self) {
+        let slots: Vec<Arc<AppSlot>> = lock(&self.apps).values().cloned().collect();
+        for slot in slots {
+            let states: Vec<_> = lock(&slot.known)
+                .values()
+                .filter_map(Weak::upgrade)
+                .collect();
+            for state in states {
+                state.pool.sweep();
+            }
+        }
+    }
+
     /// Closes every idle upstream connection.
     pub(crate) fn close_idle(&self) {
         for slot in lock(&self.apps).values() {
