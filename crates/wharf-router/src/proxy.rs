@@ -217,7 +217,7 @@ async fn attempt(
             )
             .await
         };
-        let mut error = match result {
+        let error = match result {
             Sent::Response(response) => {
                 if let Link::Driven(conn) = link {
                     ex.conn = Some(conn);
@@ -226,45 +226,38 @@ async fn attempt(
             }
             Sent::Timeout => return Attempt::Failed(Failure::FirstByteTimeout),
             Sent::Stalled => return Attempt::Failed(Failure::ClientIdle),
-            Sent::Closed => {
-                // The request is inside the dropped connection: only a kept copy can go again.
-                tracing::debug!(app = %ex.site.app.app_id, upstream = %upstream.id, reused, "upstream connection closed before taking the request");
-                if !replay {
-                    return Attempt::Failed(Failure::ClosedWithoutResponse);
+            // Ended without taking the request, which went down with it: only a kept copy can
+            // go again.
+            Sent::Closed => None,
+            Sent::Failed(mut error) => {
+                if let Some(request) = error.take_message() {
+                    // Never written: safe to send anywhere.
+                    out.restore(request);
+                    if reused {
+                        continue;
+                    }
+                    if !fresh_retried {
+                        fresh_retried = true;
+                        fresh = true;
+                        continue;
+                    }
+                    return Attempt::Unreachable(Failure::ConnectRefused);
                 }
-                if reused {
-                    fresh = true;
-                    continue;
+                let error = error.into_error();
+                if error.is_user() {
+                    // The client's request body broke off.
+                    return Attempt::Failed(Failure::ClientInterrupted);
                 }
-                return Attempt::Lost;
+                Some(error)
             }
-            Sent::Failed(error) => error,
         };
-        if let Some(request) = error.take_message() {
-            // Never written: safe to send anywhere.
-            out.restore(request);
-            if reused {
-                continue;
-            }
-            if !fresh_retried {
-                fresh_retried = true;
-                fresh = true;
-                continue;
-            }
-            return Attempt::Unreachable(Failure::ConnectRefused);
-        }
-        let error = error.into_error();
         tracing::debug!(
             app = %ex.site.app.app_id,
             upstream = %upstream.id,
             reused,
-            %error,
+            error = ?error,
             "upstream request failed"
         );
-        if error.is_user() {
-            // The client's request body broke off.
-            return Attempt::Failed(Failure::ClientInterrupted);
-        }
         if !replay {
             return Attempt::Failed(Failure::ClosedWithoutResponse);
         }

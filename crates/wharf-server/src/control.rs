@@ -10,7 +10,7 @@
 //! the fallback itself, are not, so a release that can't boot for reasons outside it (a backing
 //! service down) never sends the app back through its history.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,8 +32,6 @@ pub struct Control {
     backend: Arc<dyn Backend>,
     /// The same supervisor, for what only the local backend offers (one-off processes).
     supervisor: Supervisor,
-    /// The (app, version) rollouts being watched.
-    watching: Arc<Mutex<HashSet<(String, u32)>>>,
     /// The release version last handed to the backend, per app.
     applied: Arc<Mutex<HashMap<String, u32>>>,
     /// One converge at a time per app, so an older read of the database never overwrites a
@@ -73,7 +71,6 @@ impl Control {
             logs,
             backend: Arc::new(supervisor.clone()),
             supervisor,
-            watching: Arc::default(),
             applied: Arc::default(),
             converging: Arc::default(),
         }
@@ -207,25 +204,15 @@ impl Control {
 
     /// Waits, in the background, for the rollout of `version`; a failed one fails the release
     /// and brings the previous release back as the app's current one.
+    /// Called once per (app, version): only when `applied` moves forward, under the app's
+    /// converge lock.
     fn watch_rollout(&self, app_id: &str, version: u32) {
-        let key = (app_id.to_owned(), version);
-        if !self
-            .watching
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone())
-        {
-            return;
-        }
         let this = self.clone();
+        let app_id = app_id.to_owned();
         tokio::spawn(async move {
-            let ended = this.backend.rollout(&key.0, version).await;
-            this.watching
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
+            let ended = this.backend.rollout(&app_id, version).await;
             let Rollout::Failed(why) = ended else { return };
-            let app_id = &key.0;
+            let app_id = &app_id;
             match this.store.fail_release(app_id, version, &why).await {
                 Ok(true) => {
                     let previous = match this.store.current_release(app_id).await {

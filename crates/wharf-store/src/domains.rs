@@ -40,14 +40,9 @@ fn domain_from_row(row: &AnyRow) -> Result<DomainRecord> {
 impl Store {
     /// Adds `hostname` to the app; a hostname another app (or this one) has is a conflict.
     pub async fn add_domain(&self, app_id: &str, hostname: &Hostname) -> Result<DomainRecord> {
-        if let Some(owner) = self.domain_owner(hostname).await? {
-            return Err(StoreError::Conflict(format!(
-                "domain `{hostname}` already belongs to app `{owner}`: a hostname can belong to one app only; remove it there first (`wharf domains remove {hostname} -a {owner}`)"
-            )));
-        }
         let id = new_id();
         let at = now();
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO domains (id, app_id, hostname, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
         )
         .bind(&id)
@@ -56,12 +51,20 @@ impl Store {
         .bind(&at)
         .execute(&self.pool)
         .await
-        .map_err(|e| {
-            conflict_on_unique(e, || {
-                format!("domain `{hostname}` is already in use: a hostname can belong to one app only; remove it from the other app first")
-            })
-        })?;
-        self.domain(app_id, &id).await
+        .map_err(|e| conflict_on_unique(e, String::new));
+        match inserted {
+            Ok(_) => self.domain(app_id, &id).await,
+            // Taken: say by whom (unless it was removed in between).
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(
+                match self.domain_owner(hostname).await? {
+                    Some(owner) => format!(
+                        "domain `{hostname}` already belongs to app `{owner}`: a hostname can belong to one app only; remove it there first (`wharf domains remove {hostname} -a {owner}`)"
+                    ),
+                    None => format!("domain `{hostname}` was being added elsewhere at the same time: try again"),
+                },
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// The name of the app `hostname` belongs to, if any.

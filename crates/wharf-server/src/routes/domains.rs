@@ -15,40 +15,48 @@ use crate::AppState;
 
 /// The app's default hostname, as a domain. Its id is the app's.
 fn default_domain(app: &AppRecord, state: &AppState) -> api::Domain {
-    api::Domain {
-        id: app.id.clone(),
-        app: NamedRef {
-            id: app.id.clone(),
-            name: app.name.to_string(),
-        },
-        hostname: state.links.hostname(app.name.as_str()),
-        kind: "heroku".to_owned(),
-        cname: None,
-        status: "none".to_owned(),
-        acm_status: None,
-        acm_status_reason: None,
-        sni_endpoint: None,
-        created_at: app.created_at.clone(),
-        updated_at: app.updated_at.clone(),
-    }
+    let hostname = state.links.hostname(app.name.as_str());
+    let (created, updated) = (app.created_at.clone(), app.updated_at.clone());
+    domain(app, app.id.clone(), hostname, None, (created, updated))
 }
 
-fn to_api(domain: DomainRecord, app: &AppRecord, state: &AppState) -> api::Domain {
+fn to_api(record: DomainRecord, app: &AppRecord, state: &AppState) -> api::Domain {
+    let cname = state.links.hostname(app.name.as_str());
+    let times = (record.created_at, record.updated_at);
+    domain(
+        app,
+        record.id,
+        record.hostname.to_string(),
+        Some(cname),
+        times,
+    )
+}
+
+/// A domain of `app`: a custom one when it has a `cname` (the app's default hostname, to point
+/// DNS at), else the default hostname itself (kind `heroku`, as Heroku's clients expect).
+fn domain(
+    app: &AppRecord,
+    id: String,
+    hostname: String,
+    cname: Option<String>,
+    (created_at, updated_at): (String, String),
+) -> api::Domain {
+    let custom = cname.is_some();
     api::Domain {
-        id: domain.id,
+        id,
         app: NamedRef {
             id: app.id.clone(),
             name: app.name.to_string(),
         },
-        hostname: domain.hostname.to_string(),
-        kind: "custom".to_owned(),
-        cname: Some(state.links.hostname(app.name.as_str())),
-        status: "succeeded".to_owned(),
+        hostname,
+        kind: if custom { "custom" } else { "heroku" }.to_owned(),
+        cname,
+        status: if custom { "succeeded" } else { "none" }.to_owned(),
         acm_status: None,
         acm_status_reason: None,
         sni_endpoint: None,
-        created_at: domain.created_at,
-        updated_at: domain.updated_at,
+        created_at,
+        updated_at,
     }
 }
 
@@ -123,8 +131,8 @@ pub async fn info(
     if is_default(&app, &domain, &state) {
         return Ok(Json(default_domain(&app, &state)));
     }
-    let domain = find(&state, &app, &domain).await?;
-    Ok(Json(to_api(domain, &app, &state)))
+    let found = not_found_names_app(state.store.domain(&app.id, &domain).await, &app, &domain)?;
+    Ok(Json(to_api(found, &app, &state)))
 }
 
 /// Removes a custom domain; the router stops serving it at once.
@@ -150,8 +158,11 @@ pub async fn delete(
             state.links.hostname(app.name.as_str())
         )));
     }
-    find(&state, &app, &domain).await?;
-    let removed = state.store.remove_domain(&app.id, &domain).await?;
+    let removed = not_found_names_app(
+        state.store.remove_domain(&app.id, &domain).await,
+        &app,
+        &domain,
+    )?;
     state.refresh_routes().await;
     tracing::info!(app = %app.name, hostname = %removed.hostname, "domain removed");
     Ok(Json(to_api(removed, &app, &state)))
@@ -161,8 +172,13 @@ fn is_default(app: &AppRecord, ident: &str, state: &AppState) -> bool {
     ident == app.id || ident.eq_ignore_ascii_case(&state.links.hostname(app.name.as_str()))
 }
 
-async fn find(state: &AppState, app: &AppRecord, ident: &str) -> ApiResult<DomainRecord> {
-    match state.store.domain(&app.id, ident).await {
+/// A store answer about the app's domain `ident`, with a not-found message that names the app.
+fn not_found_names_app(
+    found: wharf_store::Result<DomainRecord>,
+    app: &AppRecord,
+    ident: &str,
+) -> ApiResult<DomainRecord> {
+    match found {
         Err(wharf_store::StoreError::NotFound { .. }) => Err(ApiError::not_found(format!(
             "app `{}` has no domain `{ident}`: `wharf domains -a {}` lists them",
             app.name, app.name
