@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,6 +33,12 @@ fn queued_size(line: &LogLine) -> usize {
 }
 /// Queue entries the writer takes per batch.
 const BATCH_LINES: usize = 1024;
+/// How long the writer lets a batch it woke for gather more lines before writing it. Without
+/// it a busy log (a router line per request) wakes the writer, and a blocking thread, for a
+/// handful of lines each time; with it the cost per line is a queue push. A follower sees a
+/// line at most this much later. A batch that holds a flush or close request is written at once
+/// (one that arrives while the writer lingers waits out the rest of it).
+const LINGER: Duration = Duration::from_millis(20);
 /// Batches the writer may leave in its buffer while the queue stays busy; after these it flushes
 /// anyway, so followers of a busy log keep up.
 const FLUSH_EVERY_BATCHES: u32 = 4;
@@ -610,6 +617,16 @@ async fn run_writer(ctx: Arc<AppCtx>, mut rx: mpsc::Receiver<Cmd>) {
         let mut cmds = Vec::with_capacity(BATCH_LINES.min(ctx.queue_lines));
         if rx.recv_many(&mut cmds, BATCH_LINES).await == 0 {
             break; // every handle and the store are gone
+        }
+        let waited_on = |cmds: &[Cmd]| cmds.iter().any(|c| !matches!(c, Cmd::Line { .. }));
+        if cmds.len() < BATCH_LINES && !waited_on(&cmds) {
+            tokio::time::sleep(LINGER).await;
+            while cmds.len() < BATCH_LINES {
+                match rx.try_recv() {
+                    Ok(cmd) => cmds.push(cmd),
+                    Err(_) => break,
+                }
+            }
         }
         unflushed_batches += 1;
         let flush = rx.is_empty() || unflushed_batches >= FLUSH_EVERY_BATCHES;
