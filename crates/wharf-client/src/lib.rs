@@ -293,6 +293,27 @@ impl Client {
         self.get(&["apps", app, "releases", release, "config-vars"])
             .await
     }
+
+    /// Rolls back (`release`) or releases an existing image (`slug`).
+    pub async fn create_release(&self, app: &str, body: &api::ReleaseCreate) -> Result<Release> {
+        self.with_body(Method::POST, &["apps", app, "releases"], body)
+            .await
+    }
+
+    /// What changed from release `from` to release `to`.
+    pub async fn release_diff(
+        &self,
+        app: &str,
+        from: &str,
+        to: &str,
+        show_values: bool,
+    ) -> Result<api::ReleaseDiff> {
+        let request = self
+            .request(Method::GET, &["apps", app, "releases", from, "diff", to])
+            .query(&[("show_values", show_values)]);
+        self.json(request).await
+    }
+
     /// Makes a source to upload an archive to.
     pub async fn create_source(&self) -> Result<Source> {
         self.json(self.request(Method::POST, &["sources"])).await
@@ -337,9 +358,10 @@ impl Client {
         .await
     }
 
-    /// Opens a build's `output_stream_url`; the response body is the output, as it happens.
-    pub async fn build_output(&self, output_stream_url: &str) -> Result<reqwest::Response> {
-        // The stream lasts as long as the build: no overall timeout, only the connect timeout.
+    /// Opens a build's or a release phase's `output_stream_url`; the response body is the
+    /// output, as it happens.
+    pub async fn output_stream(&self, output_stream_url: &str) -> Result<reqwest::Response> {
+        // The stream lasts as long as the work: no overall timeout, only the connect timeout.
         let request = self
             .http
             .get(output_stream_url)

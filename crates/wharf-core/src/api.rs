@@ -180,6 +180,63 @@ pub struct Release {
     pub updated_at: String,
 }
 
+/// `POST /apps/{app}/releases`: a rollback (`release`) or a release of an existing image
+/// (`slug`: promotion). Exactly one of the two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseCreate {
+    /// Roll back to this release (id or version): a new release with its image and its config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Release this image (its digest: the `slug.id` of a release, of this app or another) with
+    /// the app's current config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    /// The new release's description (with `slug`; a rollback is described "Rollback to vK").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `GET /apps/{app}/releases/{from}/diff/{to}`: what changed between two releases (a wharf
+/// extension). Config values appear only when asked for (`show_values=true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReleaseDiff {
+    pub from: u32,
+    pub to: u32,
+    /// The image digests; equal when only config changed.
+    pub image: Change,
+    /// What built each image (`python`, `node`, `buildpack`, …); `null` when unknown.
+    pub provider: Change,
+    /// Process types added, removed or whose command changed.
+    pub process_types: Vec<KeyChange>,
+    /// Config vars added, removed or changed.
+    pub config_vars: Vec<KeyChange>,
+}
+
+/// A value in two releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Change {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub changed: bool,
+}
+
+/// One key that differs between two releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct KeyChange {
+    pub key: String,
+    /// `added`, `removed` or `changed`.
+    pub change: String,
+    /// The old value (hidden config values are `null`).
+    pub from: Option<String>,
+    /// The new value (hidden config values are `null`).
+    pub to: Option<String>,
+}
+
 /// An artifact a release is made of (Heroku: a slug or an OCI image).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -21,7 +21,7 @@ const SHOWN_MAX: usize = 64;
 
 /// Returns `s` for quoting in an error message, shortened so that one bad input can't produce a
 /// huge message.
-pub(crate) fn shown(s: &str) -> String {
+pub fn shown(s: &str) -> String {
     match s.char_indices().nth(SHOWN_MAX) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
         None => s.to_owned(),

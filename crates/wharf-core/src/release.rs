@@ -24,6 +24,10 @@ pub enum ReleaseError {
     UnknownStatus { input: String },
 }
 
+/// The Procfile process type whose command is the release phase: run once, before each new
+/// release goes live. It is never scaled like the others.
+pub const RELEASE_PHASE_TYPE: &str = "release";
+
 /// A release's number within its app: 1 for the first release, then 2, 3, … Never 0, never
 /// reused. Shown as `v3`; serialized as the integer 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

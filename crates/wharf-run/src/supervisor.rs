@@ -435,6 +435,32 @@ impl Supervisor {
         attach: bool,
         log: Arc<dyn LogSink>,
     ) -> Result<OneOff, RunError> {
+        self.start_one_off("run", app_id, release, command, attach, log)
+            .await
+    }
+
+    /// Runs a release's release phase (`DYNO=release.N`): a one-off process like
+    /// [`Supervisor::run_one_off`]'s, attached, with the new release's environment.
+    pub async fn run_release_phase(
+        &self,
+        app_id: &str,
+        release: &ReleaseSpec,
+        command: &str,
+        log: Arc<dyn LogSink>,
+    ) -> Result<OneOff, RunError> {
+        self.start_one_off("release", app_id, release, command, true, log)
+            .await
+    }
+
+    async fn start_one_off(
+        &self,
+        process_type: &str,
+        app_id: &str,
+        release: &ReleaseSpec,
+        command: &str,
+        attach: bool,
+        log: Arc<dyn LogSink>,
+    ) -> Result<OneOff, RunError> {
         let inner = &self.inner;
         if inner.shutdown.is_cancelled() {
             return Err(RunError::ShuttingDown);
@@ -445,7 +471,7 @@ impl Supervisor {
             *n += 1;
             *n
         };
-        let name = format!("run.{number}");
+        let name = format!("{process_type}.{number}");
         let tree = inner.releases.ensure(app_id, release).await?;
         let port = inner.ports.allocate()?;
         let dir = inner.instance_dir(app_id, &name);

@@ -76,6 +76,11 @@ impl Control {
         }
     }
 
+    /// The image store releases run from.
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
     /// What runs the apps.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()

@@ -66,6 +66,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
             StoreError::Invalid(message) => ApiError::invalid_params(message),
+            running @ StoreError::ReleasePhaseRunning { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", running.to_string())
+            }
             other => ApiError::internal(other),
         }
     }

@@ -19,6 +19,7 @@ mod error;
 mod extract;
 mod names;
 mod openapi;
+mod release_phase;
 mod routes;
 mod signing;
 pub mod static_site;
@@ -39,6 +40,7 @@ use wharf_store::Store;
 pub use builds::BuildSettings;
 pub use error::ApiError;
 pub use openapi::openapi_document;
+pub use release_phase::DEFAULT_RELEASE_TIMEOUT;
 
 /// The server's own configuration, read once (from flags and `WHARF_*` variables) by the binary.
 #[derive(Debug, Clone)]
@@ -63,6 +65,8 @@ pub struct ServerConfig {
     pub run: wharf_run::SupervisorConfig,
     /// The router's timeouts and limits.
     pub router: wharf_router::RouterConfig,
+    /// A release phase running longer is stopped and its release fails (`WHARF_RELEASE_TIMEOUT`).
+    pub release_timeout: std::time::Duration,
 }
 
 /// What links in API responses are made from.
@@ -104,10 +108,16 @@ pub struct AppState {
     pub builds: builds::BuildRunner,
     /// Hands apps' desired state to the supervisor; holds the app logs.
     pub control: control::Control,
+    /// Puts new releases into effect, running their release phase first.
+    pub releases: release_phase::Releaser,
     /// Stops the supervisor's background work when the server stops.
     pub background: CancellationToken,
     /// The HTTP router in front of the apps' web instances.
     pub router: wharf_router::Router,
+    /// Held (shared) by whatever is about to make images referenced — a build from its first
+    /// blob to its release, a rollback or promotion from its image check to its release — and
+    /// (exclusive) by garbage collection, which so never frees what one of them is about to use.
+    pub gc: Arc<tokio::sync::RwLock<()>>,
     /// Serializes [`AppState::refresh_routes`], so an older table never replaces a newer one.
     routes_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -120,6 +130,16 @@ impl AppState {
         let app_id = app_id.to_owned();
         if let Err(e) = tokio::spawn(async move { control.converge(&app_id).await }).await {
             tracing::error!(error = %e, "a converge task failed");
+        }
+    }
+
+    /// Puts a release just stored into effect (see [`release_phase::Releaser::launch`]). Runs
+    /// to the end even when the request that asked for it goes away.
+    pub async fn launch(&self, release: &wharf_store::ReleaseRecord) {
+        let releases = self.releases.clone();
+        let release = release.clone();
+        if let Err(e) = tokio::spawn(async move { releases.launch(&release).await }).await {
+            tracing::error!(error = %e, "a release launch task failed");
         }
     }
 
@@ -256,6 +276,14 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
             "marked builds interrupted by the last stop as failed"
         );
     }
+    // Likewise a release phase: its release never went live, and won't.
+    let interrupted = release_phase::Releaser::fail_interrupted(&store).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            releases = interrupted,
+            "marked releases whose release phase the last stop interrupted as failed"
+        );
+    }
     let images = wharf_image::ImageStore::open(&config.data_dir.join("images"))?;
     let logs_dir = config.data_dir.join("logs").join("builds");
     let logs =
@@ -281,13 +309,25 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
             .await?;
     supervisor.set_routes(Arc::new(router.clone()));
     let control = control::Control::new(store.clone(), images.clone(), app_logs, supervisor);
+    let outputs_dir = config.data_dir.join("logs").join("releases");
+    let outputs =
+        builds::output::BuildLogs::new(outputs_dir.clone()).map_err(|source| StartError::File {
+            path: outputs_dir,
+            source,
+        })?;
+    let releases = release_phase::Releaser::new(
+        store.clone(),
+        control.clone(),
+        outputs,
+        config.release_timeout,
+    );
     let builds = builds::BuildRunner::new(
         store.clone(),
         images,
         logs,
         config.build.clone(),
         config.data_dir.clone(),
-        control.clone(),
+        releases.clone(),
     );
     control.converge_all().await?;
     let links = Links {
@@ -304,8 +344,10 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         signer,
         builds,
         control,
+        releases,
         background,
         router,
+        gc: Arc::default(),
         routes_lock: Arc::default(),
     };
     state.refresh_routes().await;

@@ -66,7 +66,8 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::list, apps::create))
         .routes(routes!(apps::info, apps::update, apps::delete))
         .routes(routes!(config_vars::info, config_vars::update))
-        .routes(routes!(releases::list))
+        .routes(routes!(releases::list, releases::create))
+        .routes(routes!(releases::diff))
         .routes(routes!(releases::info))
         .routes(routes!(releases::config_vars))
         .routes(routes!(sources::create))
@@ -93,6 +94,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(meta::healthz))
         .routes(routes!(sources::upload, sources::download))
         .routes(routes!(builds::output))
+        .routes(routes!(releases::output))
         .routes(routes!(logs::stream))
 }
 

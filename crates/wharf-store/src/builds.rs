@@ -339,6 +339,18 @@ impl Store {
         ))
     }
 
+    /// What built the image `digest` (`python`, `node`, …), if a build of it is stored.
+    pub async fn image_provider(&self, digest: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT provider FROM builds WHERE image_digest = $1 AND status = 'succeeded' \
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("provider")).transpose()?.flatten())
+    }
+
     /// Records the provider as soon as it is known, so a failed build still says what it was.
     pub async fn set_build_provider(&self, id: &str, provider: &str) -> Result<()> {
         sqlx::query("UPDATE builds SET provider = $2, updated_at = $3 WHERE id = $1")

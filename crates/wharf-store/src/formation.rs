@@ -64,7 +64,8 @@ fn formation_from_row(row: &AnyRow) -> Result<FormationRecord> {
 }
 
 /// Makes the app's formation rows match `types` (the process types of its newest build): adds
-/// the missing ones (`web` at 1, others at 0) and removes the others. Runs inside `tx`.
+/// the missing ones (`web` at 1, others at 0) and removes the others. `release` (the release
+/// phase) never gets a row. Runs inside `tx`.
 pub(crate) async fn sync_types(
     tx: &mut Transaction<'_, Any>,
     app_id: &str,
@@ -78,6 +79,11 @@ pub(crate) async fn sync_types(
         .iter()
         .map(|r| r.try_get("process_type"))
         .collect::<Result<_, _>>()?;
+    // The release phase runs once per release, never as a scaled process.
+    let types: Vec<&String> = types
+        .iter()
+        .filter(|t| t.as_str() != wharf_core::release::RELEASE_PHASE_TYPE)
+        .collect();
     for gone in existing.iter().filter(|t| !types.contains(t)) {
         sqlx::query("DELETE FROM formations WHERE app_id = $1 AND process_type = $2")
             .bind(app_id)
@@ -86,7 +92,7 @@ pub(crate) async fn sync_types(
             .await?;
     }
     let at = now();
-    for new in types.iter().filter(|t| !existing.contains(t)) {
+    for new in types.into_iter().filter(|t| !existing.contains(t)) {
         sqlx::query(
             "INSERT INTO formations (id, app_id, process_type, quantity, size, stop_signal, grace_seconds, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, 'SIGTERM', $6, $7, $7)",

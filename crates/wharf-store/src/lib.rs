@@ -57,6 +57,12 @@ pub enum StoreError {
     /// The change conflicts with what is stored (a duplicate name, say).
     #[error("{0}")]
     Conflict(String),
+    /// The app has a release in its release phase; no other release may be made until it ends.
+    #[error(
+        "v{version} of `{app}` is still in its release phase: wait for it to finish \
+         (`wharf releases output v{version} -a {app}` follows it) and try again"
+    )]
+    ReleasePhaseRunning { app: String, version: u32 },
     /// The request was well-formed but its values are not acceptable.
     #[error("{0}")]
     Invalid(String),

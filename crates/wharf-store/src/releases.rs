@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use wharf_core::config::ConfigVars;
 use wharf_core::range::Range;
-use wharf_core::release::{ReleaseStatus, ReleaseVersion};
+use wharf_core::release::{ReleaseStatus, ReleaseVersion, RELEASE_PHASE_TYPE};
 
 use crate::page::{bind_all, FieldKind, KeysetQuery};
 use crate::{new_id, now, Page, Result, Store, StoreError};
@@ -142,7 +142,10 @@ fn decode_config(json: &str) -> Result<ConfigVars> {
 }
 
 /// Inserts the app's next release inside `tx`. Bumping `release_seq` first takes the app row's
-/// write lock, so concurrent callers queue here and each gets its own version.
+/// write lock, so concurrent callers queue here and each gets its own version. A release whose
+/// image declares a release phase starts `pending` (it goes live when the phase succeeds), any
+/// other `succeeded`; while one is pending no other release of the app can be made
+/// ([`StoreError::ReleasePhaseRunning`]).
 pub(crate) async fn insert_release(
     tx: &mut Transaction<'_, Any>,
     app_id: &str,
@@ -152,7 +155,7 @@ pub(crate) async fn insert_release(
     image: Option<&ReleaseImage>,
 ) -> Result<String> {
     let row = sqlx::query(
-        "UPDATE apps SET release_seq = release_seq + 1 WHERE id = $1 RETURNING release_seq",
+        "UPDATE apps SET release_seq = release_seq + 1 WHERE id = $1 RETURNING release_seq, name",
     )
     .bind(app_id)
     .fetch_optional(&mut **tx)
@@ -162,6 +165,25 @@ pub(crate) async fn insert_release(
         ident: app_id.to_owned(),
     })?;
     let version: i64 = row.try_get(0)?;
+    let app_name: String = row.try_get(1)?;
+    let pending = sqlx::query(
+        "SELECT version FROM releases WHERE app_id = $1 AND status = 'pending' LIMIT 1",
+    )
+    .bind(app_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(pending) = pending {
+        let version: i64 = pending.try_get(0)?;
+        return Err(StoreError::ReleasePhaseRunning {
+            app: app_name,
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+        });
+    }
+    let status = if image.is_some_and(|i| i.process_types.contains_key(RELEASE_PHASE_TYPE)) {
+        ReleaseStatus::Pending
+    } else {
+        ReleaseStatus::Succeeded
+    };
     let id = new_id();
     let at = now();
     sqlx::query(
@@ -172,7 +194,7 @@ pub(crate) async fn insert_release(
     .bind(app_id)
     .bind(version)
     .bind(description)
-    .bind(ReleaseStatus::Succeeded.as_str())
+    .bind(status.as_str())
     .bind(encode_config(config))
     .bind(image.map(|i| i.digest.as_str()))
     .bind(image.map(|i| serde_json::to_string(&i.process_types).expect("a map of strings serializes")))
@@ -181,6 +203,27 @@ pub(crate) async fn insert_release(
     .execute(&mut **tx)
     .await?;
     Ok(id)
+}
+
+/// Makes the app's config vars exactly `config`, inside `tx`.
+async fn replace_config(
+    tx: &mut Transaction<'_, Any>,
+    app_id: &str,
+    config: &ConfigVars,
+) -> Result<()> {
+    sqlx::query("DELETE FROM config_vars WHERE app_id = $1")
+        .bind(app_id)
+        .execute(&mut **tx)
+        .await?;
+    for (key, value) in config.to_string_map() {
+        sqlx::query("INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3)")
+            .bind(app_id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -280,6 +323,158 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(release_from_row).transpose()
+    }
+
+    /// Rolls the app back to `target`: a new release, "Rollback to vK", with vK's image and vK's
+    /// config, which also become the app's config vars (Heroku's semantics). Only a release that
+    /// ran (succeeded) and has an image can be rolled back to, and not the current one.
+    pub async fn rollback(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        target: &ReleaseRef,
+    ) -> Result<ReleaseRecord> {
+        let target = self.release(app_id, target).await?;
+        let version = target.version;
+        match target.status {
+            ReleaseStatus::Succeeded => {}
+            ReleaseStatus::Failed => {
+                return Err(StoreError::Invalid(format!(
+                    "{version} failed{}, so it can't be rolled back to: pick a release that ran \
+                     (`wharf releases` lists them)",
+                    target
+                        .status_reason
+                        .as_deref()
+                        .map(|why| format!(" ({why})"))
+                        .unwrap_or_default()
+                )))
+            }
+            ReleaseStatus::Pending => {
+                return Err(StoreError::Invalid(format!(
+                    "{version} is still in its release phase and has never run: pick a release \
+                     that ran (`wharf releases` lists them)"
+                )))
+            }
+        }
+        if target.current {
+            return Err(StoreError::Invalid(format!(
+                "{version} is already the current release: roll back to an earlier one \
+                 (`wharf releases` lists them)"
+            )));
+        }
+        let Some(digest) = target.image_digest.clone() else {
+            return Err(StoreError::Invalid(format!(
+                "{version} was made before the app's first build and has no image to run: pick a \
+                 release made by a deploy"
+            )));
+        };
+        let image = ReleaseImage {
+            digest,
+            process_types: target.process_types.clone(),
+        };
+        let mut tx = self.pool.begin().await?;
+        let description = format!("Rollback to {version}");
+        let id = insert_release(
+            &mut tx,
+            app_id,
+            user_id,
+            &description,
+            &target.config,
+            Some(&image),
+        )
+        .await?;
+        replace_config(&mut tx, app_id, &target.config).await?;
+        let types: Vec<String> = image.process_types.keys().cloned().collect();
+        crate::formation::sync_types(&mut tx, app_id, &types).await?;
+        tx.commit().await?;
+        self.release_by_id(&id).await
+    }
+
+    /// A new release of the app with `image` (an image another release already runs, such as
+    /// another app's: promotion) and the app's own current config.
+    pub async fn release_image(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        image: &ReleaseImage,
+        description: &str,
+    ) -> Result<ReleaseRecord> {
+        let mut tx = self.pool.begin().await?;
+        let config = crate::config::load_for_update(&mut tx, app_id).await?;
+        let id =
+            insert_release(&mut tx, app_id, user_id, description, &config, Some(image)).await?;
+        let types: Vec<String> = image.process_types.keys().cloned().collect();
+        crate::formation::sync_types(&mut tx, app_id, &types).await?;
+        tx.commit().await?;
+        self.release_by_id(&id).await
+    }
+
+    /// The process types a stored release declares for the image `digest`, if any release
+    /// (of any app) runs it: what a release made from that image alone will run.
+    pub async fn image_process_types(
+        &self,
+        digest: &str,
+    ) -> Result<Option<BTreeMap<String, String>>> {
+        let row = sqlx::query(
+            "SELECT process_types FROM releases WHERE image_digest = $1 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            decode_types(
+                row.try_get::<Option<String>, _>("process_types")?
+                    .as_deref(),
+            )
+        })
+        .transpose()
+    }
+
+    /// Ends a release's release phase: `pending` becomes `succeeded` (the release goes live) or,
+    /// with a reason, `failed`. Returns whether the release was pending.
+    pub async fn finish_release_phase(
+        &self,
+        app_id: &str,
+        version: u32,
+        failure: Option<&str>,
+    ) -> Result<bool> {
+        let status = if failure.is_some() {
+            ReleaseStatus::Failed
+        } else {
+            ReleaseStatus::Succeeded
+        };
+        let done = sqlx::query(
+            "UPDATE releases SET status = $3, status_reason = $4, updated_at = $5 \
+             WHERE app_id = $1 AND version = $2 AND status = 'pending'",
+        )
+        .bind(app_id)
+        .bind(i64::from(version))
+        .bind(status.as_str())
+        .bind(failure)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every release still in its release phase, oldest first.
+    pub async fn pending_releases(&self) -> Result<Vec<ReleaseRecord>> {
+        let rows = sqlx::query(&format!(
+            "{RELEASE_SELECT} WHERE r.status = 'pending' ORDER BY r.created_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(release_from_row).collect()
+    }
+
+    /// Whether the app has a release in its release phase.
+    pub async fn has_pending_release(&self, app_id: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 FROM releases WHERE app_id = $1 AND status = 'pending' LIMIT 1")
+                .bind(app_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
     }
 
     pub(crate) async fn release_by_id(&self, id: &str) -> Result<ReleaseRecord> {

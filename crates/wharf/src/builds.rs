@@ -101,7 +101,7 @@ pub async fn run(global: &Global, args: BuildsArgs) -> anyhow::Result<()> {
                 None => latest(&client, &app).await?,
             };
             let mut stream = client
-                .build_output(&build.output_stream_url)
+                .output_stream(&build.output_stream_url)
                 .await?
                 .bytes_stream();
             let mut stdout = std::io::stdout();

@@ -45,6 +45,26 @@ pub enum Command {
     /// Show an app's releases
     #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
     Releases(ReleasesArgs),
+    /// Roll back to an earlier release's image and config (the previous release by default)
+    Rollback {
+        /// The release to roll back to: a version (`3` or `v3`) or release id
+        release: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Release one app's current image on another, unchanged, with the target's own config
+    Promote {
+        /// The app whose current release's image is promoted
+        #[arg(long, value_name = "APP")]
+        from: String,
+        /// The app that gets a new release with that image
+        #[arg(long, value_name = "APP")]
+        to: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Build the app from a directory's source and release it
     Deploy(DeployArgs),
     /// Show an app's builds and their output
@@ -185,6 +205,15 @@ pub struct ServerArgs {
         value_name = "SECONDS"
     )]
     pub build_timeout: u64,
+    /// Seconds a release phase (the Procfile's `release:` command) may run before its release
+    /// fails
+    #[arg(
+        long,
+        env = "WHARF_RELEASE_TIMEOUT",
+        default_value_t = 1800,
+        value_name = "SECONDS"
+    )]
+    pub release_timeout: u64,
     /// How many builds (of different apps) may run at once
     #[arg(
         long,
@@ -520,6 +549,27 @@ pub enum ReleasesCommand {
     Info {
         /// A version (`3` or `v3`) or release id
         release: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show a release phase's output (the newest release's by default), following it while it runs
+    Output {
+        /// A version (`3` or `v3`) or release id
+        release: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Show what changed between two releases: image, provider, process types, config keys
+    Diff {
+        /// The earlier release (`3` or `v3`)
+        from: String,
+        /// The later release [default: the current one]
+        to: Option<String>,
+        /// Show config values, not only which keys changed
+        #[arg(long)]
+        show_values: bool,
         #[command(flatten)]
         app: AppArg,
         #[command(flatten)]

@@ -65,7 +65,7 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
         .await?;
     eprintln!("-----> Building {app} (build {})", build.id);
 
-    let response = client.build_output(&build.output_stream_url).await?;
+    let response = client.output_stream(&build.output_stream_url).await?;
     let mut stream = response.bytes_stream();
     let mut stdout = std::io::stdout();
     while let Some(chunk) = stream.next().await {
@@ -81,6 +81,8 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
                 Some(release) => client.release(&app, &release.id).await?,
                 None => bail!("the build succeeded but made no release"),
             };
+            // A release phase runs before the release goes live: show it, and its outcome.
+            let release = crate::releases::follow(&client, &app, release).await?;
             println!(
                 "Deployed {app}: release v{} is at {}",
                 release.version, app_info.web_url

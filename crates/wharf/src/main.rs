@@ -58,6 +58,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apps(args) => apps::run(&cli.global, args).await,
         Command::Config(args) => config::run(&cli.global, args).await,
         Command::Releases(args) => releases::run(&cli.global, args).await,
+        Command::Rollback { release, app, json } => {
+            releases::rollback(&cli.global, release, app, json.json).await
+        }
+        Command::Promote { from, to, json } => {
+            releases::promote(&cli.global, &from, &to, json.json).await
+        }
         Command::Deploy(args) => deploy::run(&cli.global, args).await,
         Command::Builds(args) => builds::run(&cli.global, args).await,
         Command::Ps { app, json } => ps::ps(&cli.global, &app, &json).await,

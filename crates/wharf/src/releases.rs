@@ -1,6 +1,15 @@
-//! `wharf releases`: list and info.
+//! `wharf releases` (list, info, output, diff), `wharf rollback` and `wharf promote`.
 
-use crate::cli::{Global, ReleasesArgs, ReleasesCommand};
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use futures_util::StreamExt;
+use wharf_client::Client;
+use wharf_core::api::{KeyChange, Release, ReleaseCreate, ReleaseDiff};
+use wharf_core::release::ReleaseStatus;
+
+use crate::cli::{AppArg, Global, ReleasesArgs, ReleasesCommand};
 use crate::context;
 use crate::output;
 
@@ -100,6 +109,274 @@ pub async fn run(global: &Global, args: ReleasesArgs) -> anyhow::Result<()> {
                 output::key_values(&config.into_iter().collect::<Vec<_>>());
             }
         }
+        ReleasesCommand::Output { release, app } => {
+            let app = context::app_name(&app)?;
+            let release = match release {
+                Some(release) => client.release(&app, &release).await?,
+                None => match client.releases(&app, Some(1)).await?.into_iter().next() {
+                    Some(release) => release,
+                    None => bail!("{app} has no releases yet"),
+                },
+            };
+            let Some(url) = &release.output_stream_url else {
+                bail!(
+                    "v{} of {app} had no release phase (its Procfile has no `release:` command), \
+                     so it has no output",
+                    release.version
+                );
+            };
+            stream_to_stdout(&client, url).await?;
+        }
+        ReleasesCommand::Diff {
+            from,
+            to,
+            show_values,
+            app,
+            json,
+        } => {
+            let app = context::app_name(&app)?;
+            let to = match to {
+                Some(to) => to,
+                None => current(&client, &app).await?.version.to_string(),
+            };
+            let diff = client.release_diff(&app, &from, &to, show_values).await?;
+            if json.json {
+                return output::json(&diff);
+            }
+            print!("{}", render_diff(&app, &diff, show_values));
+        }
     }
     Ok(())
+}
+
+/// The app's current release.
+async fn current(client: &Client, app: &str) -> anyhow::Result<Release> {
+    match client
+        .releases(app, Some(50))
+        .await?
+        .into_iter()
+        .find(|r| r.current)
+    {
+        Some(release) => Ok(release),
+        None => bail!("{app} has no current release"),
+    }
+}
+
+/// Prints an output stream as it arrives.
+async fn stream_to_stdout(client: &Client, url: &str) -> anyhow::Result<()> {
+    let mut stream = client.output_stream(url).await?.bytes_stream();
+    let mut stdout = std::io::stdout();
+    while let Some(chunk) = stream.next().await {
+        stdout.write_all(&chunk.context("the output stream broke off")?)?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+/// Waits for a new release to go live: while it is pending, shows its release phase's output
+/// (on stderr, so `--json` output stays clean) and then its outcome. Fails if the release does.
+pub async fn follow(client: &Client, app: &str, release: Release) -> anyhow::Result<Release> {
+    if release.status != ReleaseStatus::Pending {
+        return Ok(release);
+    }
+    if let Some(url) = &release.output_stream_url {
+        let mut stream = client.output_stream(url).await?.bytes_stream();
+        let mut stderr = std::io::stderr();
+        while let Some(chunk) = stream.next().await {
+            stderr.write_all(&chunk.context("the release phase's output broke off")?)?;
+            stderr.flush()?;
+        }
+    }
+    // The output ends as the phase does; the status is written a moment later.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let release = loop {
+        let now = client.release(app, &release.id).await?;
+        if now.status != ReleaseStatus::Pending {
+            break now;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "v{}'s release phase output ended but the release is still pending",
+                now.version
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if release.status == ReleaseStatus::Failed {
+        bail!(
+            "v{} of {app} failed its release phase{}; the running release is unchanged \
+             (`wharf releases output v{}` shows the output)",
+            release.version,
+            release
+                .status_reason
+                .as_deref()
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default(),
+            release.version
+        );
+    }
+    Ok(release)
+}
+
+/// `wharf rollback [vK]`: to the release before the current one by default.
+pub async fn rollback(
+    global: &Global,
+    release: Option<String>,
+    app: AppArg,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    let app = context::app_name(&app)?;
+    let target = match release {
+        Some(release) => release,
+        None => {
+            let releases = client.releases(&app, Some(100)).await?;
+            let current = releases
+                .iter()
+                .position(|r| r.current)
+                .with_context(|| format!("{app} has no current release to roll back from"))?;
+            match releases[current + 1..]
+                .iter()
+                .find(|r| r.eligible_for_rollback && r.slug.is_some())
+            {
+                Some(previous) => previous.version.to_string(),
+                None => bail!(
+                    "{app} has no earlier release to roll back to (`wharf releases -a {app}` lists them)"
+                ),
+            }
+        }
+    };
+    let made = client
+        .create_release(
+            &app,
+            &ReleaseCreate {
+                release: Some(target),
+                ..ReleaseCreate::default()
+            },
+        )
+        .await?;
+    eprintln!(
+        "Rolling back {app}: v{} ({})",
+        made.version, made.description
+    );
+    let release = follow(&client, &app, made).await?;
+    if json {
+        return output::json(&release);
+    }
+    println!(
+        "Rolled back {app}: {} is now v{}",
+        release.description, release.version
+    );
+    Ok(())
+}
+
+/// `wharf promote --from A --to B`: B gets a new release with A's current image, unchanged.
+pub async fn promote(global: &Global, from: &str, to: &str, json: bool) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    if from == to {
+        bail!("--from and --to are both `{from}`: promote from one app to another");
+    }
+    let source = current(&client, from).await?;
+    let Some(slug) = source.slug.as_ref().map(|s| s.id.clone()) else {
+        bail!("{from} has no build to promote: deploy it first");
+    };
+    let made = client
+        .create_release(
+            to,
+            &ReleaseCreate {
+                slug: Some(slug.clone()),
+                description: Some(format!("Promote {from} v{}", source.version)),
+                ..ReleaseCreate::default()
+            },
+        )
+        .await?;
+    eprintln!(
+        "Promoting {from} v{} ({}) to {to}: v{}",
+        source.version,
+        short(&slug),
+        made.version
+    );
+    let release = follow(&client, to, made).await?;
+    if json {
+        return output::json(&release);
+    }
+    println!(
+        "Promoted {from} v{} to {to}: image {} is now {to} v{}",
+        source.version,
+        short(&slug),
+        release.version
+    );
+    Ok(())
+}
+
+/// `sha256:0123456789ab…` → `0123456789ab`.
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    hex.get(..12).unwrap_or(hex)
+}
+
+/// A diff as text: one section per kind of change, nothing for what didn't change.
+fn render_diff(app: &str, diff: &ReleaseDiff, show_values: bool) -> String {
+    let mut out = format!("=== {app} v{} → v{}\n", diff.from, diff.to);
+    let value = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
+    if diff.image.changed {
+        out.push_str(&format!(
+            "Image:     {} → {}\n",
+            value(&diff.image.from)
+                .trim_start_matches("sha256:")
+                .get(..12)
+                .unwrap_or("(none)"),
+            value(&diff.image.to)
+                .trim_start_matches("sha256:")
+                .get(..12)
+                .unwrap_or("(none)")
+        ));
+    } else {
+        out.push_str("Image:     unchanged\n");
+    }
+    if diff.provider.changed {
+        out.push_str(&format!(
+            "Provider:  {} → {}\n",
+            value(&diff.provider.from),
+            value(&diff.provider.to)
+        ));
+    }
+    let section = |out: &mut String, title: &str, changes: &[KeyChange], values: bool| {
+        out.push_str(&format!("\n{title}\n"));
+        if changes.is_empty() {
+            out.push_str("  (no changes)\n");
+            return;
+        }
+        let rows: Vec<Vec<String>> = changes
+            .iter()
+            .map(|c| {
+                let sign = match c.change.as_str() {
+                    "added" => "+",
+                    "removed" => "-",
+                    _ => "~",
+                };
+                let detail = if !values {
+                    String::new()
+                } else {
+                    match c.change.as_str() {
+                        "added" => value(&c.to),
+                        "removed" => value(&c.from),
+                        _ => format!("{} → {}", value(&c.from), value(&c.to)),
+                    }
+                };
+                vec![format!("  {sign}"), c.key.clone(), detail]
+            })
+            .collect();
+        // Blank headers size the columns; their (empty) line is skipped.
+        for line in output::render_table(&["", "", ""], &rows).lines().skip(1) {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    };
+    section(&mut out, "Process types:", &diff.process_types, true);
+    section(&mut out, "Config vars:", &diff.config_vars, show_values);
+    if !show_values && !diff.config_vars.is_empty() {
+        out.push_str("  (values hidden: --show-values shows them)\n");
+    }
+    out
 }

@@ -75,6 +75,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_header_bytes: args.router_max_header_bytes.max(8192),
             ..wharf_router::RouterConfig::default()
         },
+        release_timeout: seconds("--release-timeout", args.release_timeout)?,
         build: BuildSettings {
             timeout: Duration::from_secs(args.build_timeout),
             concurrency: args.build_concurrency,

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use wharf_build::{BuildOutput, BuildRequest, SandboxMode};
 use wharf_image::archive::Limits;
 use wharf_image::{ImageSpec, ImageStore, LayerSpec, Select};
-use wharf_store::{BuildRecord, BuildSuccess, Store};
+use wharf_store::{BuildRecord, BuildSuccess, Store, StoreError};
 
 use super::output::{BuildLogs, LogWriter};
 
@@ -50,8 +50,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Cancelled when the server stops.
     cancel: CancellationToken,
-    /// Starts a successful build's release.
-    control: crate::control::Control,
+    /// Puts a successful build's release into effect.
+    releaser: crate::release_phase::Releaser,
 }
 
 impl BuildRunner {
@@ -61,7 +61,7 @@ impl BuildRunner {
         logs: BuildLogs,
         settings: BuildSettings,
         data_dir: PathBuf,
-        control: crate::control::Control,
+        releaser: crate::release_phase::Releaser,
     ) -> BuildRunner {
         let slots = Semaphore::new(settings.concurrency.max(1));
         BuildRunner {
@@ -75,7 +75,7 @@ impl BuildRunner {
                 slots,
                 tracker: TaskTracker::new(),
                 cancel: CancellationToken::new(),
-                control,
+                releaser,
             }),
         }
     }
@@ -255,11 +255,24 @@ impl Inner {
             process_types: output.process_types.clone(),
             release_description: format!("Deploy {}", image.manifest.short()),
         };
-        let (_, release) = self
-            .store
-            .succeed_build(&build.id, &success)
-            .await
-            .map_err(internal)?;
+        // A release in its release phase holds back every other release of the app: wait for
+        // it (another request may start one in between, so look again on a refusal).
+        let release = loop {
+            self.releaser
+                .wait_idle(&build.app_id)
+                .await
+                .map_err(internal)?;
+            match self.store.succeed_build(&build.id, &success).await {
+                Ok((_, release)) => break release,
+                Err(StoreError::ReleasePhaseRunning { version, .. }) => {
+                    log.write(&format!(
+                        "-----> Waiting for the release phase of v{version} to finish\n"
+                    ))
+                    .await;
+                }
+                Err(e) => return Err(internal(e)),
+            }
+        };
         let types: Vec<&str> = output.process_types.keys().map(String::as_str).collect();
         log.write(&format!(
             "-----> Process types: {}\n",
@@ -270,9 +283,17 @@ impl Inner {
             }
         ))
         .await;
-        log.write(&format!("-----> Released v{}\n", release.version.get()))
+        if release.status == wharf_core::release::ReleaseStatus::Pending {
+            log.write(&format!(
+                "-----> Released {v}; its release phase runs next (`wharf releases output {v}`)\n",
+                v = release.version
+            ))
             .await;
-        self.control.converge(&build.app_id).await;
+        } else {
+            log.write(&format!("-----> Released {}\n", release.version))
+                .await;
+        }
+        self.releaser.launch(&release).await;
         tracing::info!(app = %app, build = %build.id, release = %release.version, image = %image.manifest, "build succeeded");
         Ok(())
     }

@@ -59,9 +59,10 @@ pub async fn update(
         // Keys only: values are secrets and never reach the log.
         tracing::info!(app = %app.name, release = %release.version, description = %release.description, "config changed");
     }
-    if update.release.is_some() {
-        // A new release: the running processes restart with the new config.
-        state.converge(&app.id).await;
+    if let Some(release) = &update.release {
+        // A new release: the running processes restart with the new config (after its
+        // release phase, if it has one).
+        state.launch(release).await;
     }
     Ok(Json(update.vars.to_string_map()))
 }

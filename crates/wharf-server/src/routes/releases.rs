@@ -1,18 +1,50 @@
-//! `/apps/{app}/releases`: the app's release history, and each release's config snapshot.
+//! `/apps/{app}/releases`: the app's release history, each release's config snapshot, rollback
+//! and releases of an existing image (promotion), what changed between two releases; and
+//! `/releases/{id}/output`, the signed stream of a release phase's output.
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
-use axum::Json;
-use wharf_core::api::{self, ConfigVarsBody, ErrorBody, IdRef, NamedRef, ReleaseArtifact, UserRef};
-use wharf_core::release::ReleaseStatus;
-use wharf_store::{ReleaseRecord, ReleaseRef};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use crate::error::ApiResult;
-use crate::extract;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use wharf_core::api::{
+    self, Change, ConfigVarsBody, ErrorBody, IdRef, KeyChange, NamedRef, ReleaseArtifact,
+    ReleaseCreate, ReleaseDiff, UserRef,
+};
+use wharf_core::release::{ReleaseStatus, RELEASE_PHASE_TYPE};
+use wharf_image::Digest;
+use wharf_store::{ReleaseImage, ReleaseRecord, ReleaseRef};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{self, Body as JsonBody};
+use crate::routes::sources::Signature;
 use crate::AppState;
 
-pub fn to_api(release: ReleaseRecord) -> api::Release {
+/// How long a release's `output_stream_url` stays valid.
+const OUTPUT_URL_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn output_path(id: &str) -> String {
+    format!("/releases/{id}/output")
+}
+
+pub fn to_api(state: &AppState, release: ReleaseRecord) -> api::Release {
+    // Only a release with a release phase has output.
+    let output_stream_url = release
+        .process_types
+        .contains_key(RELEASE_PHASE_TYPE)
+        .then(|| {
+            let path = output_path(&release.id);
+            format!(
+                "{}{path}?{}",
+                state.links.public_url.trim_end_matches('/'),
+                state.signer.sign("GET", &path, OUTPUT_URL_TTL)
+            )
+        });
     let artifacts = release
         .image_digest
         .iter()
@@ -40,7 +72,7 @@ pub fn to_api(release: ReleaseRecord) -> api::Release {
         },
         addon_plan_names: Vec::new(),
         artifacts,
-        output_stream_url: None,
+        output_stream_url,
         created_at: release.created_at,
         updated_at: release.updated_at,
     }
@@ -67,7 +99,7 @@ pub async fn list(
     let range = extract::range(&headers, &["version", "id"])?;
     let app = state.store.app(&app).await?;
     let page = state.store.list_releases(&app.id, &range).await?;
-    Ok(extract::page_response(&range, page, to_api))
+    Ok(extract::page_response(&range, page, |r| to_api(&state, r)))
 }
 
 /// The app's release `ident`, with a not-found message that names the app.
@@ -104,7 +136,7 @@ pub async fn info(
 ) -> ApiResult<Json<api::Release>> {
     let app = state.store.app(&app).await?;
     let release = find(&state, &app, &release).await?;
-    Ok(Json(to_api(release)))
+    Ok(Json(to_api(&state, release)))
 }
 
 /// The config vars a release runs with, as they were when it was made.
@@ -121,4 +153,256 @@ pub async fn config_vars(
     let app = state.store.app(&app).await?;
     let release = find(&state, &app, &release).await?;
     Ok(Json(release.config.to_string_map()))
+}
+
+/// Rolls back (`{"release": "3"}`: a new release with v3's image and config, which become the
+/// app's config too) or releases an image another release runs (`{"slug": "<digest>"}`, with
+/// the app's own config: promotion). Either way nothing is built; the new release goes live the
+/// zero-downtime way, after its release phase if it has one.
+#[utoipa::path(post, path = "/apps/{app}/releases", tag = "releases", request_body = ReleaseCreate,
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses(
+        (status = 201, description = "The new release (`pending` while its release phase runs)", body = api::Release),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Another release is in its release phase", body = ErrorBody),
+        (status = 422, description = "Neither or both of `release` and `slug`; a release that failed, is current or whose image is gone; an unknown image", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(Caller(account)): Extension<Caller>,
+    Path(app): Path<String>,
+    JsonBody(body): JsonBody<ReleaseCreate>,
+) -> ApiResult<(StatusCode, Json<api::Release>)> {
+    let app = state.store.app(&app).await?;
+    // Images in use can't be collected while a release that uses them is being made.
+    let _no_gc = state.gc.read().await;
+    let release =
+        match (body.release, body.slug) {
+            (Some(target), None) => {
+                let target = find(&state, &app, &target).await?;
+                if let Some(digest) = &target.image_digest {
+                    check_image(&state, digest, &format!("v{}'s", target.version.get()))?;
+                }
+                state
+                    .store
+                    .rollback(&app.id, &account.id, &ReleaseRef::Id(target.id))
+                    .await?
+            }
+            (None, Some(slug)) => {
+                let digest = slug
+                    .trim()
+                    .strip_prefix("sha256:")
+                    .map(|hex| format!("sha256:{hex}"));
+                let digest = match digest {
+                    Some(d) if Digest::parse(&d).is_ok() => d,
+                    _ => {
+                        return Err(ApiError::invalid_params(format!(
+                            "slug `{}` is not an image digest: use a release's `slug.id` \
+                         (`sha256:` and 64 hex digits; `wharf releases info -a APP` shows it)",
+                            wharf_core::name::shown(&slug)
+                        )))
+                    }
+                };
+                check_image(&state, &digest, "the")?;
+                let process_types =
+                    state
+                        .store
+                        .image_process_types(&digest)
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::invalid_params(format!(
+                                "no release runs image {digest}: release an image that some app's \
+                         release already runs"
+                            ))
+                        })?;
+                let description = match body.description {
+                    Some(d) if !d.trim().is_empty() => d.trim().chars().take(200).collect(),
+                    _ => format!("Deploy {}", &digest[7..19]),
+                };
+                state
+                    .store
+                    .release_image(
+                        &app.id,
+                        &account.id,
+                        &ReleaseImage {
+                            digest,
+                            process_types,
+                        },
+                        &description,
+                    )
+                    .await?
+            }
+            (None, None) => return Err(ApiError::invalid_params(
+                "say what to release: `release` (a version or id, to roll back to it) or `slug` \
+                 (an image digest, to release that image)",
+            )),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid_params(
+                    "give `release` (roll back) or `slug` (release an image), not both",
+                ))
+            }
+        };
+    drop(_no_gc);
+    tracing::info!(app = %app.name, release = %release.version, description = %release.description, "release made");
+    state.launch(&release).await;
+    Ok((StatusCode::CREATED, Json(to_api(&state, release))))
+}
+
+/// Refuses a release whose image is no longer in the image store (collected by `wharf gc`).
+fn check_image(state: &AppState, digest: &str, whose: &str) -> ApiResult<()> {
+    let present = Digest::parse(digest)
+        .ok()
+        .is_some_and(|d| state.control.images().image(&d).is_ok());
+    if present {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_params(format!(
+            "{whose} image {digest} is no longer stored (garbage-collected, or never built \
+             here): deploy the source again instead"
+        )))
+    }
+}
+
+/// Whether to show config values in a diff.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DiffQuery {
+    /// Show config values (otherwise only which keys changed).
+    #[serde(default)]
+    pub show_values: bool,
+}
+
+/// What changed from release `from` to release `to`: image, provider, process types and
+/// config vars (keys only unless `show_values=true`). wharf extension.
+#[utoipa::path(get, path = "/apps/{app}/releases/{from}/diff/{to}", tag = "releases",
+    params(
+        ("app" = String, Path, description = "The app's id or name"),
+        ("from" = String, Path, description = "The earlier release's id or version"),
+        ("to" = String, Path, description = "The later release's id or version"),
+        DiffQuery,
+    ),
+    responses((status = 200, body = ReleaseDiff), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn diff(
+    State(state): State<AppState>,
+    Path((app, from, to)): Path<(String, String, String)>,
+    Query(query): Query<DiffQuery>,
+) -> ApiResult<Json<ReleaseDiff>> {
+    let app = state.store.app(&app).await?;
+    let from = find(&state, &app, &from).await?;
+    let to = find(&state, &app, &to).await?;
+    let provider = |digest: Option<String>| {
+        let store = state.store.clone();
+        async move {
+            match digest {
+                Some(d) => store.image_provider(&d).await,
+                None => Ok(None),
+            }
+        }
+    };
+    let from_provider = provider(from.image_digest.clone()).await?;
+    let to_provider = provider(to.image_digest.clone()).await?;
+    Ok(Json(ReleaseDiff {
+        from: from.version.get(),
+        to: to.version.get(),
+        image: change(from.image_digest.clone(), to.image_digest.clone()),
+        provider: change(from_provider, to_provider),
+        process_types: key_changes(&from.process_types, &to.process_types, true),
+        config_vars: key_changes(
+            &from.config.to_string_map(),
+            &to.config.to_string_map(),
+            query.show_values,
+        ),
+    }))
+}
+
+fn change(from: Option<String>, to: Option<String>) -> Change {
+    Change {
+        changed: from != to,
+        from,
+        to,
+    }
+}
+
+/// The keys added, removed or changed from `from` to `to`, in key order; values only if `show`.
+fn key_changes(
+    from: &BTreeMap<String, String>,
+    to: &BTreeMap<String, String>,
+    show: bool,
+) -> Vec<KeyChange> {
+    let keys: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (old, new) = (from.get(key), to.get(key));
+            let change = match (old, new) {
+                (None, Some(_)) => "added",
+                (Some(_), None) => "removed",
+                (Some(a), Some(b)) if a != b => "changed",
+                _ => return None,
+            };
+            let shown = |v: Option<&String>| if show { v.cloned() } else { None };
+            Some(KeyChange {
+                key: key.clone(),
+                change: change.to_owned(),
+                from: shown(old),
+                to: shown(new),
+            })
+        })
+        .collect()
+}
+
+/// The release phase's output as plain text: everything so far, then, while it runs, the rest
+/// as it happens. Needs the signed `output_stream_url`, no token.
+#[utoipa::path(get, path = "/releases/{id}/output", tag = "releases", security(()),
+    params(("id" = String, Path, description = "The release's id"), Signature),
+    responses(
+        (status = 200, description = "The output, streamed", content_type = "text/plain", body = String),
+        (status = 403, description = "A missing, wrong or expired signature", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn output(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(signature): Query<Signature>,
+) -> ApiResult<Response> {
+    signature.check(&state, "GET", &output_path(&id))?;
+    let stream = state.releases.outputs().stream(&id).await.ok_or_else(|| {
+        ApiError::not_found(format!("release `{id}` has no release-phase output"))
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn key_changes_name_each_kind_and_hide_values_unless_asked() {
+        let from = map(&[("A", "1"), ("B", "2"), ("C", "3")]);
+        let to = map(&[("B", "2"), ("C", "4"), ("D", "5")]);
+        let hidden = key_changes(&from, &to, false);
+        let kinds: Vec<(&str, &str)> = hidden
+            .iter()
+            .map(|c| (c.key.as_str(), c.change.as_str()))
+            .collect();
+        assert_eq!(kinds, [("A", "removed"), ("C", "changed"), ("D", "added")]);
+        assert!(hidden.iter().all(|c| c.from.is_none() && c.to.is_none()));
+        let shown = key_changes(&from, &to, true);
+        assert_eq!(shown[1].from.as_deref(), Some("3"));
+        assert_eq!(shown[1].to.as_deref(), Some("4"));
+    }
 }

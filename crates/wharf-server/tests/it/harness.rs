@@ -93,6 +93,7 @@ impl TestServer {
                 drain_timeout: std::time::Duration::from_secs(10),
                 ..wharf_router::RouterConfig::default()
             },
+            release_timeout: std::time::Duration::from_secs(6),
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
                 concurrency: 2,

@@ -9,6 +9,7 @@ mod builds;
 mod config_vars;
 mod conventions;
 mod openapi;
+mod release_stage;
 mod releases;
 mod router;
 mod run;

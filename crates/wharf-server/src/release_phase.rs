@@ -1,0 +1,223 @@
+//! Putting a new release into effect, and its release phase.
+//!
+//! Every path that makes a release (a build, a config change, a rollback, a promotion) hands it
+//! to [`Releaser::launch`]. A release whose image declares a `release` process type starts
+//! `pending`: its command runs once, as a one-off process (`release.N`) with the new release's
+//! environment, its output going to the release's own output file (the API's
+//! `output_stream_url`, `wharf releases output`). When it exits 0 the release becomes
+//! `succeeded`, so current, and the app converges to it; when it fails or runs past the
+//! timeout the release is `failed` with the reason, and the running release is never touched.
+//! While a release is pending the store refuses to make another release of the app; builds,
+//! which finish unattended, wait for the phase to end instead ([`Releaser::wait_idle`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use wharf_core::release::{ReleaseStatus, RELEASE_PHASE_TYPE};
+use wharf_logs::LogLine;
+use wharf_store::{ReleaseRecord, Store, StoreError};
+
+use crate::builds::output::{BuildLogs, LogWriter};
+use crate::control::Control;
+
+/// How long a release phase may run by default (`WHARF_RELEASE_TIMEOUT`).
+pub const DEFAULT_RELEASE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Puts releases into effect.
+#[derive(Debug, Clone)]
+pub struct Releaser {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    control: Control,
+    /// Release-phase output, one file per release id.
+    outputs: BuildLogs,
+    timeout: Duration,
+    /// Woken whenever a release phase ends.
+    ended: Notify,
+}
+
+impl Releaser {
+    pub fn new(store: Store, control: Control, outputs: BuildLogs, timeout: Duration) -> Self {
+        Releaser {
+            inner: Arc::new(Inner {
+                store,
+                control,
+                outputs,
+                timeout,
+                ended: Notify::new(),
+            }),
+        }
+    }
+
+    /// Release-phase output, by release id.
+    pub fn outputs(&self) -> &BuildLogs {
+        &self.inner.outputs
+    }
+
+    /// Puts a release just stored into effect: a pending one runs its release phase first (in
+    /// the background; this returns once its output exists), any other is converged to now.
+    pub async fn launch(&self, release: &ReleaseRecord) {
+        if release.status != ReleaseStatus::Pending {
+            self.inner.control.converge(&release.app_id).await;
+            return;
+        }
+        let output = match self.inner.outputs.create(&release.id).await {
+            Ok(output) => Some(output),
+            Err(e) => {
+                tracing::error!(release = %release.id, error = %e, "cannot store release-phase output");
+                None
+            }
+        };
+        let inner = self.inner.clone();
+        let release = release.clone();
+        tokio::spawn(async move { inner.run(release, output).await });
+    }
+
+    /// Waits until the app has no release in its release phase.
+    pub async fn wait_idle(&self, app_id: &str) -> Result<(), StoreError> {
+        loop {
+            let ended = self.inner.ended.notified();
+            tokio::pin!(ended);
+            // Registered before looking, so a phase ending in between still wakes this.
+            ended.as_mut().enable();
+            if !self.inner.store.has_pending_release(app_id).await? {
+                return Ok(());
+            }
+            ended.await;
+        }
+    }
+
+    /// Marks releases left pending by a server that stopped mid-phase as failed: their release
+    /// phase was interrupted, and whether it finished is unknown.
+    pub async fn fail_interrupted(store: &Store) -> Result<usize, StoreError> {
+        let pending = store.pending_releases().await?;
+        for release in &pending {
+            store
+                .finish_release_phase(
+                    &release.app_id,
+                    release.version.get(),
+                    Some("interrupted: the server stopped during the release phase; deploy again"),
+                )
+                .await?;
+        }
+        Ok(pending.len())
+    }
+}
+
+impl Inner {
+    async fn run(&self, release: ReleaseRecord, output: Option<LogWriter>) {
+        let mut output = output;
+        let version = release.version;
+        let outcome = self.phase(&release, output.as_mut()).await;
+        let failure = outcome.err();
+        if let Some(out) = output.as_mut() {
+            let line = match &failure {
+                None => format!("-----> Release phase succeeded: {version} is live\n"),
+                Some(why) => format!("-----> Release phase failed: {why}\n"),
+            };
+            out.write(&line).await;
+        }
+        if let Some(out) = output {
+            out.finish().await;
+        }
+        let finished = self
+            .store
+            .finish_release_phase(&release.app_id, version.get(), failure.as_deref())
+            .await;
+        self.ended.notify_waiters();
+        let log = self.control.logs().app(&release.app_id);
+        match (finished, &failure) {
+            (Err(e), _) => {
+                tracing::error!(app = %release.app_name, release = %version, error = %e, "cannot record the end of a release phase");
+            }
+            (Ok(_), None) => {
+                log.append(LogLine::event(
+                    "api",
+                    format!("Release phase of {version} succeeded; deploying it"),
+                ));
+                tracing::info!(app = %release.app_name, release = %version, "release phase succeeded");
+                self.control.converge(&release.app_id).await;
+            }
+            (Ok(_), Some(why)) => {
+                log.append(LogLine::event(
+                    "api",
+                    format!(
+                        "Release phase of {version} failed: {why}; the running release is unchanged \
+                         (its output: wharf releases output {version})"
+                    ),
+                ));
+                tracing::warn!(app = %release.app_name, release = %version, reason = %why, "release phase failed");
+            }
+        }
+    }
+
+    /// Runs the release command; `Err` says why the release failed.
+    async fn phase(
+        &self,
+        release: &ReleaseRecord,
+        mut output: Option<&mut LogWriter>,
+    ) -> Result<(), String> {
+        let command = release
+            .process_types
+            .get(RELEASE_PHASE_TYPE)
+            .ok_or("the image declares no release command")?;
+        let spec = self
+            .control
+            .release_spec(release)
+            .ok_or("the release's image can't be read")?;
+        if let Some(out) = output.as_mut() {
+            out.write(&format!(
+                "-----> Running release phase for {}: {command}\n",
+                release.version
+            ))
+            .await;
+        }
+        let one_off = self
+            .control
+            .supervisor()
+            .run_release_phase(
+                &release.app_id,
+                &spec,
+                command,
+                self.control.sink(&release.app_id),
+            )
+            .await
+            .map_err(|e| format!("the release command could not start: {e}"))?;
+        let pid = one_off.pid;
+        let mut chunks = one_off.output;
+        let exit = one_off.exit;
+        let ran = tokio::time::timeout(self.timeout, async {
+            if let Some(rx) = chunks.as_mut() {
+                while let Some(chunk) = rx.recv().await {
+                    if let Some(out) = output.as_mut() {
+                        out.write(&String::from_utf8_lossy(&chunk)).await;
+                    }
+                }
+            }
+            exit.await
+        })
+        .await;
+        match ran {
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(code)) => Err(format!("the release command exited with status {code}")),
+            Ok(Err(_)) => Err("the release command's exit status was lost".to_owned()),
+            Err(_) => {
+                if let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pgid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                Err(format!(
+                    "the release command ran longer than {}s and was stopped",
+                    self.timeout.as_secs()
+                ))
+            }
+        }
+    }
+}
