@@ -314,6 +314,11 @@ impl Client {
         self.json(request).await
     }
 
+    /// Collects garbage now.
+    pub async fn gc(&self) -> Result<api::GarbageCollection> {
+        self.json(self.request(Method::POST, &["gc"])).await
+    }
+
     /// Makes a source to upload an archive to.
     pub async fn create_source(&self) -> Result<Source> {
         self.json(self.request(Method::POST, &["sources"])).await

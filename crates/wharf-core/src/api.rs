@@ -237,6 +237,23 @@ pub struct KeyChange {
     pub to: Option<String>,
 }
 
+/// `POST /gc`: what garbage collection freed (a wharf extension).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GarbageCollection {
+    /// Images kept: recent and current releases' images, and those running.
+    pub images_kept: usize,
+    /// Images (builds) removed from the image store.
+    pub images_removed: usize,
+    /// Blobs deleted (manifests, configs and layers no kept image uses).
+    pub blobs_removed: usize,
+    /// Files an interrupted write left, deleted.
+    pub temp_files_removed: usize,
+    /// Unpacked release trees removed, as `<app id>/v<N>`.
+    pub release_trees_removed: Vec<String>,
+    pub bytes_freed: u64,
+}
+
 /// An artifact a release is made of (Heroku: a slug or an OCI image).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -22,7 +22,7 @@ pub use blob::{BlobReader, BlobWriter};
 pub use digest::Digest;
 pub use error::ImageError;
 pub use image::{BuiltImage, Image, ImageSpec, LayerInfo, LayerSpec, Select};
-pub use store::{FsckReport, ImageStore};
+pub use store::{Collection, FsckReport, ImageStore};
 
 /// Media type of the OCI image manifests this store writes.
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";

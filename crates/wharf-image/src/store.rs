@@ -391,26 +391,53 @@ impl ImageStore {
 
         // Walk references from index.json down through indexes and manifests.
         let corrupt: BTreeSet<Digest> = report.corrupt.iter().map(|(d, _)| d.clone()).collect();
-        let mut missing = BTreeSet::new();
-        let mut seen = BTreeSet::new();
-        let mut queue: Vec<(String, String)> = self
+        let roots = self
             .read_index()?
             .manifests
             .into_iter()
             .map(|m| (m.digest, m.media_type))
             .collect();
+        let (_, missing) = self.walk(roots, |d| present.contains(d), &corrupt)?;
+        report.missing = missing.into_iter().collect();
+        report.corrupt.sort();
+        report.stray_temp_files.sort();
+        if !report.is_healthy() {
+            tracing::warn!(
+                corrupt = report.corrupt.len(),
+                missing = report.missing.len(),
+                "image store fsck found problems"
+            );
+        }
+        Ok(report)
+    }
+}
+
+impl ImageStore {
+    /// Every blob reachable from `roots` (digest, media type) through indexes and manifests,
+    /// split into those that `exists` and those that don't. Blobs in `opaque` are not looked
+    /// into (corrupt ones, say).
+    fn walk(
+        &self,
+        roots: Vec<(String, String)>,
+        exists: impl Fn(&Digest) -> bool,
+        opaque: &BTreeSet<Digest>,
+    ) -> Result<(BTreeSet<Digest>, BTreeSet<Digest>), ImageError> {
+        let mut reached = BTreeSet::new();
+        let mut missing = BTreeSet::new();
+        let mut queue = roots;
         while let Some((digest, media_type)) = queue.pop() {
             let Ok(digest) = Digest::parse(&digest) else {
                 continue;
             };
-            if !seen.insert(digest.clone()) {
+            if reached.contains(&digest) || missing.contains(&digest) {
                 continue;
             }
-            if !present.contains(&digest) {
+            if !exists(&digest) {
                 missing.insert(digest);
                 continue;
             }
-            if corrupt.contains(&digest) {
+            reached.insert(digest.clone());
+            if opaque.contains(&digest) {
                 continue;
             }
             let is_manifest = media_type == MANIFEST_MEDIA_TYPE
@@ -442,18 +469,99 @@ impl ImageStore {
                 }
             }
         }
-        report.missing = missing.into_iter().collect();
-        report.corrupt.sort();
-        report.stray_temp_files.sort();
-        if !report.is_healthy() {
-            tracing::warn!(
-                corrupt = report.corrupt.len(),
-                missing = report.missing.len(),
-                "image store fsck found problems"
+        Ok((reached, missing))
+    }
+
+    /// Garbage collection: keeps the images (manifests) in `keep` and everything they
+    /// reference; untags every other image, then deletes every blob nothing kept references,
+    /// and temp files older than [`STALE_TEMP_AGE`] (what an interrupted write left). Tags go
+    /// first, so a crash midway leaves only unreferenced blobs behind (the next run removes
+    /// them), never a reference to a deleted blob. The caller makes sure nothing writes images
+    /// it is about to reference meanwhile.
+    pub fn collect(&self, keep: &BTreeSet<Digest>) -> Result<Collection, ImageError> {
+        let mut report = Collection::default();
+        let mut untagged = Vec::new();
+        self.update_index(|index| {
+            index.manifests.retain(|m| {
+                let kept = Digest::parse(&m.digest).is_ok_and(|d| keep.contains(&d));
+                if !kept {
+                    untagged.extend(m.tag().map(str::to_owned));
+                }
+                kept
+            });
+        })?;
+        report.untagged = untagged;
+        let roots = keep
+            .iter()
+            .map(|d| (d.to_string(), MANIFEST_MEDIA_TYPE.to_owned()))
+            .collect();
+        let (reached, _) = self.walk(roots, |d| self.has_blob(d), &BTreeSet::new())?;
+        report.kept_blobs = reached.len();
+        let sha256 = self.blobs_dir().join("sha256");
+        for entry in fs::read_dir(&sha256).map_err(ImageError::io("cannot list", &sha256))? {
+            let entry = entry.map_err(ImageError::io("cannot list", &sha256))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
+                continue; // not a blob: fsck reports it
+            };
+            if reached.contains(&digest) {
+                continue;
+            }
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    report.removed_blobs += 1;
+                    report.bytes += len;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ImageError::io("cannot remove", &entry.path())(e)),
+            }
+        }
+        for dir in [self.root.clone(), self.blobs_dir(), sha256] {
+            for entry in fs::read_dir(&dir).map_err(ImageError::io("cannot list", &dir))? {
+                let entry = entry.map_err(ImageError::io("cannot list", &dir))?;
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TEMP_AGE);
+                if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) && stale {
+                    let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    if fs::remove_file(entry.path()).is_ok() {
+                        report.removed_temp_files += 1;
+                        report.bytes += len;
+                    }
+                }
+            }
+        }
+        if report.removed_blobs > 0 {
+            tracing::info!(
+                blobs = report.removed_blobs,
+                bytes = report.bytes,
+                "collected unreferenced image blobs"
             );
         }
         Ok(report)
     }
+}
+
+/// A temp file older than this belongs to no write in progress.
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// What [`ImageStore::collect`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collection {
+    /// Tags removed (their images were not kept).
+    pub untagged: Vec<String>,
+    /// Blobs deleted.
+    pub removed_blobs: usize,
+    /// Leftover temp files deleted.
+    pub removed_temp_files: usize,
+    /// Bytes freed.
+    pub bytes: u64,
+    /// Blobs the kept images reference.
+    pub kept_blobs: usize,
 }
 
 /// Serialises layout metadata. Every type passed here is plain data with string keys, for which

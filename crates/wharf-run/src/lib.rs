@@ -38,6 +38,7 @@ use std::time::Duration;
 pub use error::RunError;
 pub use sandbox::{ParseSandboxModeError, SandboxMode};
 pub use supervisor::{OneOff, Supervisor};
+pub use tree::TreeCollection;
 pub use wharf_core::backend::{
     Backend, BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, ProcessSpec,
     ReleaseSpec, Rollout, Routes, Stream, Target, Upstream,

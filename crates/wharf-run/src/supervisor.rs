@@ -21,7 +21,7 @@
 //! Each step also updates the app's *rollout*: complete once every web instance of the desired
 //! release is up, failed once one of them ended before it ever came up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -37,7 +37,7 @@ use crate::cgroup::Cgroups;
 use crate::ports::PortPool;
 use crate::runtime::{self, InstanceDir};
 use crate::sandbox::{Isolation, Launch, DEFAULT_PATH};
-use crate::tree::Releases;
+use crate::tree::{Releases, TreeCollection};
 use crate::{
     backoff, events, stale, DesiredApp, InstanceState, InstanceStatus, LogSink, ProcessSpec,
     ReleaseSpec, Rollout, Routes, RunError, Stream, SupervisorConfig, Target, Upstream,
@@ -68,6 +68,9 @@ struct Inner {
     apps: Mutex<HashMap<String, AppHandle>>,
     /// app_id → the last one-off number handed out (`run.N`).
     one_offs: Mutex<HashMap<String, u32>>,
+    /// The releases running one-off processes use, `(app_id, version)` → how many: their trees
+    /// and images are in use.
+    one_off_releases: Mutex<HashMap<(String, u32), (String, usize)>>,
     /// Makes instance directory names unique while two instances share a name (a web deploy).
     generation: AtomicU64,
     /// Cancelled on shutdown (or by the caller's token); every app and instance token is a
@@ -182,6 +185,35 @@ impl Cell {
     }
 }
 
+/// Marks a release as used by a one-off process while it lives.
+struct OneOffRelease {
+    inner: Arc<Inner>,
+    key: (String, u32),
+}
+
+impl OneOffRelease {
+    fn hold(inner: Arc<Inner>, app_id: &str, release: &ReleaseSpec) -> OneOffRelease {
+        let key = (app_id.to_owned(), release.version);
+        lock(&inner.one_off_releases)
+            .entry(key.clone())
+            .or_insert_with(|| (release.image.clone(), 0))
+            .1 += 1;
+        OneOffRelease { inner, key }
+    }
+}
+
+impl Drop for OneOffRelease {
+    fn drop(&mut self) {
+        let mut held = lock(&self.inner.one_off_releases);
+        if let Some(entry) = held.get_mut(&self.key) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic elsewhere must not take the supervisor down with it: the data stays usable.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -236,6 +268,7 @@ impl Supervisor {
             run_dir,
             apps: Mutex::new(HashMap::new()),
             one_offs: Mutex::new(HashMap::new()),
+            one_off_releases: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             shutdown: shutdown.child_token(),
             tasks: TaskTracker::new(),
@@ -472,6 +505,8 @@ impl Supervisor {
             *n
         };
         let name = format!("{process_type}.{number}");
+        // In use from before its tree is unpacked until the process has ended.
+        let in_use = OneOffRelease::hold(self.inner.clone(), app_id, release);
         let tree = inner.releases.ensure(app_id, release).await?;
         let port = inner.ports.allocate()?;
         let dir = inner.instance_dir(app_id, &name);
@@ -591,6 +626,7 @@ impl Supervisor {
                     tracing::warn!(error = %e, "cannot wipe a one-off's scratch");
                 }
                 this.ports.release(port);
+                drop(in_use);
             },
             &inner.runtime,
         );
@@ -601,6 +637,42 @@ impl Supervisor {
             output,
             exit: exit_rx,
         })
+    }
+
+    /// `(app id, version)` of every release something runs or is about to run: each app's
+    /// desired release, every instance's (old ones still stopping included), every running
+    /// one-off's.
+    fn releases_in_use(&self) -> HashMap<(String, u32), String> {
+        let mut used = HashMap::new();
+        for (app_id, handle) in lock(&self.inner.apps).iter() {
+            let desired = handle.desired.borrow();
+            let release = &desired.0.release;
+            used.insert((app_id.clone(), release.version), release.image.clone());
+            for cell in lock(&handle.shared.instances).iter() {
+                used.insert(
+                    (app_id.clone(), cell.release.version),
+                    cell.release.image.clone(),
+                );
+            }
+        }
+        for (key, (image, _)) in lock(&self.inner.one_off_releases).iter() {
+            used.insert(key.clone(), image.clone());
+        }
+        used
+    }
+
+    /// The image digests of every release something runs or is about to run.
+    pub fn images_in_use(&self) -> HashSet<String> {
+        self.releases_in_use().into_values().collect()
+    }
+
+    /// Removes the unpacked trees of releases nothing runs (they are unpacked again from their
+    /// image if needed), and what interrupted unpacks left.
+    pub async fn collect_trees(&self) -> Result<TreeCollection, RunError> {
+        self.inner
+            .releases
+            .collect(|| self.releases_in_use().into_keys().collect())
+            .await
     }
 
     /// Stops every instance and one-off (signal, grace, SIGKILL) and waits for them; called

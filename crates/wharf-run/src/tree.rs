@@ -2,6 +2,7 @@
 //! read-only, by its instances. The app itself is the tree's `app/` directory (images put the
 //! app under `/app`).
 
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,93 @@ impl Releases {
             })??;
         Ok(tree)
     }
+}
+
+/// What collecting release trees removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeCollection {
+    /// `(app id, version)` of each tree removed.
+    pub removed: Vec<(String, u32)>,
+    /// Bytes of files they held.
+    pub bytes: u64,
+}
+
+impl Releases {
+    /// Removes every unpacked release tree that `in_use` (called with unpacking held off, so no
+    /// tree appears meanwhile) doesn't name, and what an interrupted unpack or removal left.
+    /// Each tree is renamed aside before it is deleted: a crash midway never leaves a partial
+    /// tree where [`Releases::ensure`] would take it for a whole one.
+    pub(crate) async fn collect(
+        &self,
+        in_use: impl FnOnce() -> HashSet<(String, u32)>,
+    ) -> Result<TreeCollection, RunError> {
+        let _guard = self.unpacking.lock().await;
+        let in_use = in_use();
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || collect(&root, &in_use))
+            .await
+            .map_err(|e| RunError::Io {
+                action: "collect release trees in",
+                path: PathBuf::new(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    }
+}
+
+fn collect(root: &Path, in_use: &HashSet<(String, u32)>) -> Result<TreeCollection, RunError> {
+    let mut report = TreeCollection::default();
+    let apps = match std::fs::read_dir(root) {
+        Ok(apps) => apps,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+        Err(e) => return Err(RunError::io("read", root)(e)),
+    };
+    for app in apps.flatten() {
+        let app_id = app.file_name().to_string_lossy().into_owned();
+        let app_dir = app.path();
+        let Ok(trees) = std::fs::read_dir(&app_dir) else {
+            continue;
+        };
+        for tree in trees.flatten() {
+            let name = tree.file_name().to_string_lossy().into_owned();
+            let path = tree.path();
+            let version = name.strip_prefix('v').and_then(|v| v.parse::<u32>().ok());
+            let leftover = name.starts_with('.');
+            match version {
+                Some(v) if in_use.contains(&(app_id.clone(), v)) => continue,
+                Some(_) => {}
+                None if leftover => {}
+                None => continue, // not wharf's
+            }
+            let bytes = size_of(&path);
+            let aside = if leftover {
+                path.clone()
+            } else {
+                let aside = app_dir.join(format!(".{name}.removing-{}", rand::random::<u32>()));
+                std::fs::rename(&path, &aside).map_err(RunError::io("move aside", &path))?;
+                aside
+            };
+            crate::runtime::wipe(&aside)?;
+            if let Some(v) = version {
+                report.removed.push((app_id.clone(), v));
+                report.bytes += bytes;
+            }
+        }
+        // An app none of whose trees is left (a deleted app, say) leaves no directory.
+        let _ = std::fs::remove_dir(&app_dir);
+    }
+    report.removed.sort();
+    Ok(report)
+}
+
+/// Bytes of the regular files below `path`.
+fn size_of(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len())
+        .sum()
 }
 
 fn unpack(

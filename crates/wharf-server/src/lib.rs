@@ -17,6 +17,7 @@ mod builds;
 mod control;
 mod error;
 mod extract;
+mod gc;
 mod names;
 mod openapi;
 mod release_phase;
@@ -39,6 +40,7 @@ use wharf_store::Store;
 
 pub use builds::BuildSettings;
 pub use error::ApiError;
+pub use gc::{DEFAULT_GC_INTERVAL, DEFAULT_KEEP_RELEASES};
 pub use openapi::openapi_document;
 pub use release_phase::DEFAULT_RELEASE_TIMEOUT;
 
@@ -67,6 +69,10 @@ pub struct ServerConfig {
     pub router: wharf_router::RouterConfig,
     /// A release phase running longer is stopped and its release fails (`WHARF_RELEASE_TIMEOUT`).
     pub release_timeout: std::time::Duration,
+    /// Each app's newest releases whose images garbage collection keeps (`WHARF_KEEP_RELEASES`).
+    pub keep_releases: u32,
+    /// How often garbage collection runs on its own (`WHARF_GC_INTERVAL`).
+    pub gc_interval: std::time::Duration,
 }
 
 /// What links in API responses are made from.
@@ -118,6 +124,9 @@ pub struct AppState {
     /// blob to its release, a rollback or promotion from its image check to its release — and
     /// (exclusive) by garbage collection, which so never frees what one of them is about to use.
     pub gc: Arc<tokio::sync::RwLock<()>>,
+    /// Each app's newest releases whose images garbage collection keeps.
+    pub keep_releases: u32,
+    gc_interval: std::time::Duration,
     /// Serializes [`AppState::refresh_routes`], so an older table never replaces a newer one.
     routes_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -321,6 +330,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         outputs,
         config.release_timeout,
     );
+    let gc = Arc::<tokio::sync::RwLock<()>>::default();
     let builds = builds::BuildRunner::new(
         store.clone(),
         images,
@@ -328,6 +338,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         config.build.clone(),
         config.data_dir.clone(),
         releases.clone(),
+        gc.clone(),
     );
     control.converge_all().await?;
     let links = Links {
@@ -347,7 +358,9 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         releases,
         background,
         router,
-        gc: Arc::default(),
+        gc,
+        keep_releases: config.keep_releases.max(1),
+        gc_interval: config.gc_interval,
         routes_lock: Arc::default(),
     };
     state.refresh_routes().await;
@@ -421,6 +434,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
+    let collecting = tokio::spawn(gc::periodically(
+        state.clone(),
+        state.gc_interval,
+        shutdown.clone(),
+    ));
     let routing = tokio::spawn({
         let router = state.router.clone();
         let shutdown = shutdown.clone();
@@ -441,6 +459,7 @@ pub async fn serve(
             "the router task failed: {e}"
         ))),
     };
+    let _ = collecting.await;
     state.control.logs().shutdown().await;
     served.and(routed)
 }

@@ -85,6 +85,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(domains::info, domains::delete))
         .routes(routes!(logs::create))
         .routes(routes!(meta::metrics))
+        .routes(routes!(meta::gc))
         .routes(routes!(meta::openapi_json))
 }
 

@@ -1,6 +1,6 @@
 //! Releases: immutable (image, config) pairs numbered per app.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -475,6 +475,28 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.is_some())
+    }
+
+    /// The images garbage collection must keep: those of each app's newest `per_app` releases
+    /// (whatever their status), of each app's current release however old, and of releases in
+    /// their release phase.
+    pub async fn images_to_keep(&self, per_app: u32) -> Result<BTreeSet<String>> {
+        let rows = sqlx::query(
+            "SELECT image_digest FROM ( \
+                 SELECT image_digest, status, version, app_id, \
+                     ROW_NUMBER() OVER (PARTITION BY app_id ORDER BY version DESC) AS newness \
+                 FROM releases WHERE image_digest IS NOT NULL \
+             ) r \
+             WHERE newness <= $1 OR status = 'pending' \
+                 OR version = (SELECT MAX(c.version) FROM releases c \
+                     WHERE c.app_id = r.app_id AND c.status = 'succeeded')",
+        )
+        .bind(i64::from(per_app))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>("image_digest")?))
+            .collect()
     }
 
     pub(crate) async fn release_by_id(&self, id: &str) -> Result<ReleaseRecord> {

@@ -65,6 +65,12 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Free disk space now: images no recent, current or running release uses, and unpacked
+    /// release trees no process runs
+    Gc {
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Build the app from a directory's source and release it
     Deploy(DeployArgs),
     /// Show an app's builds and their output
@@ -214,6 +220,24 @@ pub struct ServerArgs {
         value_name = "SECONDS"
     )]
     pub release_timeout: u64,
+    /// How many of each app's newest releases keep their images when garbage is collected
+    /// (the current release's image, and running ones, are always kept)
+    #[arg(
+        long,
+        env = "WHARF_KEEP_RELEASES",
+        default_value_t = 20,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub keep_releases: u32,
+    /// Seconds between garbage collections (images and release trees no release needs)
+    #[arg(
+        long,
+        env = "WHARF_GC_INTERVAL",
+        default_value_t = 3600,
+        value_name = "SECONDS"
+    )]
+    pub gc_interval: u64,
     /// How many builds (of different apps) may run at once
     #[arg(
         long,

@@ -64,6 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Promote { from, to, json } => {
             releases::promote(&cli.global, &from, &to, json.json).await
         }
+        Command::Gc { json } => releases::gc(&cli.global, json.json).await,
         Command::Deploy(args) => deploy::run(&cli.global, args).await,
         Command::Builds(args) => builds::run(&cli.global, args).await,
         Command::Ps { app, json } => ps::ps(&cli.global, &app, &json).await,

@@ -309,6 +309,41 @@ pub async fn promote(global: &Global, from: &str, to: &str, json: bool) -> anyho
     Ok(())
 }
 
+/// `wharf gc`: collects garbage now and says what it freed.
+pub async fn gc(global: &Global, json: bool) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    let report = client.gc().await?;
+    if json {
+        return output::json(&report);
+    }
+    println!(
+        "Freed {}: {} image{} ({} blob{}), {} release tree{}, {} leftover temp file{}",
+        wharf_core::size::human(report.bytes_freed),
+        report.images_removed,
+        plural(report.images_removed),
+        report.blobs_removed,
+        plural(report.blobs_removed),
+        report.release_trees_removed.len(),
+        plural(report.release_trees_removed.len()),
+        report.temp_files_removed,
+        plural(report.temp_files_removed),
+    );
+    println!(
+        "Kept {} image{} (recent, current and running releases')",
+        report.images_kept,
+        plural(report.images_kept)
+    );
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 /// `sha256:0123456789ab…` → `0123456789ab`.
 fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);

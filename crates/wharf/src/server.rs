@@ -76,6 +76,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ..wharf_router::RouterConfig::default()
         },
         release_timeout: seconds("--release-timeout", args.release_timeout)?,
+        keep_releases: args.keep_releases,
+        gc_interval: seconds("--gc-interval", args.gc_interval)?,
         build: BuildSettings {
             timeout: Duration::from_secs(args.build_timeout),
             concurrency: args.build_concurrency,

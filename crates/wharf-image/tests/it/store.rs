@@ -242,3 +242,55 @@ fn concurrent_tags_are_not_lost() {
     assert_eq!(store.tags().unwrap().len(), 80);
     assert!(store.fsck().unwrap().stray_temp_files.is_empty());
 }
+
+#[test]
+fn collect_keeps_what_kept_images_reference_and_frees_the_rest() {
+    let tmp = tempdir();
+    let store = store_in(tmp.path());
+    let src = tmp.path().join("src");
+    write_tree(&src, &sample_app());
+    let first = store.build_image(&app_spec(&src)).unwrap();
+    store.tag("build-1", &first.manifest).unwrap();
+    // A code change: the dependency layer is shared, the code layer is not.
+    write_tree(&src, &[("app.py", file("print('v2')\n"))]);
+    let second = store.build_image(&app_spec(&src)).unwrap();
+    store.tag("build-2", &second.manifest).unwrap();
+    assert_eq!(first.layers[0].digest, second.layers[0].digest);
+    assert_ne!(first.layers[1].digest, second.layers[1].digest);
+    // What an interrupted write left long ago, and one in progress now.
+    let blobs = store.root().join("blobs");
+    fs::write(blobs.join(".wharf-tmp-old"), b"partial").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 60 * 60);
+    fs::File::options()
+        .write(true)
+        .open(blobs.join(".wharf-tmp-old"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    fs::write(blobs.join(".wharf-tmp-new"), b"writing").unwrap();
+
+    let report = store
+        .collect(&std::collections::BTreeSet::from([second.manifest.clone()]))
+        .unwrap();
+    // The first image's manifest, config and code layer go; the shared layer stays.
+    assert_eq!(report.removed_blobs, 3, "{report:?}");
+    assert_eq!(report.removed_temp_files, 1, "{report:?}");
+    assert_eq!(report.untagged, ["build-1"]);
+    assert_eq!(report.kept_blobs, 4);
+    assert!(!store.has_blob(&first.manifest));
+    assert!(!store.has_blob(&first.layers[1].digest));
+    assert!(store.has_blob(&first.layers[0].digest));
+    assert!(blobs.join(".wharf-tmp-new").exists());
+    // The kept image is whole: it extracts, and fsck finds nothing wrong.
+    store
+        .extract(&second.manifest, &tmp.path().join("out"))
+        .unwrap();
+    let fsck = store.fsck().unwrap();
+    assert!(fsck.is_healthy(), "{fsck:?}");
+    assert_eq!(store.tags().unwrap().len(), 1);
+    // Collecting again frees nothing more.
+    let again = store
+        .collect(&std::collections::BTreeSet::from([second.manifest.clone()]))
+        .unwrap();
+    assert_eq!((again.removed_blobs, again.bytes), (0, 0));
+}

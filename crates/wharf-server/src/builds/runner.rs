@@ -52,6 +52,9 @@ struct Inner {
     cancel: CancellationToken,
     /// Puts a successful build's release into effect.
     releaser: crate::release_phase::Releaser,
+    /// Held shared from packing the image until its release is stored, so garbage collection
+    /// never frees the new image's blobs in between.
+    gc: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl BuildRunner {
@@ -62,6 +65,7 @@ impl BuildRunner {
         settings: BuildSettings,
         data_dir: PathBuf,
         releaser: crate::release_phase::Releaser,
+        gc: Arc<tokio::sync::RwLock<()>>,
     ) -> BuildRunner {
         let slots = Semaphore::new(settings.concurrency.max(1));
         BuildRunner {
@@ -76,6 +80,7 @@ impl BuildRunner {
                 tracker: TaskTracker::new(),
                 cancel: CancellationToken::new(),
                 releaser,
+                gc,
             }),
         }
     }
@@ -217,59 +222,38 @@ impl Inner {
             .await
             .map_err(internal)?;
 
-        log.write("-----> Packing the image\n").await;
-        let images = self.images.clone();
-        let spec = image_spec(&output);
-        let tag = format!("build-{}", build.id);
-        let image = tokio::task::spawn_blocking(move || {
-            let image = images.build_image(&spec)?;
-            images.tag(&tag, &image.manifest)?;
-            Ok::<_, wharf_image::ImageError>(image)
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-        for layer in &image.layers {
-            let note = if layer.reused {
-                " (unchanged, reused)"
-            } else {
-                ""
-            };
-            log.write(&format!(
-                "       layer {} {}{note}\n",
-                layer.digest.short(),
-                wharf_core::size::human(layer.size)
-            ))
-            .await;
-        }
-        log.write(&format!(
-            "       image {} ({})\n",
-            image.manifest,
-            wharf_core::size::human(image.size)
-        ))
-        .await;
-
-        let success = BuildSuccess {
-            provider: output.provider.clone(),
-            image_digest: image.manifest.to_string(),
-            process_types: output.process_types.clone(),
-            release_description: format!("Deploy {}", image.manifest.short()),
-        };
-        // A release in its release phase holds back every other release of the app: wait for
-        // it (another request may start one in between, so look again on a refusal).
+        // The image is packed and its release stored under the garbage collector's shared
+        // lock, so the new blobs are never collected in between. A release in its release
+        // phase holds back every other release of the app: that is waited for first, outside
+        // the lock (a release phase may take long, and collection must not wait on it). If
+        // another release phase starts in the meantime, the lock is let go and it all repeats
+        // (packing again finds its layers in the store).
+        let mut waited = false;
         let release = loop {
+            if self
+                .store
+                .has_pending_release(&build.app_id)
+                .await
+                .map_err(internal)?
+            {
+                log.write("-----> Waiting for the app's release phase to finish\n")
+                    .await;
+            }
             self.releaser
                 .wait_idle(&build.app_id)
                 .await
                 .map_err(internal)?;
+            let _no_gc = self.gc.read().await;
+            let image = self.pack(build, &output, log, !waited).await?;
+            let success = BuildSuccess {
+                provider: output.provider.clone(),
+                image_digest: image.manifest.to_string(),
+                process_types: output.process_types.clone(),
+                release_description: format!("Deploy {}", image.manifest.short()),
+            };
             match self.store.succeed_build(&build.id, &success).await {
                 Ok((_, release)) => break release,
-                Err(StoreError::ReleasePhaseRunning { version, .. }) => {
-                    log.write(&format!(
-                        "-----> Waiting for the release phase of v{version} to finish\n"
-                    ))
-                    .await;
-                }
+                Err(StoreError::ReleasePhaseRunning { .. }) => waited = true,
                 Err(e) => return Err(internal(e)),
             }
         };
@@ -294,8 +278,58 @@ impl Inner {
                 .await;
         }
         self.releaser.launch(&release).await;
-        tracing::info!(app = %app, build = %build.id, release = %release.version, image = %image.manifest, "build succeeded");
+        tracing::info!(app = %app, build = %build.id, release = %release.version, image = release.image_digest.as_deref().unwrap_or_default(), "build succeeded");
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Packs the build's image and tags it `build-<id>`; `report` writes its layers to the
+    /// build output.
+    async fn pack(
+        &self,
+        build: &BuildRecord,
+        output: &BuildOutput,
+        log: &mut LogWriter,
+        report: bool,
+    ) -> Result<wharf_image::BuiltImage, String> {
+        if report {
+            log.write("-----> Packing the image\n").await;
+        }
+        let images = self.images.clone();
+        let spec = image_spec(output);
+        let tag = format!("build-{}", build.id);
+        let image = tokio::task::spawn_blocking(move || {
+            let image = images.build_image(&spec)?;
+            images.tag(&tag, &image.manifest)?;
+            Ok::<_, wharf_image::ImageError>(image)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        if !report {
+            return Ok(image);
+        }
+        for layer in &image.layers {
+            let note = if layer.reused {
+                " (unchanged, reused)"
+            } else {
+                ""
+            };
+            log.write(&format!(
+                "       layer {} {}{note}\n",
+                layer.digest.short(),
+                wharf_core::size::human(layer.size)
+            ))
+            .await;
+        }
+        log.write(&format!(
+            "       image {} ({})\n",
+            image.manifest,
+            wharf_core::size::human(image.size)
+        ))
+        .await;
+        Ok(image)
     }
 }
 

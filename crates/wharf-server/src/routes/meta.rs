@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use wharf_core::api::{ErrorBody, Health};
+use wharf_core::api::{ErrorBody, GarbageCollection, Health};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -39,6 +39,20 @@ pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiE
     ))]
 pub async fn openapi_json() -> Response {
     Json(crate::openapi_document()).into_response()
+}
+
+/// Collects garbage now: images no recent, current or running release uses, and unpacked
+/// release trees no process runs (see `WHARF_KEEP_RELEASES`). It also runs every
+/// `WHARF_GC_INTERVAL`. wharf extension.
+#[utoipa::path(post, path = "/gc", tag = "meta",
+    responses(
+        (status = 200, description = "What was freed", body = GarbageCollection),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn gc(State(state): State<AppState>) -> Result<Json<GarbageCollection>, ApiError> {
+    // Runs to the end even if the client goes away.
+    let task = tokio::spawn(async move { crate::gc::collect(&state).await });
+    Ok(Json(task.await.map_err(ApiError::internal)??))
 }
 
 /// Metrics in the Prometheus (OpenMetrics) text format: the router's requests by app and status

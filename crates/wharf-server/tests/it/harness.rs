@@ -94,6 +94,9 @@ impl TestServer {
                 ..wharf_router::RouterConfig::default()
             },
             release_timeout: std::time::Duration::from_secs(6),
+            keep_releases: 2,
+            // Collections run when a test asks for one.
+            gc_interval: std::time::Duration::from_secs(24 * 60 * 60),
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
                 concurrency: 2,

@@ -374,3 +374,92 @@ async fn a_diff_names_what_changed_between_two_releases() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_keeps_what_releases_use_and_frees_the_rest() {
+    let server = TestServer::start(Backend::Sqlite).await; // keeps each app's newest 2 releases
+    server.create_app("gcd").await; // v1
+    for code in ["a", "b", "c", "d"] {
+        deploy(&server, "gcd", source(code, "web: python3 app.py\n")).await; // v2..v5
+    }
+    let http = client(&server, &["gcd.localhost"]);
+    let url = at(&server, "gcd.localhost", "/");
+    until_body(&http, &url, "v5", |s, b| {
+        s == StatusCode::OK && b.starts_with("none d ")
+    })
+    .await;
+    // Another app deployed once, long ago: its current release's image stays, however old.
+    server.create_app("pinned").await;
+    deploy(&server, "pinned", source("p", "web: python3 app.py\n")).await;
+
+    let report = server.post("/gc", json!({})).await;
+    assert_eq!(report.status, StatusCode::OK, "{report:?}");
+    let report = report.body;
+    assert_eq!(report["images_removed"], 2, "{report:#}"); // a and b
+    assert!(report["bytes_freed"].as_u64().unwrap() > 0, "{report:#}");
+    let trees: Vec<String> =
+        serde_json::from_value(report["release_trees_removed"].clone()).unwrap();
+    let versions: Vec<&str> = trees
+        .iter()
+        .map(|t| t.rsplit('/').next().unwrap())
+        .collect();
+    // v5's tree is in use by web.1; c's image stays (v4 is recent) but its tree goes.
+    assert_eq!(versions, ["v2", "v3", "v4"], "{report:#}");
+    let fsck = server.state.control.images().fsck().unwrap();
+    assert!(fsck.is_healthy(), "{fsck:?}");
+    // The running release never noticed.
+    let body = http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(body.starts_with("none d "), "{body}");
+
+    // A release whose image is gone can't be rolled back to; one whose image stayed can.
+    let gone = server
+        .post("/apps/gcd/releases", json!({"release": "2"}))
+        .await;
+    assert_eq!(gone.status, StatusCode::UNPROCESSABLE_ENTITY, "{gone:?}");
+    assert!(gone.message().contains("no longer stored"), "{gone:?}");
+    let back = server
+        .post("/apps/gcd/releases", json!({"release": "4"}))
+        .await;
+    assert_eq!(back.status, StatusCode::CREATED, "{back:?}");
+    until_body(&http, &url, "c again", |s, b| {
+        s == StatusCode::OK && b.starts_with("none c ")
+    })
+    .await;
+    // And the other app still runs, and can restart, from its image.
+    let pinned = client(&server, &["pinned.localhost"]);
+    let pinned_url = at(&server, "pinned.localhost", "/");
+    until_body(&pinned, &pinned_url, "pinned", |s, b| {
+        s == StatusCode::OK && b.starts_with("none p ")
+    })
+    .await;
+
+    // Collections racing a build: the build's new image survives every one of them.
+    let racing = {
+        let server = &server;
+        async move {
+            let mut runs = 0;
+            for _ in 0..20 {
+                let reply = server.post("/gc", json!({})).await;
+                assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+                runs += 1;
+                tokio::task::yield_now().await;
+            }
+            runs
+        }
+    };
+    let (_, runs) = tokio::join!(
+        deploy(&server, "gcd", source("e", "web: python3 app.py\n")),
+        racing
+    );
+    assert_eq!(runs, 20);
+    until_body(&http, &url, "e", |s, b| {
+        s == StatusCode::OK && b.starts_with("none e ")
+    })
+    .await;
+    let fsck = server.state.control.images().fsck().unwrap();
+    assert!(fsck.is_healthy(), "{fsck:?}");
+    let after = server.post("/gc", json!({})).await.body;
+    // Kept: gcd's newest two (e, and c of the rollback) and pinned's current.
+    assert_eq!(after["images_kept"], 3, "{after:#}");
+    server.stop().await;
+}

@@ -1,0 +1,84 @@
+//! Garbage collection of images and release trees.
+//!
+//! Kept: the images of each app's newest releases (`WHARF_KEEP_RELEASES`, default 20), of each
+//! app's current release however old, of releases in their release phase, and of every release
+//! an instance or one-off process runs. Everything else in the image store goes, blob by blob
+//! (a layer shared with a kept image stays), and so do the unpacked trees of releases no
+//! process runs. A release whose image was collected can't be rolled back to (the API says
+//! so); its record stays.
+//!
+//! Races: whatever is about to make an image referenced — a build from packing its image to
+//! committing its release, a rollback or promotion from checking its image to committing its
+//! release — holds [`AppState::gc`] shared; collection holds it exclusive, so it never frees an
+//! image one of them is about to use, and they never pick an image it is freeing.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wharf_core::api::GarbageCollection;
+use wharf_image::Digest;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// How many of each app's newest releases keep their images by default.
+pub const DEFAULT_KEEP_RELEASES: u32 = 20;
+/// How often collection runs on its own by default.
+pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// Collects now; see the module docs for what is kept.
+pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
+    let _exclusive = state.gc.write().await;
+    let mut keep: BTreeSet<String> = state.store.images_to_keep(state.keep_releases).await?;
+    keep.extend(state.control.supervisor().images_in_use());
+    let keep: BTreeSet<Digest> = keep.iter().filter_map(|d| Digest::parse(d).ok()).collect();
+    let images = state.control.images().clone();
+    let kept_images = keep.len();
+    let collected = tokio::task::spawn_blocking(move || images.collect(&keep))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let trees = state
+        .control
+        .supervisor()
+        .collect_trees()
+        .await
+        .map_err(ApiError::internal)?;
+    let report = GarbageCollection {
+        images_kept: kept_images,
+        images_removed: collected.untagged.len(),
+        blobs_removed: collected.removed_blobs,
+        temp_files_removed: collected.removed_temp_files,
+        release_trees_removed: trees
+            .removed
+            .iter()
+            .map(|(app, version)| format!("{app}/v{version}"))
+            .collect(),
+        bytes_freed: collected.bytes + trees.bytes,
+    };
+    tracing::info!(
+        images_removed = report.images_removed,
+        blobs_removed = report.blobs_removed,
+        trees_removed = report.release_trees_removed.len(),
+        bytes_freed = report.bytes_freed,
+        "garbage collection done"
+    );
+    Ok(report)
+}
+
+/// Collects every `interval` until `stop` is cancelled (the first run one interval after start).
+pub async fn periodically(state: AppState, interval: Duration, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        // What failed is logged where it failed.
+        if collect(&state).await.is_err() {
+            tracing::warn!("periodic garbage collection failed; it runs again next interval");
+        }
+    }
+}
