@@ -13,6 +13,7 @@ mod domains;
 mod errors;
 mod flow;
 mod login;
+mod release_stage;
 mod releases;
 mod run;
 mod shutdown;
