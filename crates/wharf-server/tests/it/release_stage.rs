@@ -215,6 +215,8 @@ async fn the_release_phase_gates_each_release() {
         .await;
     assert_eq!(blocked.status, StatusCode::CONFLICT, "{blocked:?}");
     assert!(blocked.message().contains("release phase"), "{blocked:?}");
+    // A build finishing meanwhile waits for the release phase instead, then releases.
+    let waiting = crate::builds::build(&server, "phased", with_release_phase("b")).await;
     let v5 = settled(&server, "phased", 5).await;
     assert_eq!(v5["status"], "failed", "{v5:#}");
     assert!(
@@ -224,6 +226,16 @@ async fn the_release_phase_gates_each_release() {
             .contains("longer than 6s"),
         "{v5:#}"
     );
+    let (output, built) = crate::builds::finish(&server, "phased", &waiting).await;
+    assert_eq!(built["status"], "succeeded", "{output}");
+    assert!(
+        output.contains("Waiting for the app's release phase to finish"),
+        "{output}"
+    );
+    assert!(output.contains("Released v6"), "{output}");
+    // Its release phase still sleeps past the timeout (the config says so): v6 fails too.
+    let v6 = settled(&server, "phased", 6).await;
+    assert_eq!(v6["status"], "failed", "{v6:#}");
     // The refused change changed nothing.
     let config = server.get("/apps/phased/config-vars").await.body;
     assert!(config.get("OTHER").is_none(), "{config}");
@@ -236,10 +248,10 @@ async fn the_release_phase_gates_each_release() {
     // And once it passes, the new release goes live.
     server
         .patch("/apps/phased/config-vars", json!({"RELEASE_SLEEP": null}))
-        .await; // v6
-    let v6 = settled(&server, "phased", 6).await;
-    assert_eq!(v6["status"], "succeeded", "{v6:#}");
-    until_body(&http, &url, "v6", |s, b| {
+        .await; // v7: the running release's image (v6's never went live), without the sleep
+    let v7 = settled(&server, "phased", 7).await;
+    assert_eq!(v7["status"], "succeeded", "{v7:#}");
+    until_body(&http, &url, "v7", |s, b| {
         s == StatusCode::OK && b.starts_with("2 a ")
     })
     .await;
@@ -250,7 +262,7 @@ async fn the_release_phase_gates_each_release() {
     let log = server
         .wait_for_log(
             session.body["logplex_url"].as_str().unwrap(),
-            "Release phase of v6 succeeded",
+            "Release phase of v7 succeeded",
         )
         .await;
     assert!(log.contains("Release phase of v4 failed"), "{log}");

@@ -8,6 +8,7 @@ mod app_context;
 mod apps;
 mod completions;
 mod config;
+mod crash;
 mod deploy;
 mod domains;
 mod errors;

@@ -35,7 +35,7 @@ fn server(ports: &str, sandbox: &str) -> Server {
 /// The server makes its data dir 0711, but temp dirs are 0700, and `nobody` must pass through
 /// every directory above its release tree and scratch (the server refuses to start otherwise).
 /// Tests of `--sandbox none` therefore run in a temp dir made 0711 beforehand.
-fn traversable_data_dir() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn traversable_data_dir() -> (tempfile::TempDir, PathBuf) {
     let temp = tempfile::tempdir().unwrap();
     let data_dir = temp.path().join("wharf");
     std::fs::create_dir(&data_dir).unwrap();
@@ -78,7 +78,7 @@ fn pid(dyno: &Value) -> u32 {
 
 /// Waits until `ps` lists exactly `names`, every one `up` and accepted by `also`; returns the
 /// instances by name.
-fn wait_for_dynos(
+pub(crate) fn wait_for_dynos(
     cli: &Cli,
     app: &str,
     names: &[&str],
