@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use wharf_core::backend::Stream;
 use wharf_core::release::{ReleaseStatus, RELEASE_PHASE_TYPE};
 use wharf_logs::LogLine;
 use wharf_store::{ReleaseRecord, Store, StoreError};
@@ -191,17 +192,34 @@ impl Inner {
         let pid = one_off.pid;
         let mut chunks = one_off.output;
         let exit = one_off.exit;
+        // The output goes to the release's output and, line by line, to the app's log
+        // (`app[release.N]`), as Heroku shows it.
+        let sink = self.control.sink(&release.app_id);
+        let mut partial = String::new();
         let ran = tokio::time::timeout(self.timeout, async {
             if let Some(rx) = chunks.as_mut() {
                 while let Some(chunk) = rx.recv().await {
+                    let text = String::from_utf8_lossy(&chunk);
                     if let Some(out) = output.as_mut() {
-                        out.write(&String::from_utf8_lossy(&chunk)).await;
+                        out.write(&text).await;
+                    }
+                    partial.push_str(&text);
+                    while let Some(end) = partial.find('\n') {
+                        let line: String = partial.drain(..=end).collect();
+                        sink.line(
+                            &one_off.name,
+                            Stream::Stdout,
+                            line.trim_end_matches(['\n', '\r']),
+                        );
                     }
                 }
             }
             exit.await
         })
         .await;
+        if !partial.is_empty() {
+            sink.line(&one_off.name, Stream::Stdout, &partial);
+        }
         match ran {
             Ok(Ok(0)) => Ok(()),
             Ok(Ok(code)) => Err(format!("the release command exited with status {code}")),

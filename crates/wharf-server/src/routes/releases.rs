@@ -57,7 +57,15 @@ pub fn to_api(state: &AppState, release: ReleaseRecord) -> api::Release {
         id: release.id,
         version: release.version.get(),
         description: release.description,
-        eligible_for_rollback: release.status == ReleaseStatus::Succeeded && !release.current,
+        // A release can be rolled back to if it ran, isn't current, and its image is still
+        // stored (garbage collection may have taken it).
+        eligible_for_rollback: release.status == ReleaseStatus::Succeeded
+            && !release.current
+            && release
+                .image_digest
+                .as_deref()
+                .and_then(|d| Digest::parse(d).ok())
+                .is_some_and(|d| state.control.images().has_blob(&d)),
         status: release.status,
         status_reason: release.status_reason,
         current: release.current,

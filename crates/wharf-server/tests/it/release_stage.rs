@@ -266,6 +266,12 @@ async fn the_release_phase_gates_each_release() {
         )
         .await;
     assert!(log.contains("Release phase of v4 failed"), "{log}");
+    // The release phase's output is in the log too, under its process name.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("[release.") && l.contains("migrating for 2")),
+        "{log}"
+    );
     server.stop().await;
 }
 
@@ -423,7 +429,12 @@ async fn gc_keeps_what_releases_use_and_frees_the_rest() {
     let body = http.get(&url).send().await.unwrap().text().await.unwrap();
     assert!(body.starts_with("none d "), "{body}");
 
-    // A release whose image is gone can't be rolled back to; one whose image stayed can.
+    // A release whose image is gone can't be rolled back to (and says so); one whose image
+    // stayed can.
+    let v2 = server.get("/apps/gcd/releases/2").await.body;
+    assert_eq!(v2["eligible_for_rollback"], false, "{v2:#}");
+    let v4 = server.get("/apps/gcd/releases/4").await.body;
+    assert_eq!(v4["eligible_for_rollback"], true, "{v4:#}");
     let gone = server
         .post("/apps/gcd/releases", json!({"release": "2"}))
         .await;
