@@ -123,14 +123,15 @@ impl Inner {
             };
             out.write(&line).await;
         }
-        if let Some(out) = output {
-            out.finish().await;
-        }
         let finished = self
             .store
             .finish_release_phase(&release.app_id, version.get(), failure.as_deref())
             .await;
         self.ended.notify_waiters();
+        // Readers of the output see it end once the release's status is final.
+        if let Some(out) = output {
+            out.finish().await;
+        }
         let log = self.control.logs().app(&release.app_id);
         match (finished, &failure) {
             (Err(e), _) => {

@@ -173,13 +173,16 @@ async fn stream_to_stdout(client: &Client, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for a new release to go live: while it is pending, shows its release phase's output
-/// (on stderr, so `--json` output stays clean) and then its outcome. Fails if the release does.
+/// Waits for a new release to go live: shows its release phase's output, if it has one (on
+/// stderr, so `--json` output stays clean), as it runs, then its outcome. Fails if the release
+/// does.
 pub async fn follow(client: &Client, app: &str, release: Release) -> anyhow::Result<Release> {
-    if release.status != ReleaseStatus::Pending {
+    // A release without a release phase has no output and is live already. One with a phase may
+    // have run it by now: its output is shown all the same.
+    let Some(url) = &release.output_stream_url else {
         return Ok(release);
-    }
-    if let Some(url) = &release.output_stream_url {
+    };
+    {
         let mut stream = client.output_stream(url).await?.bytes_stream();
         let mut stderr = std::io::stderr();
         while let Some(chunk) = stream.next().await {

@@ -41,7 +41,8 @@ async fn releases_by_version_or_id_with_their_config(backend: Backend) {
     assert_eq!(v2.status, StatusCode::OK);
     assert_eq!(v2.body["version"], 2);
     assert_eq!(v2.body["current"], false);
-    assert_eq!(v2.body["eligible_for_rollback"], true);
+    // A release made before the app's first build has no image to roll back to.
+    assert_eq!(v2.body["eligible_for_rollback"], false);
     assert_eq!(server.get("/apps/hist/releases/v2").await.body, v2.body);
     let id = v2.body["id"].as_str().unwrap();
     assert_eq!(
