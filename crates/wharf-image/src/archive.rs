@@ -121,16 +121,13 @@ impl ArchiveError {
     }
 }
 
-/// Packs `dir` as a deterministic tar.gz into `out`. The result passes [`check`] (with limits
-/// large enough): a symlink that leaves `dir` is refused here rather than at upload.
-pub fn pack_dir(dir: &Path, out: impl Write) -> Result<PackSummary, ArchiveError> {
+/// Every entry of `dir` a pack includes — `.gitignore`d and `.slugignore`d paths and `.git`
+/// left out — as (path relative to `dir`, path, metadata), in walk order.
+fn walk(dir: &Path) -> Result<Vec<(PathBuf, PathBuf, fs::Metadata)>, ArchiveError> {
     let pack_err = |path: &Path, reason: String| ArchiveError::Pack {
         path: path.to_path_buf(),
         reason,
     };
-    if !dir.is_dir() {
-        return Err(pack_err(dir, "not a directory".to_owned()));
-    }
     let slugignore_path = dir.join(".slugignore");
     let mut slugignore = ignore::gitignore::GitignoreBuilder::new(dir);
     if slugignore_path.is_file() {
@@ -159,10 +156,46 @@ pub fn pack_dir(dir: &Path, out: impl Write) -> Result<PackSummary, ArchiveError
             continue;
         }
         let path = item.path();
-        let rel = path.strip_prefix(dir).unwrap_or(path);
+        let rel = path.strip_prefix(dir).unwrap_or(path).to_path_buf();
         let meta = fs::symlink_metadata(path).map_err(|e| pack_err(path, e.to_string()))?;
-        if let Some(entry) = TreeEntry::from_disk(b"", rel, path, &meta)
-            .map_err(|e| pack_err(path, e.to_string()))?
+        entries.push((rel, path.to_path_buf(), meta));
+    }
+    Ok(entries)
+}
+
+/// A digest of what [`pack_dir`] would pack from `dir`, from each entry's path, kind, size and
+/// modification time (contents are not read): it changes when the source does, cheaply enough
+/// to check every second.
+pub fn fingerprint(dir: &Path) -> Result<crate::Digest, ArchiveError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut text = String::new();
+    for (rel, _, meta) in walk(dir)? {
+        text.push_str(&format!(
+            "{}\0{:o}\0{}\0{}.{}\n",
+            rel.display(),
+            meta.mode(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        ));
+    }
+    Ok(crate::Digest::of(text.as_bytes()))
+}
+
+/// Packs `dir` as a deterministic tar.gz into `out`. The result passes [`check`] (with limits
+/// large enough): a symlink that leaves `dir` is refused here rather than at upload.
+pub fn pack_dir(dir: &Path, out: impl Write) -> Result<PackSummary, ArchiveError> {
+    let pack_err = |path: &Path, reason: String| ArchiveError::Pack {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !dir.is_dir() {
+        return Err(pack_err(dir, "not a directory".to_owned()));
+    }
+    let mut entries = Vec::new();
+    for (rel, path, meta) in walk(dir)? {
+        if let Some(entry) = TreeEntry::from_disk(b"", &rel, &path, &meta)
+            .map_err(|e| pack_err(&path, e.to_string()))?
         {
             entries.push(entry);
         }

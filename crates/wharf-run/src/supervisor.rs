@@ -675,6 +675,14 @@ impl Supervisor {
             .await
     }
 
+    /// Kills every instance and one-off process at once (SIGKILL to each process group), for
+    /// a caller about to exit without a graceful shutdown. Their scratch is wiped at the next
+    /// start.
+    pub fn kill_all(&self) {
+        let killed = crate::stale::kill_recorded(&self.inner.run_dir, false);
+        tracing::info!(groups = killed.len(), "killed every process");
+    }
+
     /// Stops every instance and one-off (signal, grace, SIGKILL) and waits for them; called
     /// on server shutdown.
     pub async fn shutdown(&self) {

@@ -32,6 +32,9 @@ pub struct Global {
 pub enum Command {
     /// Run the wharf server (API and router) in the foreground
     Server(Box<ServerArgs>),
+    /// Run a directory's app on an embedded wharf in the foreground: build, release, run, show
+    /// its URL and stream its log; Ctrl-C stops it all
+    Up(UpArgs),
     /// Save the server URL and an API token for the other commands
     Login(LoginArgs),
     /// Forget the saved server URL and token
@@ -327,6 +330,33 @@ pub struct ServerArgs {
         value_name = "BYTES"
     )]
     pub max_source_path: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The app's source directory [default: .]
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The app's name [default: the directory's name]
+    #[arg(short, long, value_name = "APP")]
+    pub app: Option<String>,
+    /// Instances per process type, e.g. web=2,worker=1 [default: one of each]
+    #[arg(long, value_delimiter = ',', value_name = "TYPE=N,…")]
+    pub scale: Vec<String>,
+    /// Rebuild and redeploy (without downtime) whenever the source changes; a failed build
+    /// leaves the running release serving
+    #[arg(long)]
+    pub watch: bool,
+    /// Where the router listens [default: 127.0.0.1:8080, or a free port if that is taken]
+    #[arg(long, env = "WHARF_ROUTER_ADDR", value_name = "ADDR")]
+    pub router_addr: Option<std::net::SocketAddr>,
+    /// Where the embedded wharf keeps its data [default: a directory for DIR under
+    /// ~/.local/share/wharf/up]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// How builds and processes are isolated: auto, namespaces or none
+    #[arg(long, env = "WHARF_SANDBOX", default_value = "auto")]
+    pub sandbox: String,
 }
 
 #[derive(Debug, Args)]

@@ -27,11 +27,28 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     let app = context::app_name_in(&args.app, &dir)?;
     // Fail early, before packing, if the app doesn't exist.
     let app_info = client.app(&app).await?;
+    let version = args.source_version.clone().or_else(|| git_version(&dir));
+    let release = deploy_dir(&client, &app, &dir, version).await?;
+    println!(
+        "Deployed {app}: release v{} is at {}",
+        release.version, app_info.web_url
+    );
+    Ok(())
+}
 
+/// Packs `dir`, uploads it, builds it as `app`, streaming the build's output (stdout) and
+/// progress (stderr), and returns the release once it is live (after its release phase, if it
+/// has one). Fails with the reason when the build or the release phase does.
+pub async fn deploy_dir(
+    client: &Client,
+    app: &str,
+    dir: &Path,
+    source_version: Option<String>,
+) -> anyhow::Result<wharf_core::api::Release> {
     eprintln!("-----> Packing {}", dir.display());
     let archive =
         tempfile::NamedTempFile::new().context("cannot make a temporary file for the archive")?;
-    let pack_dir = dir.clone();
+    let pack_dir = dir.to_path_buf();
     let pack_path = archive.path().to_path_buf();
     let summary = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::create(&pack_path)?;
@@ -48,15 +65,15 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     );
 
     let source = client.create_source().await?;
-    upload(&client, &source.source_blob.put_url, archive.path(), size).await?;
+    upload(client, &source.source_blob.put_url, archive.path(), size).await?;
 
     let build = client
         .create_build(
-            &app,
+            app,
             &BuildCreate {
                 source_blob: BuildSourceRequest {
                     url: Some(source.source_blob.get_url.clone()),
-                    version: args.source_version.clone().or_else(|| git_version(&dir)),
+                    version: source_version,
                     ..BuildSourceRequest::default()
                 },
                 buildpacks: None,
@@ -74,20 +91,15 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
         stdout.flush()?;
     }
 
-    let build = wait_for_end(&client, &app, &build.id).await?;
+    let build = wait_for_end(client, app, &build.id).await?;
     match build.phase {
         BuildStatus::Succeeded => {
             let release = match &build.release {
-                Some(release) => client.release(&app, &release.id).await?,
+                Some(release) => client.release(app, &release.id).await?,
                 None => bail!("the build succeeded but made no release"),
             };
             // A release phase runs before the release goes live: show it, and its outcome.
-            let release = crate::releases::follow(&client, &app, release).await?;
-            println!(
-                "Deployed {app}: release v{} is at {}",
-                release.version, app_info.web_url
-            );
-            Ok(())
+            crate::releases::follow(client, app, release).await
         }
         _ => bail!(
             "the build of {app} failed: {}",
@@ -144,7 +156,7 @@ async fn upload(client: &Client, put_url: &str, path: &Path, size: u64) -> anyho
 }
 
 /// The short commit of `dir`'s git checkout, if it is one.
-fn git_version(dir: &Path) -> Option<String> {
+pub fn git_version(dir: &Path) -> Option<String> {
     let output = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .current_dir(dir)

@@ -46,17 +46,24 @@ fn print_line(out: &mut impl Write, line: &str, coloured: bool) -> std::io::Resu
 pub async fn run(global: &Global, args: LogsArgs) -> anyhow::Result<()> {
     let client = context::client(global)?;
     let app = context::app_name(&args.app)?;
-    let session = client
-        .log_session(
-            &app,
-            &LogSessionCreate {
-                dyno: args.dyno.clone(),
-                lines: Some(args.num),
-                source: args.source.clone(),
-                tail: Some(args.tail),
-            },
-        )
-        .await?;
+    let session = LogSessionCreate {
+        dyno: args.dyno.clone(),
+        lines: Some(args.num),
+        source: args.source.clone(),
+        tail: Some(args.tail),
+    };
+    print_log(&client, &app, &session).await
+}
+
+/// Prints the app's log lines that `session` asks for to stdout, a colour per process on a
+/// terminal; with `tail`, follows the log until the process ends, resuming after a break.
+pub async fn print_log(
+    client: &wharf_client::Client,
+    app: &str,
+    request: &LogSessionCreate,
+) -> anyhow::Result<()> {
+    let tail = request.tail == Some(true);
+    let session = client.log_session(app, request).await?;
     let coloured = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut last_id: Option<String> = None;
     loop {
@@ -65,7 +72,7 @@ pub async fn run(global: &Global, args: LogsArgs) -> anyhow::Result<()> {
             .await
         {
             Ok(response) => response,
-            Err(e) if args.tail && last_id.is_some() => {
+            Err(e) if tail && last_id.is_some() => {
                 eprintln!("(reconnecting: {e})");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -94,7 +101,7 @@ pub async fn run(global: &Global, args: LogsArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        if !args.tail {
+        if !tail {
             return Ok(());
         }
         // The stream broke off (a restart of the server, say): resume after the last line.

@@ -19,6 +19,7 @@ mod ps;
 mod releases;
 mod run;
 mod server;
+mod up;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(*args).await,
+        Command::Up(args) => up::run(args).await,
         Command::Login(args) => login::run(&cli.global, args).await,
         Command::Logout => login::logout(),
         Command::Apps(args) => apps::run(&cli.global, args).await,

@@ -34,10 +34,11 @@ pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/wharf"))
 }
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+/// Logs to stderr, at `WHARF_LOG` or else `default` (a `tracing` filter).
+pub fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
@@ -45,54 +46,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // the server; tracing's own report of it would go to the same closed stderr.
         .log_internal_errors(false)
         .init();
-    let data_dir = match args.data_dir {
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    init_tracing("info");
+    let data_dir = match args.data_dir.clone() {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
-    let mut config = ServerConfig {
-        data_dir: data_dir.clone(),
-        database_url: args.database_url,
-        api_addr: args.api_addr,
-        router_addr: args.router_addr,
-        domain: args.domain,
-        admin_token: args.admin_token,
-        public_url: args.public_url,
-        run: wharf_run::SupervisorConfig {
-            data_dir: data_dir.clone(),
-            port_range: parse_port_range(&args.port_range)?,
-            sandbox: args
-                .sandbox
-                .parse::<wharf_run::SandboxMode>()
-                .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?,
-            boot_timeout: Duration::from_secs(args.boot_timeout),
-            ..wharf_run::SupervisorConfig::default()
-        },
-        router: wharf_router::RouterConfig {
-            connect_timeout: seconds("--router-connect-timeout", args.router_connect_timeout)?,
-            first_byte_timeout: seconds("--router-timeout", args.router_timeout)?,
-            idle_timeout: seconds("--router-idle-timeout", args.router_idle_timeout)?,
-            drain_timeout: Duration::from_secs(args.drain_timeout),
-            max_header_bytes: args.router_max_header_bytes.max(8192),
-            ..wharf_router::RouterConfig::default()
-        },
-        release_timeout: seconds("--release-timeout", args.release_timeout)?,
-        keep_releases: args.keep_releases,
-        gc_interval: seconds("--gc-interval", args.gc_interval)?,
-        build: BuildSettings {
-            timeout: Duration::from_secs(args.build_timeout),
-            concurrency: args.build_concurrency,
-            sandbox: args
-                .sandbox
-                .parse::<SandboxMode>()
-                .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?,
-            limits: Limits {
-                max_archive_bytes: args.max_source_bytes,
-                max_unpacked_bytes: args.max_source_unpacked_bytes,
-                max_entries: args.max_source_entries,
-                max_path_len: args.max_source_path,
-            },
-        },
-    };
+    let mut config = config(args, data_dir)?;
     let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
         format!(
             "cannot listen on {} (set WHARF_API_ADDR to use another address)",
@@ -154,6 +116,55 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The server's configuration from its flags (and `WHARF_*` variables), with its data in
+/// `data_dir`.
+pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfig> {
+    Ok(ServerConfig {
+        data_dir: data_dir.clone(),
+        database_url: args.database_url,
+        api_addr: args.api_addr,
+        router_addr: args.router_addr,
+        domain: args.domain,
+        admin_token: args.admin_token,
+        public_url: args.public_url,
+        run: wharf_run::SupervisorConfig {
+            data_dir: data_dir.clone(),
+            port_range: parse_port_range(&args.port_range)?,
+            sandbox: args
+                .sandbox
+                .parse::<wharf_run::SandboxMode>()
+                .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?,
+            boot_timeout: Duration::from_secs(args.boot_timeout),
+            ..wharf_run::SupervisorConfig::default()
+        },
+        router: wharf_router::RouterConfig {
+            connect_timeout: seconds("--router-connect-timeout", args.router_connect_timeout)?,
+            first_byte_timeout: seconds("--router-timeout", args.router_timeout)?,
+            idle_timeout: seconds("--router-idle-timeout", args.router_idle_timeout)?,
+            drain_timeout: Duration::from_secs(args.drain_timeout),
+            max_header_bytes: args.router_max_header_bytes.max(8192),
+            ..wharf_router::RouterConfig::default()
+        },
+        release_timeout: seconds("--release-timeout", args.release_timeout)?,
+        keep_releases: args.keep_releases,
+        gc_interval: seconds("--gc-interval", args.gc_interval)?,
+        build: BuildSettings {
+            timeout: Duration::from_secs(args.build_timeout),
+            concurrency: args.build_concurrency,
+            sandbox: args
+                .sandbox
+                .parse::<SandboxMode>()
+                .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?,
+            limits: Limits {
+                max_archive_bytes: args.max_source_bytes,
+                max_unpacked_bytes: args.max_source_unpacked_bytes,
+                max_entries: args.max_source_entries,
+                max_path_len: args.max_source_path,
+            },
+        },
+    })
 }
 
 /// SIGINT and SIGTERM, handled from the moment this exists (their default is to kill us).

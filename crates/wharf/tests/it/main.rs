@@ -18,3 +18,4 @@ mod release_stage;
 mod releases;
 mod run;
 mod shutdown;
+mod up;

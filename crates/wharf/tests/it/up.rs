@@ -1,0 +1,199 @@
+//! `wharf up`: one command takes a directory to a running app on an embedded wharf, serves it
+//! through the router, redeploys it on a change with `--watch`, and leaves nothing running
+//! after Ctrl-C.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::harness::{send_signal, wait_until, Cli, WHARF};
+
+/// Answers every GET with `$GREETING` and the contents of `code.txt`.
+const APP: &str = r#"import os, http.server
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("%s %s" % (os.environ.get("GREETING", "none"), open("code.txt").read().strip())).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
+/// GET `http://<host>:<port>/` through the router; the body, or why there is none.
+fn get(host: &str, port: u16) -> Result<String, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.") && head[8..].starts_with(" 200") => {
+            Ok(body.to_owned())
+        }
+        _ => Err(response),
+    }
+}
+
+/// Every process descending from `root`, as (pid, start time).
+fn descendants(root: u32) -> Vec<(u32, u64)> {
+    let mut table = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = text.rfind(')').map(|i| &text[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(ppid), Some(start)) = (
+            fields.get(1).and_then(|p| p.parse::<u32>().ok()),
+            fields.get(19).and_then(|s| s.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        if fields.first() != Some(&"Z") {
+            table.push((pid, ppid, start));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(table.iter().filter(|t| t.1 == parent).map(|t| t.0));
+        i += 1;
+    }
+    table
+        .iter()
+        .filter(|t| t.0 != root && found.contains(&t.0))
+        .map(|t| (t.0, t.2))
+        .collect()
+}
+
+fn still_running(process: (u32, u64)) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", process.0)).is_ok_and(|text| {
+        let rest = &text[text.rfind(')').unwrap_or(0) + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.first() != Some(&"Z")
+            && fields.get(19).and_then(|s| s.parse::<u64>().ok()) == Some(process.1)
+    })
+}
+
+#[test]
+fn up_builds_serves_reloads_and_stops_cleanly() {
+    let cli = Cli::new();
+    let dir = cli.work_dir().join("Up_App");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Procfile"), "web: python3 app.py\n").unwrap();
+    std::fs::write(dir.join("app.py"), APP).unwrap();
+    std::fs::write(dir.join("code.txt"), "one\n").unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        "# loaded into the app's config\nGREETING=hello\n",
+    )
+    .unwrap();
+
+    let mut up = cli
+        .command(WHARF)
+        .args([
+            "up",
+            dir.to_str().unwrap(),
+            "--watch",
+            "--router-addr",
+            "127.0.0.1:0",
+        ])
+        .env("WHARF_PORT_RANGE", "33100-33199")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let stderr = up.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |needle: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("`{needle}` never came; wharf up said:\n{}", seen.join("\n")),
+            }
+        }
+    };
+
+    // The app is named after its directory, its config comes from .env, and it is served.
+    let ready = wait_for("is up at http://up-app.localhost:");
+    let port: u16 = ready
+        .split("localhost:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a port in {ready}"));
+    let body = wait_until(Duration::from_secs(30), "the app to answer", || {
+        get("up-app.localhost", port)
+    });
+    assert_eq!(body, "hello one");
+
+    // A change is rebuilt and swapped in.
+    std::fs::write(dir.join("code.txt"), "two\n").unwrap();
+    wait_for("up-app runs v");
+    let body = wait_until(Duration::from_secs(30), "the new code", || {
+        match get("up-app.localhost", port)? {
+            body if body == "hello two" => Ok(body),
+            other => Err(other),
+        }
+    });
+    assert_eq!(body, "hello two");
+    // A broken change keeps the running release serving.
+    std::fs::write(dir.join("Procfile"), "web: python3 app.py\nweb: again\n").unwrap();
+    wait_for("the running release keeps serving");
+    assert_eq!(get("up-app.localhost", port).unwrap(), "hello two");
+
+    // Ctrl-C stops it all, and nothing it started is left.
+    let children = descendants(up.id());
+    assert!(
+        !children.is_empty(),
+        "the app runs as a descendant of wharf up"
+    );
+    send_signal(up.id(), "-INT");
+    let status = wait_until(Duration::from_secs(60), "wharf up to exit", || {
+        up.try_wait()
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "still running".to_owned())
+    });
+    assert!(status.success(), "{status:?}: {}", seen.join("\n"));
+    let left: Vec<_> = children.into_iter().filter(|p| still_running(*p)).collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+    assert!(
+        get("up-app.localhost", port).is_err(),
+        "the router stopped too"
+    );
+}
