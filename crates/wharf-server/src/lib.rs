@@ -142,16 +142,6 @@ impl AppState {
         }
     }
 
-    /// Puts a release just stored into effect (see [`release_phase::Releaser::launch`]). Runs
-    /// to the end even when the request that asked for it goes away.
-    pub async fn launch(&self, release: &wharf_store::ReleaseRecord) {
-        let releases = self.releases.clone();
-        let release = release.clone();
-        if let Err(e) = tokio::spawn(async move { releases.launch(&release).await }).await {
-            tracing::error!(error = %e, "a release launch task failed");
-        }
-    }
-
     /// Hands the router the hostname table as the database has it now: every app's default
     /// hostname and custom domains, and whether it is in maintenance. Called after every change
     /// to those; a failure is logged and the router keeps its previous table.

@@ -22,6 +22,9 @@ use wharf_store::{ReleaseRecord, Store, StoreError};
 use crate::builds::output::{BuildLogs, LogWriter};
 use crate::control::Control;
 
+/// How long output a release command's children still write is taken after it exits.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a release phase may run by default (`WHARF_RELEASE_TIMEOUT`).
 pub const DEFAULT_RELEASE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -123,10 +126,18 @@ impl Inner {
             };
             out.write(&line).await;
         }
-        let finished = self
-            .store
-            .finish_release_phase(&release.app_id, version.get(), failure.as_deref())
-            .await;
+        // The release must not stay pending (it would hold the app): a failed write is retried.
+        let mut finished = Err(StoreError::Invalid(String::new()));
+        for attempt in 0..5u32 {
+            finished = self
+                .store
+                .finish_release_phase(&release.app_id, version.get(), failure.as_deref())
+                .await;
+            if finished.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+        }
         self.ended.notify_waiters();
         // Readers of the output see it end once the release's status is final.
         if let Some(out) = output {
@@ -197,25 +208,49 @@ impl Inner {
         // (`app[release.N]`), as Heroku shows it.
         let sink = self.control.sink(&release.app_id);
         let mut partial = String::new();
+        // The phase ends when the command exits, even if something it started still holds its
+        // output open: what is already written is taken for a moment more, then it's done.
+        let mut exit = exit;
+        let mut exited = None;
         let ran = tokio::time::timeout(self.timeout, async {
-            if let Some(rx) = chunks.as_mut() {
-                while let Some(chunk) = rx.recv().await {
-                    let text = String::from_utf8_lossy(&chunk);
-                    if let Some(out) = output.as_mut() {
-                        out.write(&text).await;
+            loop {
+                let chunk = match (chunks.as_mut(), &exited) {
+                    (Some(rx), None) => tokio::select! {
+                        chunk = rx.recv() => chunk,
+                        code = &mut exit => { exited = Some(code); continue; }
+                    },
+                    (Some(rx), Some(_)) => tokio::time::timeout(OUTPUT_GRACE, rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                    (None, None) => {
+                        exited = Some((&mut exit).await);
+                        None
                     }
-                    partial.push_str(&text);
-                    while let Some(end) = partial.find('\n') {
-                        let line: String = partial.drain(..=end).collect();
-                        sink.line(
-                            &one_off.name,
-                            Stream::Stdout,
-                            line.trim_end_matches(['\n', '\r']),
-                        );
+                    (None, Some(_)) => None,
+                };
+                let Some(chunk) = chunk else {
+                    chunks = None;
+                    if exited.is_some() {
+                        break;
                     }
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&chunk);
+                if let Some(out) = output.as_mut() {
+                    out.write(&text).await;
+                }
+                partial.push_str(&text);
+                while let Some(end) = partial.find('\n') {
+                    let line: String = partial.drain(..=end).collect();
+                    sink.line(
+                        &one_off.name,
+                        Stream::Stdout,
+                        line.trim_end_matches(['\n', '\r']),
+                    );
                 }
             }
-            exit.await
+            exited.expect("the loop ends once the command has exited")
         })
         .await;
         if !partial.is_empty() {

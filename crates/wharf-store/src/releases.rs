@@ -431,7 +431,10 @@ impl Store {
     }
 
     /// Ends a release's release phase: `pending` becomes `succeeded` (the release goes live) or,
-    /// with a reason, `failed`. Returns whether the release was pending.
+    /// with a reason, `failed` — and then the app's config vars go back to those of its current
+    /// release, so a config change whose release failed doesn't linger as the app's config
+    /// (nothing else could change them while the release was pending). Returns whether the
+    /// release was pending.
     pub async fn finish_release_phase(
         &self,
         app_id: &str,
@@ -443,6 +446,7 @@ impl Store {
         } else {
             ReleaseStatus::Succeeded
         };
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE releases SET status = $3, status_reason = $4, updated_at = $5 \
              WHERE app_id = $1 AND version = $2 AND status = 'pending'",
@@ -452,8 +456,22 @@ impl Store {
         .bind(status.as_str())
         .bind(failure)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 && failure.is_some() {
+            let current = sqlx::query(
+                "SELECT config FROM releases WHERE app_id = $1 AND status = 'succeeded' \
+                 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(app_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = current {
+                let config = decode_config(&row.try_get::<String, _>("config")?)?;
+                replace_config(&mut tx, app_id, &config).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

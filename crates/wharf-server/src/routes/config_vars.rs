@@ -51,20 +51,23 @@ pub async fn update(
 ) -> ApiResult<Json<ConfigVarsBody>> {
     let change = parse_change(body)?;
     let app = state.store.app(&app).await?;
-    let update = state
-        .store
-        .update_config(&app.id, &account.id, &change)
-        .await?;
-    if let Some(release) = &update.release {
-        // Keys only: values are secrets and never reach the log.
-        tracing::info!(app = %app.name, release = %release.version, description = %release.description, "config changed");
-    }
-    if let Some(release) = &update.release {
-        // A new release: the running processes restart with the new config (after its
-        // release phase, if it has one).
-        state.launch(release).await;
-    }
-    Ok(Json(update.vars.to_string_map()))
+    // Stored and put into effect in a task of its own: a client that goes away after the
+    // release is stored must not leave it unlaunched (a pending one would hold the app).
+    let task = tokio::spawn(async move {
+        let update = state
+            .store
+            .update_config(&app.id, &account.id, &change)
+            .await?;
+        if let Some(release) = &update.release {
+            // Keys only: values are secrets and never reach the log.
+            tracing::info!(app = %app.name, release = %release.version, description = %release.description, "config changed");
+            // The running processes restart with the new config (after its release phase,
+            // if it has one).
+            state.releases.launch(release).await;
+        }
+        Ok::<_, ApiError>(update.vars.to_string_map())
+    });
+    Ok(Json(task.await.map_err(ApiError::internal)??))
 }
 
 fn parse_change(body: serde_json::Map<String, Value>) -> ApiResult<ConfigChange> {

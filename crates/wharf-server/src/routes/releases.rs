@@ -183,18 +183,33 @@ pub async fn create(
     JsonBody(body): JsonBody<ReleaseCreate>,
 ) -> ApiResult<(StatusCode, Json<api::Release>)> {
     let app = state.store.app(&app).await?;
+    // Made and put into effect in a task of its own: a client that goes away after the release
+    // is stored must not leave it unlaunched (a pending one would hold the app).
+    let task_state = state.clone();
+    let task =
+        tokio::spawn(async move { make_release(&task_state, &app, &account.id, body).await });
+    let release = task.await.map_err(ApiError::internal)??;
+    Ok((StatusCode::CREATED, Json(to_api(&state, release))))
+}
+
+async fn make_release(
+    state: &AppState,
+    app: &wharf_store::AppRecord,
+    account_id: &str,
+    body: ReleaseCreate,
+) -> ApiResult<ReleaseRecord> {
     // Images in use can't be collected while a release that uses them is being made.
     let _no_gc = state.gc.read().await;
     let release =
         match (body.release, body.slug) {
             (Some(target), None) => {
-                let target = find(&state, &app, &target).await?;
+                let target = find(state, app, &target).await?;
                 if let Some(digest) = &target.image_digest {
-                    check_image(&state, digest, &format!("v{}'s", target.version.get()))?;
+                    check_image(state, digest, &format!("v{}'s", target.version.get()))?;
                 }
                 state
                     .store
-                    .rollback(&app.id, &account.id, &ReleaseRef::Id(target.id))
+                    .rollback(&app.id, account_id, &ReleaseRef::Id(target.id))
                     .await?
             }
             (None, Some(slug)) => {
@@ -212,7 +227,7 @@ pub async fn create(
                         )))
                     }
                 };
-                check_image(&state, &digest, "the")?;
+                check_image(state, &digest, "the")?;
                 let process_types =
                     state
                         .store
@@ -232,7 +247,7 @@ pub async fn create(
                     .store
                     .release_image(
                         &app.id,
-                        &account.id,
+                        account_id,
                         &ReleaseImage {
                             digest,
                             process_types,
@@ -253,8 +268,8 @@ pub async fn create(
         };
     drop(_no_gc);
     tracing::info!(app = %app.name, release = %release.version, description = %release.description, "release made");
-    state.launch(&release).await;
-    Ok((StatusCode::CREATED, Json(to_api(&state, release))))
+    state.releases.launch(&release).await;
+    Ok(release)
 }
 
 /// Refuses a release whose image is no longer in the image store (collected by `wharf gc`).
