@@ -186,8 +186,14 @@ pub struct Release {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseCreate {
-    /// Roll back to this release (id or version): a new release with its image and its config.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Roll back to this release (id, or version as `3`, `"3"` or `"v3"`): a new release with
+    /// its image and its config.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "text_or_number"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub release: Option<String>,
     /// Release this image (its digest: the `slug.id` of a release, of this app or another) with
     /// the app's current config.
@@ -196,6 +202,20 @@ pub struct ReleaseCreate {
     /// The new release's description (with `slug`; a rollback is described "Rollback to vK").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// A string, or a whole number taken as its decimal text.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ident {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Option::<Ident>::deserialize(d)?.map(|ident| match ident {
+        Ident::Text(text) => text,
+        Ident::Number(n) => n.to_string(),
+    }))
 }
 
 /// `GET /apps/{app}/releases/{from}/diff/{to}`: what changed between two releases (a wharf

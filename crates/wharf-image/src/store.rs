@@ -472,6 +472,14 @@ impl ImageStore {
         Ok((reached, missing))
     }
 
+    /// Whether every blob of image `manifest` (the manifest, its config and its layers) is
+    /// stored: an image that can be unpacked.
+    pub fn is_complete(&self, manifest: &Digest) -> Result<bool, ImageError> {
+        let roots = vec![(manifest.to_string(), MANIFEST_MEDIA_TYPE.to_owned())];
+        let (_, missing) = self.walk(roots, |d| self.has_blob(d), &BTreeSet::new())?;
+        Ok(missing.is_empty())
+    }
+
     /// Garbage collection: keeps the images (manifests) in `keep` and everything they
     /// reference; untags every other image, then deletes every blob nothing kept references,
     /// and temp files older than [`STALE_TEMP_AGE`] (what an interrupted write left). Tags go
@@ -481,11 +489,14 @@ impl ImageStore {
     pub fn collect(&self, keep: &BTreeSet<Digest>) -> Result<Collection, ImageError> {
         let mut report = Collection::default();
         let mut untagged = Vec::new();
+        let mut untagged_manifests = BTreeSet::new();
         self.update_index(|index| {
             index.manifests.retain(|m| {
-                let kept = Digest::parse(&m.digest).is_ok_and(|d| keep.contains(&d));
+                let digest = Digest::parse(&m.digest).ok();
+                let kept = digest.as_ref().is_some_and(|d| keep.contains(d));
                 if !kept {
                     untagged.extend(m.tag().map(str::to_owned));
+                    untagged_manifests.extend(digest);
                 }
                 kept
             });
@@ -498,23 +509,29 @@ impl ImageStore {
         let (reached, _) = self.walk(roots, |d| self.has_blob(d), &BTreeSet::new())?;
         report.kept_blobs = reached.len();
         let sha256 = self.blobs_dir().join("sha256");
+        let mut doomed = Vec::new();
         for entry in fs::read_dir(&sha256).map_err(ImageError::io("cannot list", &sha256))? {
             let entry = entry.map_err(ImageError::io("cannot list", &sha256))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
                 continue; // not a blob: fsck reports it
             };
-            if reached.contains(&digest) {
-                continue;
+            if !reached.contains(&digest) {
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                doomed.push((digest, entry.path(), len));
             }
-            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            match fs::remove_file(entry.path()) {
+        }
+        // Manifests first, so a crash midway never leaves a manifest whose layers are gone
+        // (an image that looks present but can't be unpacked).
+        doomed.sort_by_key(|(digest, _, _)| !untagged_manifests.contains(digest));
+        for (_, path, len) in doomed {
+            match fs::remove_file(&path) {
                 Ok(()) => {
                     report.removed_blobs += 1;
                     report.bytes += len;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ImageError::io("cannot remove", &entry.path())(e)),
+                Err(e) => return Err(ImageError::io("cannot remove", &path)(e)),
             }
         }
         for dir in [self.root.clone(), self.blobs_dir(), sha256] {

@@ -1,9 +1,6 @@
 //! `wharf builds`: list, info, output.
 
-use std::io::Write;
-
 use anyhow::bail;
-use futures_util::StreamExt;
 
 use crate::cli::{BuildsArgs, BuildsCommand, Global};
 use crate::context;
@@ -100,15 +97,7 @@ pub async fn run(global: &Global, args: BuildsArgs) -> anyhow::Result<()> {
                 Some(id) => client.build(&app, &id).await?,
                 None => latest(&client, &app).await?,
             };
-            let mut stream = client
-                .output_stream(&build.output_stream_url)
-                .await?
-                .bytes_stream();
-            let mut stdout = std::io::stdout();
-            while let Some(chunk) = stream.next().await {
-                stdout.write_all(&chunk?)?;
-                stdout.flush()?;
-            }
+            output::copy_stream(&client, &build.output_stream_url, &mut std::io::stdout()).await?;
         }
     }
     Ok(())

@@ -2,7 +2,6 @@
 //! it with a progress bar, starts a build, streams its output, and ends with the release and the
 //! app's URL. A failed build exits non-zero.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
@@ -82,14 +81,7 @@ pub async fn deploy_dir(
         .await?;
     eprintln!("-----> Building {app} (build {})", build.id);
 
-    let response = client.output_stream(&build.output_stream_url).await?;
-    let mut stream = response.bytes_stream();
-    let mut stdout = std::io::stdout();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.context("the build output stream broke off")?;
-        stdout.write_all(&chunk)?;
-        stdout.flush()?;
-    }
+    crate::output::copy_stream(client, &build.output_stream_url, &mut std::io::stdout()).await?;
 
     let build = wait_for_end(client, app, &build.id).await?;
     match build.phase {

@@ -64,6 +64,23 @@ pub fn key_values(pairs: &[(String, String)]) {
     }
 }
 
+/// Copies an output stream (`output_stream_url`: a build's, a release phase's) to `out` as it
+/// arrives, flushing each piece.
+pub async fn copy_stream(
+    client: &wharf_client::Client,
+    url: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use futures_util::StreamExt;
+    let mut stream = client.output_stream(url).await?.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk.context("the output stream broke off")?)?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

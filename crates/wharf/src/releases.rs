@@ -1,10 +1,8 @@
 //! `wharf releases` (list, info, output, diff), `wharf rollback` and `wharf promote`.
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use futures_util::StreamExt;
 use wharf_client::Client;
 use wharf_core::api::{KeyChange, Release, ReleaseCreate, ReleaseDiff};
 use wharf_core::release::ReleaseStatus;
@@ -125,7 +123,7 @@ pub async fn run(global: &Global, args: ReleasesArgs) -> anyhow::Result<()> {
                     release.version
                 );
             };
-            stream_to_stdout(&client, url).await?;
+            output::copy_stream(&client, url, &mut std::io::stdout()).await?;
         }
         ReleasesCommand::Diff {
             from,
@@ -162,17 +160,6 @@ async fn current(client: &Client, app: &str) -> anyhow::Result<Release> {
     }
 }
 
-/// Prints an output stream as it arrives.
-async fn stream_to_stdout(client: &Client, url: &str) -> anyhow::Result<()> {
-    let mut stream = client.output_stream(url).await?.bytes_stream();
-    let mut stdout = std::io::stdout();
-    while let Some(chunk) = stream.next().await {
-        stdout.write_all(&chunk.context("the output stream broke off")?)?;
-        stdout.flush()?;
-    }
-    Ok(())
-}
-
 /// Waits for a new release to go live: shows its release phase's output, if it has one (on
 /// stderr, so `--json` output stays clean), as it runs, then its outcome. Fails if the release
 /// does.
@@ -182,14 +169,7 @@ pub async fn follow(client: &Client, app: &str, release: Release) -> anyhow::Res
     let Some(url) = &release.output_stream_url else {
         return Ok(release);
     };
-    {
-        let mut stream = client.output_stream(url).await?.bytes_stream();
-        let mut stderr = std::io::stderr();
-        while let Some(chunk) = stream.next().await {
-            stderr.write_all(&chunk.context("the release phase's output broke off")?)?;
-            stderr.flush()?;
-        }
-    }
+    output::copy_stream(client, url, &mut std::io::stderr()).await?;
     // The output ends as the phase does; the status is written a moment later.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let release = loop {

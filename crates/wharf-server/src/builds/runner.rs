@@ -239,10 +239,14 @@ impl Inner {
                 log.write("-----> Waiting for the app's release phase to finish\n")
                     .await;
             }
-            self.releaser
-                .wait_idle(&build.app_id)
-                .await
-                .map_err(internal)?;
+            tokio::select! {
+                idle = self.releaser.wait_idle(&build.app_id) => idle.map_err(internal)?,
+                () = self.cancel.cancelled() => {
+                    return Err("interrupted: the server stopped while the build waited for a \
+                                release phase; deploy again"
+                        .to_owned())
+                }
+            }
             let _no_gc = self.gc.read().await;
             let image = self.pack(build, &output, log, !waited).await?;
             let success = BuildSuccess {

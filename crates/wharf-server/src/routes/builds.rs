@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::{Extension, Json};
 use wharf_core::api::{self, BuildCreate, BuildSource, ErrorBody, IdRef, UserRef};
 use wharf_store::{BuildRecord, StoreError};
@@ -202,18 +201,5 @@ pub async fn output(
     Query(signature): Query<Signature>,
 ) -> ApiResult<Response> {
     signature.check(&state, "GET", &output_path(&id))?;
-    let stream = state
-        .builds
-        .logs()
-        .stream(&id)
-        .await
-        .ok_or_else(|| ApiError::not_found(format!("build `{id}` has no output")))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    crate::routes::output_response(state.builds.logs(), &id, "build").await
 }

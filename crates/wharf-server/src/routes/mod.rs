@@ -61,3 +61,30 @@ pub enum CommonErrors {
     #[response(status = 406)]
     NotAcceptable(ErrorBody),
 }
+
+/// The output file `id` of `logs` as a plain-text response: what is written so far, then, while
+/// it is being written, the rest as it comes. `what` names the thing in a not-found message.
+pub(crate) async fn output_response(
+    logs: &crate::builds::output::BuildLogs,
+    id: &str,
+    what: &str,
+) -> crate::error::ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let stream = logs.stream(id).await.ok_or_else(|| {
+        crate::error::ApiError::not_found(format!(
+            "{what} `{}` has no output",
+            wharf_core::name::shown(id)
+        ))
+    })?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}

@@ -5,10 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use wharf_core::api::{
@@ -276,7 +275,7 @@ async fn make_release(
 fn check_image(state: &AppState, digest: &str, whose: &str) -> ApiResult<()> {
     let present = Digest::parse(digest)
         .ok()
-        .is_some_and(|d| state.control.images().image(&d).is_ok());
+        .is_some_and(|d| state.control.images().is_complete(&d).unwrap_or(false));
     if present {
         Ok(())
     } else {
@@ -389,17 +388,7 @@ pub async fn output(
     Query(signature): Query<Signature>,
 ) -> ApiResult<Response> {
     signature.check(&state, "GET", &output_path(&id))?;
-    let stream = state.releases.outputs().stream(&id).await.ok_or_else(|| {
-        ApiError::not_found(format!("release `{id}` has no release-phase output"))
-    })?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    crate::routes::output_response(state.releases.outputs(), &id, "release").await
 }
 
 #[cfg(test)]

@@ -41,11 +41,21 @@ fn check_releases(cli: &Cli, data_dir: &std::path::Path, app: &str) -> Vec<Value
     }
     let current: Vec<&Value> = releases.iter().filter(|r| r["current"] == true).collect();
     assert_eq!(current.len(), 1, "one current release: {releases:#?}");
-    if let Some(digest) = current[0]["slug"]["id"].as_str() {
-        let hex = digest.strip_prefix("sha256:").unwrap();
+    // The current release's image, and every image a rollback may pick, is whole: manifest,
+    // config and layers.
+    let images = wharf_image::ImageStore::open(&data_dir.join("images")).unwrap();
+    for release in releases
+        .iter()
+        .filter(|r| r["current"] == true || r["eligible_for_rollback"] == true)
+    {
+        let digest = release["slug"]["id"].as_str().unwrap_or_else(|| {
+            panic!("a release to run or roll back to has an image: {release:#}")
+        });
+        let digest = wharf_image::Digest::parse(digest).unwrap();
         assert!(
-            data_dir.join("images/blobs/sha256").join(hex).is_file(),
-            "the current release's image {digest} is stored"
+            images.is_complete(&digest).unwrap(),
+            "v{}'s image {digest} is whole",
+            release["version"]
         );
     }
     releases
