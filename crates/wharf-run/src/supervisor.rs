@@ -185,6 +185,21 @@ impl Cell {
     }
 }
 
+/// The directory of the running `wharf` executable, if this process is one (not, say, a test
+/// binary that embeds the supervisor).
+fn own_tools_dir() -> Option<&'static str> {
+    static DIR: OnceLock<Option<String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?;
+        dir.join("wharf")
+            .is_file()
+            .then(|| dir.to_str().map(str::to_owned))
+            .flatten()
+    })
+    .as_deref()
+}
+
 /// Marks a release as used by a one-off process while it lives.
 struct OneOffRelease {
     inner: Arc<Inner>,
@@ -715,8 +730,15 @@ impl Inner {
             .map(|(k, v)| (k.clone(), self.isolation.rewrite_image_value(tree, v)))
             .collect();
         env.extend(release.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        env.entry("PATH".to_owned())
+        let path = env
+            .entry("PATH".to_owned())
             .or_insert_with(|| DEFAULT_PATH.to_owned());
+        // wharf's own tools (`wharf serve-static`, the static provider's web process) come
+        // last on the PATH, from where this wharf runs.
+        if let Some(tools) = own_tools_dir() {
+            path.push(':');
+            path.push_str(tools);
+        }
         env.insert("PORT".to_owned(), port.to_string());
         env.insert("DYNO".to_owned(), dyno.to_owned());
         env.insert(

@@ -121,14 +121,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         () = interrupted.cancelled() => Ok(None),
     };
     match outcome {
-        Ok(Some(url)) => {
-            eprintln!("=====> {app} is up at {url}  (Ctrl-C stops it)");
+        Ok(Some(started)) => {
+            // The log streams from now on, so what the processes say while they boot (a crash,
+            // say) is seen.
             let log = LogSessionCreate {
                 lines: Some(200),
                 tail: Some(true),
                 ..LogSessionCreate::default()
             };
-            let watching = async {
+            let logging = async {
+                if let Err(e) = crate::logs::print_log(&client, &app, &log).await {
+                    eprintln!("wharf up: the log stream ended: {e:#}");
+                }
+                interrupted.cancelled().await;
+            };
+            let running = async {
+                match started.url {
+                    Some(url) => {
+                        wait_for_web(&client, &app, started.web, started.version).await?;
+                        eprintln!("=====> {app} is up at {url}  (Ctrl-C stops it)");
+                    }
+                    None => eprintln!(
+                        "=====> {app} has no web process to serve at a URL; its processes run  \
+                         (Ctrl-C stops them)"
+                    ),
+                }
                 if args.watch {
                     watch(&client, &app, &dir, &interrupted).await
                 } else {
@@ -136,15 +153,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     Ok(())
                 }
             };
-            tokio::select! {
-                () = interrupted.cancelled() => {}
-                result = crate::logs::print_log(&client, &app, &log) => {
-                    if let Err(e) = result {
-                        eprintln!("wharf up: the log stream ended: {e:#}");
-                    }
-                    interrupted.cancelled().await;
-                }
-                result = watching => result?,
+            let failed = tokio::select! {
+                () = interrupted.cancelled() => None,
+                () = logging => None,
+                result = running => result.err(),
+            };
+            if let Some(e) = failed {
+                eprintln!("wharf up: {e:#}");
+                eprintln!("-----> Stopping");
+                shutdown.cancel();
+                let _ = serving.await;
+                state.store.close().await;
+                bail!("{app} did not start");
             }
         }
         Ok(None) => {}
@@ -168,14 +188,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes, configures, builds, releases and scales the app; returns its URL once its web
-/// instances are up (`None` if it has no web process).
+/// What `start_app` set running.
+struct Started {
+    /// Where the router serves it; `None` without a web process.
+    url: Option<String>,
+    /// Web instances asked for.
+    web: u32,
+    /// The release they run.
+    version: u32,
+}
+
+/// Makes, configures, builds, releases and scales the app.
 async fn start_app(
     client: &Client,
     app: &str,
     dir: &Path,
     scale: &BTreeMap<String, u32>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<Started>> {
     let info = match client.app(app).await {
         Ok(info) => info,
         Err(e) if e.api_id() == Some("not_found") => {
@@ -234,12 +263,11 @@ async fn start_app(
     } else {
         0
     };
-    if wanted_web == 0 {
-        eprintln!("-----> {app} has no web process to serve at a URL; its processes run");
-        return Ok(None);
-    }
-    wait_for_web(client, app, wanted_web, release.version).await?;
-    Ok(Some(info.web_url))
+    Ok(Some(Started {
+        url: (wanted_web > 0).then_some(info.web_url),
+        web: wanted_web,
+        version: release.version,
+    }))
 }
 
 /// Waits until `count` web instances of release `version` are up, and no other (at once when

@@ -12,6 +12,7 @@ mod crash;
 mod deploy;
 mod domains;
 mod errors;
+mod examples;
 mod flow;
 mod login;
 mod release_stage;
