@@ -20,6 +20,9 @@ use crate::RunError;
 
 /// Where the release tree appears inside the sandbox.
 pub(crate) const APP_MOUNT: &str = "/app";
+/// Where wharf's own executable is inside the sandbox.
+pub(crate) const SANDBOX_TOOLS_DIR: &str = "/run/wharf/bin";
+
 /// `PATH` when neither the image nor the config sets one.
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -266,6 +269,15 @@ fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>) -> Vec<OsString> {
         launch.tree.as_os_str(),
         APP_MOUNT.as_ref(),
     ]);
+    // wharf's own tools (`wharf serve-static`), wherever this wharf runs from (the host's /tmp
+    // is not visible in here).
+    if let Some(exe) = crate::supervisor::own_executable() {
+        push(&[
+            "--ro-bind".as_ref(),
+            exe.as_os_str(),
+            format!("{SANDBOX_TOOLS_DIR}/wharf").as_ref(),
+        ]);
+    }
     push(&["--chdir".as_ref(), APP_MOUNT.as_ref()]);
     push(&["--setenv".as_ref(), "PWD".as_ref(), APP_MOUNT.as_ref()]);
     args

@@ -185,19 +185,21 @@ impl Cell {
     }
 }
 
-/// The directory of the running `wharf` executable, if this process is one (not, say, a test
-/// binary that embeds the supervisor).
-fn own_tools_dir() -> Option<&'static str> {
-    static DIR: OnceLock<Option<String>> = OnceLock::new();
-    DIR.get_or_init(|| {
+/// The running `wharf` executable, if this process is one (not, say, a test binary that
+/// embeds the supervisor).
+pub(crate) fn own_executable() -> Option<&'static std::path::Path> {
+    static EXE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    EXE.get_or_init(|| {
         let exe = std::env::current_exe().ok()?;
-        let dir = exe.parent()?;
-        dir.join("wharf")
-            .is_file()
-            .then(|| dir.to_str().map(str::to_owned))
-            .flatten()
+        let wharf = exe.parent()?.join("wharf");
+        (wharf.is_file() && exe.file_name() == wharf.file_name()).then_some(wharf)
     })
     .as_deref()
+}
+
+/// The directory of [`own_executable`].
+fn own_tools_dir() -> Option<&'static str> {
+    own_executable()?.parent()?.to_str()
 }
 
 /// Marks a release as used by a one-off process while it lives.
@@ -737,7 +739,11 @@ impl Inner {
         // last on the PATH, from where this wharf runs.
         if let Some(tools) = own_tools_dir() {
             path.push(':');
-            path.push_str(tools);
+            path.push_str(if self.isolation.is_sandboxed() {
+                crate::sandbox::SANDBOX_TOOLS_DIR
+            } else {
+                tools
+            });
         }
         env.insert("PORT".to_owned(), port.to_string());
         env.insert("DYNO".to_owned(), dyno.to_owned());
