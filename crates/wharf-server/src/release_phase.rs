@@ -114,8 +114,7 @@ impl Releaser {
 }
 
 impl Inner {
-    async fn run(&self, release: ReleaseRecord, output: Option<LogWriter>) {
-        let mut output = output;
+    async fn run(&self, release: ReleaseRecord, mut output: Option<LogWriter>) {
         let version = release.version;
         let outcome = self.phase(&release, output.as_mut()).await;
         let failure = outcome.err();
@@ -203,14 +202,13 @@ impl Inner {
             .map_err(|e| format!("the release command could not start: {e}"))?;
         let pid = one_off.pid;
         let mut chunks = one_off.output;
-        let exit = one_off.exit;
+        let mut exit = one_off.exit;
         // The output goes to the release's output and, line by line, to the app's log
         // (`app[release.N]`), as Heroku shows it.
         let sink = self.control.sink(&release.app_id);
         let mut partial = String::new();
         // The phase ends when the command exits, even if something it started still holds its
         // output open: what is already written is taken for a moment more, then it's done.
-        let mut exit = exit;
         let mut exited = None;
         let ran = tokio::time::timeout(self.timeout, async {
             loop {

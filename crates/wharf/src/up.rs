@@ -120,7 +120,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         outcome = start_app(&client, &app, &dir, &scale) => outcome,
         () = interrupted.cancelled() => Ok(None),
     };
-    match outcome {
+    let failed = match outcome {
         Ok(Some(started)) => {
             // The log streams from now on, so what the processes say while they boot (a crash,
             // say) is seen.
@@ -153,29 +153,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     Ok(())
                 }
             };
-            let failed = tokio::select! {
+            tokio::select! {
                 () = interrupted.cancelled() => None,
                 () = logging => None,
                 result = running => result.err(),
-            };
-            if let Some(e) = failed {
-                eprintln!("wharf up: {e:#}");
-                eprintln!("-----> Stopping");
-                shutdown.cancel();
-                let _ = serving.await;
-                state.store.close().await;
-                bail!("{app} did not start");
             }
         }
-        Ok(None) => {}
-        Err(e) => {
-            eprintln!("wharf up: {e:#}");
-            eprintln!("-----> Stopping");
-            shutdown.cancel();
-            let _ = serving.await;
-            state.store.close().await;
-            bail!("{app} did not start");
-        }
+        Ok(None) => None,
+        Err(e) => Some(e),
+    };
+    if let Some(e) = failed {
+        eprintln!("wharf up: {e:#}");
+        eprintln!("-----> Stopping");
+        shutdown.cancel();
+        let _ = serving.await;
+        state.store.close().await;
+        bail!("{app} did not start");
     }
     eprintln!("-----> Stopping {app} (Ctrl-C again stops it at once)");
     shutdown.cancel();
