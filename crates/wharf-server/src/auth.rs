@@ -18,7 +18,7 @@ use crate::AppState;
 pub struct Caller(pub AccountRecord);
 
 /// The token a request carries, if any.
-fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };

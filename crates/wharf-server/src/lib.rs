@@ -18,12 +18,14 @@ mod control;
 mod error;
 mod extract;
 mod gc;
+mod git;
 mod names;
 mod openapi;
 mod release_phase;
 mod routes;
 mod signing;
 pub mod static_site;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -73,6 +75,9 @@ pub struct ServerConfig {
     pub keep_releases: u32,
     /// How often garbage collection runs on its own (`WHARF_GC_INTERVAL`).
     pub gc_interval: std::time::Duration,
+    /// The `wharf` executable git's pre-receive hook runs to deploy a push (the binary passes
+    /// itself); `None` refuses pushes with that reason.
+    pub wharf_exe: Option<PathBuf>,
 }
 
 /// What links in API responses are made from.
@@ -129,6 +134,10 @@ pub struct AppState {
     gc_interval: std::time::Duration,
     /// Serializes [`AppState::refresh_routes`], so an older table never replaces a newer one.
     routes_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Each app's git repository, served for `git push`.
+    pub git: git::GitRepos,
+    /// wharf's CA and this start's server certificate, for the TLS listener.
+    pub tls: tls::Tls,
 }
 
 impl AppState {
@@ -215,6 +224,8 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot set up TLS")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Opens the data directory and the database, and makes sure someone can log in.
@@ -331,6 +342,18 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         gc.clone(),
     );
     control.converge_all().await?;
+    let git_dir = config.data_dir.join("git");
+    let git = git::GitRepos::open(
+        &config.data_dir,
+        config.wharf_exe.clone(),
+        format!("http://{}", loopback(config.api_addr)),
+        config.build.limits.max_archive_bytes,
+    )
+    .map_err(|source| StartError::File {
+        path: git_dir,
+        source,
+    })?;
+    let tls = tls::load_or_create(&config.data_dir, &tls_hostnames(config))?;
     let links = Links {
         domain: config.domain.clone(),
         router_addr: config.router_addr,
@@ -352,6 +375,8 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         keep_releases: config.keep_releases.max(1),
         gc_interval: config.gc_interval,
         routes_lock: Arc::default(),
+        git,
+        tls,
     };
     state.refresh_routes().await;
     Ok((state, admin))
@@ -379,6 +404,54 @@ async fn bootstrap_admin(store: &Store, config: &ServerConfig) -> Result<AdminTo
         }
     })?;
     Ok(AdminToken::Generated(path))
+}
+
+/// `addr` as the server itself reaches it: an unspecified address (listening everywhere) is
+/// reached on loopback.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
+/// The names the server certificate is for: loopback, the apps' domain (and its subdomains),
+/// the API's address and the host of its public URL.
+fn tls_hostnames(config: &ServerConfig) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+        config.domain.clone(),
+        format!("*.{}", config.domain),
+    ];
+    if !config.api_addr.ip().is_unspecified() {
+        names.push(config.api_addr.ip().to_string());
+    }
+    if let Some(url) = &config.public_url {
+        let host = url
+            .split("://")
+            .nth(1)
+            .unwrap_or(url)
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        if !host.is_empty() {
+            names.push(host.to_owned());
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Where the generated admin token is written.
@@ -415,14 +488,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `api` and the router on `apps` until `shutdown` is cancelled; requests in
+/// The sockets [`serve`] answers on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The API (plain HTTP).
+    pub api: TcpListener,
+    /// The router, in front of every app.
+    pub apps: TcpListener,
+    /// The API over TLS (`WHARF_TLS_ADDR`), with the certificate of [`AppState::tls`].
+    pub tls: Option<TcpListener>,
+}
+
+/// Serves the API and the router on `listeners` until `shutdown` is cancelled; requests in
 /// flight then finish, and running builds and apps are stopped, before this returns.
 pub async fn serve(
-    api: TcpListener,
-    apps: TcpListener,
+    listeners: Listeners,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let Listeners { api, apps, tls } = listeners;
     let app = router(state.clone());
     let collecting = tokio::spawn(gc::periodically(
         state.clone(),
@@ -434,13 +518,38 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         async move { router.serve(apps, shutdown).await }
     });
+    let secure = tls.map(|listener| {
+        tokio::spawn(tls::serve(
+            listener,
+            state.tls.clone(),
+            app.clone(),
+            shutdown.clone(),
+        ))
+    });
+    // Builds are cancelled as soon as the server begins to stop (they fail as interrupted):
+    // a request waiting on one (a deploy's output, a `git push`) then ends instead of holding
+    // the graceful stop for as long as the build would run.
+    let stopping_builds = tokio::spawn({
+        let (builds, shutdown) = (state.builds.clone(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            builds.shutdown().await;
+        }
+    });
     let served = axum::serve(api, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
+    let secured = match secure {
+        Some(task) => task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(format!("the TLS task failed: {e}")))),
+        None => Ok(()),
+    };
     // Running builds are cancelled (they fail as interrupted) and waited for, and every app
     // process is stopped (its signal, then SIGKILL after its grace period), so nothing started
     // by the server outlives it.
-    state.builds.shutdown().await;
+    shutdown.cancel();
+    let _ = stopping_builds.await;
     state.control.backend().shutdown().await;
     state.background.cancel();
     let routed = match routing.await {
@@ -451,5 +560,5 @@ pub async fn serve(
     };
     let _ = collecting.await;
     state.control.logs().shutdown().await;
-    served.and(routed)
+    served.and(secured).and(routed)
 }

@@ -9,8 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::routes::{
-    account, apps, builds, config_vars, domains, dynos, formation, logs, meta, one_off, releases,
-    sources,
+    account, apps, builds, config_vars, domains, dynos, formation, git, logs, meta, one_off,
+    releases, sources,
 };
 use crate::AppState;
 
@@ -37,6 +37,7 @@ use crate::AppState;
         (name = "dynos", description = "The running instances: list, restart, stop"),
         (name = "domains", description = "The hostnames the router sends to an app"),
         (name = "logs", description = "The app's durable log, as server-sent events"),
+        (name = "git", description = "git's smart HTTP protocol: `git push` deploys"),
         (name = "meta", description = "Health and this document"),
     )
 )]
@@ -53,6 +54,17 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(format!("an API token in the {AUTHORIZATION} header")))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "any user name and an API token as the password, as git sends it",
+                    ))
                     .build(),
             ),
         );
@@ -97,6 +109,10 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(builds::output))
         .routes(routes!(releases::output))
         .routes(routes!(logs::stream))
+        // git authenticates in its own way (Basic, and a 401 that makes it ask).
+        .routes(routes!(git::info_refs))
+        .routes(routes!(git::receive_pack))
+        .routes(routes!(git::upload_pack))
 }
 
 /// Every route, the authenticated ones behind the token check.

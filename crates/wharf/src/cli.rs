@@ -133,6 +133,33 @@ pub enum Command {
     Run(RunArgs),
     /// Show the app's log; --tail follows it
     Logs(LogsArgs),
+    /// Point this git checkout's `wharf` remote at the app, so `git push wharf main` deploys
+    /// (git takes the saved login's token)
+    #[command(name = "git:remote")]
+    GitRemote {
+        /// The remote's name
+        #[arg(short, long, default_value = "wharf", value_name = "NAME")]
+        remote: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// The server's TLS certificate authority: `wharf tls ca` prints where its certificate is
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+    /// Deploy what a `git push` brought (run by the server's git hook)
+    #[command(hide = true)]
+    GitReceiveHook {
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// git's credential helper: answers with the saved login's token (set up by `wharf git:remote`)
+    #[command(hide = true)]
+    GitCredential {
+        /// get, store or erase
+        operation: String,
+    },
     /// Check every blob of the image store against its digest
     Fsck {
         /// The server's data directory [default: as `wharf server`]
@@ -155,6 +182,16 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Print the path of the CA certificate to trust (e.g. `git config http.sslCAInfo "$(wharf tls ca)"`)
+    Ca {
+        /// The server's data directory [default: as `wharf server`]
+        #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -187,6 +224,10 @@ pub struct ServerArgs {
         value_name = "ADDR"
     )]
     pub router_addr: SocketAddr,
+    /// Also serve the API (and `git push`) over HTTPS here, with a certificate from the CA wharf
+    /// makes on its first start (`wharf tls ca` prints where it is)
+    #[arg(long, env = "WHARF_TLS_ADDR", value_name = "ADDR")]
+    pub tls_addr: Option<SocketAddr>,
     /// Apps are served at http://<app>.<domain>
     #[arg(
         long,

@@ -85,16 +85,26 @@ pub fn server_url(global: &Global, saved: Option<&Credentials>) -> String {
 pub fn client(global: &Global) -> anyhow::Result<Client> {
     let saved = load_credentials()?;
     let url = server_url(global, saved.as_ref());
-    let token = match std::env::var("WHARF_TOKEN") {
+    let Some(token) = token_for(&url, saved) else {
+        bail!("not logged in to {url}: run `wharf login --url {url}` or set WHARF_TOKEN");
+    };
+    Ok(Client::new(&url, Some(token))?)
+}
+
+/// The token for the configured server: `WHARF_TOKEN`, else the one `wharf login` saved for it.
+pub fn token(global: &Global) -> anyhow::Result<Option<String>> {
+    let saved = load_credentials()?;
+    let url = server_url(global, saved.as_ref());
+    Ok(token_for(&url, saved))
+}
+
+fn token_for(url: &str, saved: Option<Credentials>) -> Option<String> {
+    match std::env::var("WHARF_TOKEN") {
         Ok(token) if !token.is_empty() => Some(token),
         _ => saved
             .filter(|c| c.url.trim_end_matches('/') == url.trim_end_matches('/'))
             .map(|c| c.token),
-    };
-    if token.is_none() {
-        bail!("not logged in to {url}: run `wharf login --url {url}` or set WHARF_TOKEN");
     }
-    Ok(Client::new(&url, token)?)
 }
 
 /// The app a command acts on: `--app`/`WHARF_APP`, else the app of the git remote named `wharf`

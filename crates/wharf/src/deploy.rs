@@ -27,7 +27,8 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     // Fail early, before packing, if the app doesn't exist.
     let app_info = client.app(&app).await?;
     let version = args.source_version.clone().or_else(|| git_version(&dir));
-    let release = deploy_dir(&client, &app, &dir, version).await?;
+    let shown = dir.display().to_string();
+    let release = deploy_dir(&client, &app, &dir, &shown, version).await?;
     println!(
         "Deployed {app}: release v{} is at {}",
         release.version, app_info.web_url
@@ -35,16 +36,17 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Packs `dir`, uploads it, builds it as `app`, streaming the build's output (stdout) and
-/// progress (stderr), and returns the release once it is live (after its release phase, if it
+/// Packs `dir` (called `shown` in what is printed), uploads it, builds it as `app`, streaming
+/// the build's output (stdout) and progress (stderr), and returns the release once it is live (after its release phase, if it
 /// has one). Fails with the reason when the build or the release phase does.
 pub async fn deploy_dir(
     client: &Client,
     app: &str,
     dir: &Path,
+    shown: &str,
     source_version: Option<String>,
 ) -> anyhow::Result<wharf_core::api::Release> {
-    eprintln!("-----> Packing {}", dir.display());
+    eprintln!("-----> Packing {shown}");
     let archive =
         tempfile::NamedTempFile::new().context("cannot make a temporary file for the archive")?;
     let pack_dir = dir.to_path_buf();

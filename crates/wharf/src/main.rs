@@ -12,6 +12,7 @@ mod context;
 mod deploy;
 mod domains;
 mod fsck;
+mod git;
 mod login;
 mod logs;
 mod output;
@@ -84,6 +85,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => run::run(&cli.global, args).await,
         Command::Logs(args) => logs::run(&cli.global, args).await,
+        Command::GitRemote { remote, app } => git::remote(&cli.global, &app, &remote).await,
+        Command::Tls {
+            command: cli::TlsCommand::Ca { data_dir },
+        } => git::ca(data_dir),
+        Command::GitReceiveHook { app } => git::receive_hook(&cli.global, app).await,
+        Command::GitCredential { operation } => git::credential(&cli.global, &operation),
         Command::Fsck { data_dir, json } => fsck::run(data_dir, json),
         Command::ServeStatic { port, dir } => server::serve_static(port, dir).await,
         Command::Completions { shell } => {

@@ -54,6 +54,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
+    let args_tls = args.tls_addr;
     let mut config = config(args, data_dir)?;
     let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
         format!(
@@ -69,6 +70,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 config.router_addr
             )
         })?;
+    let tls_listener = match args_tls {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for TLS (set WHARF_TLS_ADDR to use another address)")
+        })?),
+        None => None,
+    };
     // With port 0 the OS picks the port; links and messages must show the real one.
     config.api_addr = listener
         .local_addr()
@@ -102,6 +109,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "wharf API listening on {api_url} (data in {})",
         config.data_dir.display()
     );
+    if let Some(listener) = &tls_listener {
+        say!(
+            "wharf API listening on https://{} (TLS; trust {}, which `wharf tls ca` prints)",
+            listener
+                .local_addr()
+                .context("cannot read the TLS address")?,
+            state.tls.ca_path.display()
+        );
+    }
     say!(
         "wharf router listening on http://{} (apps at http://<app>.{}:{})",
         config.router_addr,
@@ -110,7 +126,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(signals.cancel_on_first(shutdown.clone()));
-    wharf_server::serve(listener, router_listener, state.clone(), shutdown)
+    let listeners = wharf_server::Listeners {
+        api: listener,
+        apps: router_listener,
+        tls: tls_listener,
+    };
+    wharf_server::serve(listeners, state.clone(), shutdown)
         .await
         .context("the API server failed")?;
     state.store.close().await;
@@ -150,6 +171,8 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
         release_timeout: seconds("--release-timeout", args.release_timeout)?,
         keep_releases: args.keep_releases,
         gc_interval: seconds("--gc-interval", args.gc_interval)?,
+        // git's pre-receive hook runs this very binary to deploy a push.
+        wharf_exe: std::env::current_exe().ok(),
         build: BuildSettings {
             timeout: Duration::from_secs(args.build_timeout),
             concurrency: args.build_concurrency,

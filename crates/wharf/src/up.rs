@@ -104,9 +104,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .to_owned(),
     };
     let shutdown = CancellationToken::new();
-    let serving = tokio::spawn(wharf_server::serve(
+    let listeners = wharf_server::Listeners {
         api,
-        router,
+        apps: router,
+        tls: None,
+    };
+    let serving = tokio::spawn(wharf_server::serve(
+        listeners,
         state.clone(),
         shutdown.clone(),
     ));
@@ -224,8 +228,14 @@ async fn start_app(
         client.update_config_vars(app, &changes).await?;
         eprintln!("-----> Loaded {} config vars from .env", vars.len());
     }
-    let release =
-        crate::deploy::deploy_dir(client, app, dir, crate::deploy::git_version(dir)).await?;
+    let release = crate::deploy::deploy_dir(
+        client,
+        app,
+        dir,
+        &dir.display().to_string(),
+        crate::deploy::git_version(dir),
+    )
+    .await?;
 
     // One instance of each process type unless told otherwise.
     let formation = client.formation(app).await?;
@@ -337,8 +347,14 @@ async fn watch(
         }
         seen = now;
         eprintln!("-----> {} changed: rebuilding", dir.display());
-        let deployed =
-            crate::deploy::deploy_dir(client, app, dir, crate::deploy::git_version(dir)).await;
+        let deployed = crate::deploy::deploy_dir(
+            client,
+            app,
+            dir,
+            &dir.display().to_string(),
+            crate::deploy::git_version(dir),
+        )
+        .await;
         match deployed {
             Ok(release) => {
                 let web = client

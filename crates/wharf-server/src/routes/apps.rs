@@ -192,6 +192,9 @@ pub async fn delete(
     if let Err(e) = state.control.logs().remove_app(&app.id).await {
         tracing::warn!(app = %app.name, error = %e, "cannot remove the destroyed app's log");
     }
+    if let Err(e) = state.git.remove(&app.id).await {
+        tracing::warn!(app = %app.name, error = %e, "cannot remove the destroyed app's git repository");
+    }
     tracing::info!(app = %app.name, "app destroyed");
     Ok(Json(to_api(app, &state.links)))
 }

@@ -8,6 +8,7 @@ pub mod config_vars;
 pub mod domains;
 pub mod dynos;
 pub mod formation;
+pub mod git;
 pub mod logs;
 pub mod meta;
 pub mod one_off;

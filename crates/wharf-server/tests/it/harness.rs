@@ -97,6 +97,8 @@ impl TestServer {
             keep_releases: 2,
             // Collections run when a test asks for one.
             gc_interval: std::time::Duration::from_secs(24 * 60 * 60),
+            // Pushes are deployed by the real binary's tests (crates/wharf).
+            wharf_exe: None,
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
                 concurrency: 2,
@@ -111,9 +113,13 @@ impl TestServer {
         };
         let (state, _) = wharf_server::prepare(&config).await.unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(wharf_server::serve(
-            listener,
+        let listeners = wharf_server::Listeners {
+            api: listener,
             apps,
+            tls: None,
+        };
+        let task = tokio::spawn(wharf_server::serve(
+            listeners,
             state.clone(),
             shutdown.clone(),
         ));

@@ -8,6 +8,7 @@ mod apps;
 mod builds;
 mod config_vars;
 mod conventions;
+mod git;
 mod openapi;
 mod release_stage;
 mod releases;

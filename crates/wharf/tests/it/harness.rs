@@ -72,6 +72,8 @@ pub struct Server {
     pub url: String,
     /// The router's port, read from its "listening on" line.
     pub router_port: u16,
+    /// The TLS listener's port, when started with `--tls-addr`.
+    pub tls_port: Option<u16>,
     pub data_dir: PathBuf,
     /// Everything the server wrote to stderr up to and including its "listening on" line.
     pub startup: String,
@@ -160,6 +162,7 @@ impl Server {
             child: Some(child),
             url: String::new(),
             router_port: 0,
+            tls_port: None,
             data_dir: data_dir.to_path_buf(),
             startup: String::new(),
             stderr: lines,
@@ -173,11 +176,15 @@ impl Server {
                 Ok(line) => {
                     server.startup.push_str(&line);
                     server.startup.push('\n');
-                    if let Some(rest) = line.strip_prefix("wharf API listening on ") {
-                        let url = rest.split_whitespace().next().unwrap_or_default();
-                        server.url = url.to_owned();
+                    if let Some(rest) = line.strip_prefix("wharf API listening on http://") {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        server.url = format!("http://{addr}");
                     }
-                    // Printed right after the API's line.
+                    if let Some(rest) = line.strip_prefix("wharf API listening on https://") {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        server.tls_port = addr.rsplit(':').next().and_then(|p| p.parse().ok());
+                    }
+                    // Printed right after the API's lines.
                     if let Some(rest) = line.strip_prefix("wharf router listening on http://") {
                         let addr = rest.split_whitespace().next().unwrap_or_default();
                         server.router_port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -469,43 +476,69 @@ impl Cli {
 
     fn run_inner(&self, args: &[&str], input: Option<&str>) -> Run {
         let mut command = self.command(WHARF);
+        command.args(args);
+        run_to_end(command, args, input, DEADLINE)
+    }
+
+    /// Runs `git ARGS` as this user (no terminal to prompt at), for up to `within`.
+    pub fn git(&self, args: &[&str], within: Duration) -> Run {
+        self.git_with(args, &[], within)
+    }
+
+    /// [`Cli::git`] with more environment variables.
+    pub fn git_with(&self, args: &[&str], env: &[(&str, &str)], within: Duration) -> Run {
+        let mut command = self.command("git");
+        command.envs(env.iter().copied());
         command
             .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("run wharf");
-        if let Some(input) = input {
-            let mut stdin = child.stdin.take().expect("piped stdin");
-            stdin.write_all(input.as_bytes()).expect("write stdin");
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_AUTHOR_NAME", "Test User")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test User")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com");
+        run_to_end(command, args, None, within)
+    }
+}
+
+/// Runs `command` to its end with `input` on stdin (else /dev/null); kills it and panics if it
+/// has not finished `within`.
+fn run_to_end(mut command: Command, args: &[&str], input: Option<&str>, within: Duration) -> Run {
+    command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command.spawn().expect("run the command");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let pid = child.id();
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let output = match done.recv_timeout(within) {
+        Ok(output) => output.expect("wait for the command"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!(
+                "`{program} {}` did not finish within {within:?}",
+                args.join(" ")
+            );
         }
-        let pid = child.id();
-        let (done_tx, done) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done_tx.send(child.wait_with_output());
-        });
-        let output = match done.recv_timeout(DEADLINE) {
-            Ok(output) => output.expect("wait for wharf"),
-            Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-                panic!(
-                    "`wharf {}` did not finish within {DEADLINE:?}",
-                    args.join(" ")
-                );
-            }
-        };
-        Run {
-            args: args.iter().map(|a| a.to_string()).collect(),
-            stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
-            stderr: String::from_utf8(output.stderr).expect("utf-8 stderr"),
-            code: output.status.code(),
-        }
+    };
+    Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        code: output.status.code(),
     }
 }
 

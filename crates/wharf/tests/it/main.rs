@@ -14,6 +14,7 @@ mod domains;
 mod errors;
 mod examples;
 mod flow;
+mod git_push;
 mod login;
 mod release_stage;
 mod releases;
