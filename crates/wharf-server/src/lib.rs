@@ -22,6 +22,7 @@ mod git;
 mod names;
 mod openapi;
 mod release_phase;
+mod rendezvous;
 mod routes;
 mod signing;
 pub mod static_site;
@@ -138,6 +139,8 @@ pub struct AppState {
     pub git: git::GitRepos,
     /// wharf's CA and this start's server certificate, for the TLS listener.
     pub tls: tls::Tls,
+    /// Attached one-off processes waiting for their client (`heroku run`).
+    pub rendezvous: rendezvous::Rendezvous,
 }
 
 impl AppState {
@@ -377,6 +380,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         routes_lock: Arc::default(),
         git,
         tls,
+        rendezvous: rendezvous::Rendezvous::default(),
     };
     state.refresh_routes().await;
     Ok((state, admin))
@@ -420,6 +424,35 @@ fn loopback(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// `addr` as clients reach it: its own IP, or when it listens everywhere, the host of the public
+/// URL (else loopback).
+fn reachable_address(addr: SocketAddr, public_url: &str) -> String {
+    if !addr.ip().is_unspecified() {
+        return addr.to_string();
+    }
+    match url_host(public_url) {
+        Some(host) if host.contains(':') => format!("[{host}]:{}", addr.port()),
+        Some(host) => format!("{host}:{}", addr.port()),
+        None => loopback(addr).to_string(),
+    }
+}
+
+/// The host of `url` (`http://host:port/…`), without brackets around an IPv6 address.
+fn url_host(url: &str) -> Option<&str> {
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
 /// The names the server certificate is for: loopback, the apps' domain (and its subdomains),
 /// the API's address and the host of its public URL.
 fn tls_hostnames(config: &ServerConfig) -> Vec<String> {
@@ -433,21 +466,8 @@ fn tls_hostnames(config: &ServerConfig) -> Vec<String> {
     if !config.api_addr.ip().is_unspecified() {
         names.push(config.api_addr.ip().to_string());
     }
-    if let Some(url) = &config.public_url {
-        let host = url
-            .split("://")
-            .nth(1)
-            .unwrap_or(url)
-            .split(['/', '?', '#'])
-            .next()
-            .unwrap_or_default();
-        let host = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or_default(),
-            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-        };
-        if !host.is_empty() {
-            names.push(host.to_owned());
-        }
+    if let Some(host) = config.public_url.as_deref().and_then(url_host) {
+        names.push(host.to_owned());
     }
     names.sort();
     names.dedup();
@@ -497,6 +517,9 @@ pub struct Listeners {
     pub apps: TcpListener,
     /// The API over TLS (`WHARF_TLS_ADDR`), with the certificate of [`AppState::tls`].
     pub tls: Option<TcpListener>,
+    /// Heroku's rendezvous protocol for attached one-off processes (`WHARF_RENDEZVOUS_ADDR`),
+    /// over TLS with the same certificate.
+    pub rendezvous: Option<TcpListener>,
 }
 
 /// Serves the API and the router on `listeners` until `shutdown` is cancelled; requests in
@@ -506,7 +529,12 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let Listeners { api, apps, tls } = listeners;
+    let Listeners {
+        api,
+        apps,
+        tls,
+        rendezvous,
+    } = listeners;
     let app = router(state.clone());
     let collecting = tokio::spawn(gc::periodically(
         state.clone(),
@@ -526,6 +554,20 @@ pub async fn serve(
             shutdown.clone(),
         ))
     });
+    let attaching = match rendezvous {
+        Some(listener) => {
+            let address = reachable_address(listener.local_addr()?, &state.links.public_url);
+            let (rendezvous, tls, shutdown) = (
+                state.rendezvous.clone(),
+                state.tls.clone(),
+                shutdown.clone(),
+            );
+            Some(tokio::spawn(async move {
+                rendezvous.serve(listener, address, tls, shutdown).await
+            }))
+        }
+        None => None,
+    };
     // Builds are cancelled as soon as the server begins to stop (they fail as interrupted):
     // a request waiting on one (a deploy's output, a `git push`) then ends instead of holding
     // the graceful stop for as long as the build would run.
@@ -549,6 +591,9 @@ pub async fn serve(
     // process is stopped (its signal, then SIGKILL after its grace period), so nothing started
     // by the server outlives it.
     shutdown.cancel();
+    if let Some(task) = attaching {
+        let _ = task.await;
+    }
     let _ = stopping_builds.await;
     state.control.backend().shutdown().await;
     state.background.cancel();

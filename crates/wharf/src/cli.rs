@@ -228,6 +228,10 @@ pub struct ServerArgs {
     /// makes on its first start (`wharf tls ca` prints where it is)
     #[arg(long, env = "WHARF_TLS_ADDR", value_name = "ADDR")]
     pub tls_addr: Option<SocketAddr>,
+    /// Also take attached one-off processes the Heroku way here (`heroku run`: its rendezvous
+    /// protocol, over TLS with the same certificate)
+    #[arg(long, env = "WHARF_RENDEZVOUS_ADDR", value_name = "ADDR")]
+    pub rendezvous_addr: Option<SocketAddr>,
     /// Apps are served at http://<app>.<domain>
     #[arg(
         long,

@@ -54,7 +54,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
-    let args_tls = args.tls_addr;
+    let (args_tls, args_rendezvous) = (args.tls_addr, args.rendezvous_addr);
     let mut config = config(args, data_dir)?;
     let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
         format!(
@@ -73,6 +73,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tls_listener = match args_tls {
         Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} for TLS (set WHARF_TLS_ADDR to use another address)")
+        })?),
+        None => None,
+    };
+    let rendezvous_listener = match args_rendezvous {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for rendezvous (set WHARF_RENDEZVOUS_ADDR to use another address)")
         })?),
         None => None,
     };
@@ -118,6 +124,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             state.tls.ca_path.display()
         );
     }
+    if let Some(listener) = &rendezvous_listener {
+        say!(
+            "wharf rendezvous listening on {} (attached `heroku run`, TLS)",
+            listener
+                .local_addr()
+                .context("cannot read the rendezvous address")?
+        );
+    }
     say!(
         "wharf router listening on http://{} (apps at http://<app>.{}:{})",
         config.router_addr,
@@ -130,6 +144,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         api: listener,
         apps: router_listener,
         tls: tls_listener,
+        rendezvous: rendezvous_listener,
     };
     wharf_server::serve(listeners, state.clone(), shutdown)
         .await

@@ -108,6 +108,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         api,
         apps: router,
         tls: None,
+        rendezvous: None,
     };
     let serving = tokio::spawn(wharf_server::serve(
         listeners,

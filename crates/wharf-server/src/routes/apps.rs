@@ -75,6 +75,49 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResul
     }))
 }
 
+/// The apps a user owns: `~` (or the caller's email or id) is the caller. As Heroku's
+/// `GET /users/{user}/apps`, which `heroku apps` lists.
+#[utoipa::path(get, path = "/users/{user}/apps", tag = "apps",
+    params(
+        ("user" = String, Path, description = "`~` for the caller, or the caller's email or id"),
+        ("Range" = Option<String>, Header, description = "`name ..; max=200` (also `id`)"),
+    ),
+    responses(
+        (status = 200, description = "Every remaining app", body = [api::App]),
+        (status = 206, description = "A page of apps; `Next-Range` asks for the next one", body = [api::App]),
+        (status = 404, description = "Another user: wharf has one account", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn list_owned(
+    State(state): State<AppState>,
+    Extension(Caller(account)): Extension<Caller>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if user != "~" && user != account.email && user != account.id {
+        return Err(ApiError::not_found(format!(
+            "user `{}` not found: wharf has one account, {} (`~`)",
+            wharf_core::name::shown(&user),
+            account.email
+        )));
+    }
+    // Every app belongs to the one account.
+    list(State(state), headers).await
+}
+
+/// The app's add-ons: always none. Backing services are attached through config vars
+/// (`DATABASE_URL`, `REDIS_URL`), or are other apps. Heroku's clients list them in `apps:info`.
+#[utoipa::path(get, path = "/apps/{app}/addons", tag = "apps",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses((status = 200, description = "None", body = [Object]), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn addons(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    state.store.app(&app).await?;
+    Ok(Json(Vec::new()))
+}
+
 /// Creates an app, with its first release ("Initial release"). A name is generated when none is given.
 #[utoipa::path(post, path = "/apps", tag = "apps", request_body = AppCreate,
     responses(

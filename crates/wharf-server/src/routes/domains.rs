@@ -116,6 +116,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(to_api(domain, &app, &state))))
 }
 
+/// The app's SNI endpoints (TLS certificates of its own): always none, as the router serves apps
+/// over plain HTTP. Heroku's clients ask for them before adding a domain.
+#[utoipa::path(get, path = "/apps/{app}/sni-endpoints", tag = "domains",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses((status = 200, description = "None", body = [Object]), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn sni_endpoints(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    state.store.app(&app).await?;
+    Ok(Json(Vec::new()))
+}
+
 /// One of the app's domains, by id or hostname.
 #[utoipa::path(get, path = "/apps/{app}/domains/{domain}", tag = "domains",
     params(

@@ -132,6 +132,15 @@ pub async fn info(
         })
 }
 
+/// An instance by name (`web.1`), or, as Heroku's API takes it too, a whole process type (`web`).
+fn instance_or_type(dyno: String) -> Target {
+    if dyno.contains('.') {
+        Target::Instance(dyno)
+    } else {
+        Target::Type(dyno)
+    }
+}
+
 async fn restart(state: &AppState, app: &str, target: Target) -> ApiResult<StatusCode> {
     let app = state.store.app(app).await?;
     let what = match &target {
@@ -143,7 +152,15 @@ async fn restart(state: &AppState, app: &str, target: Target) -> ApiResult<Statu
         .backend()
         .restart(&app.id, target)
         .await
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
+        .map_err(|e| {
+            tracing::debug!(app = %app.name, error = %e, "nothing to restart");
+            ApiError::not_found(format!(
+                "`{}` has no process `{}`: `wharf ps -a {}` lists them",
+                app.name,
+                wharf_core::name::shown(&what),
+                app.name
+            ))
+        })?;
     tracing::info!(app = %app.name, what = %what, "restart requested");
     Ok(StatusCode::ACCEPTED)
 }
@@ -161,13 +178,13 @@ pub async fn restart_all(
 
 /// Restarts one instance.
 #[utoipa::path(delete, path = "/apps/{app}/dynos/{dyno}", tag = "dynos",
-    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`")),
+    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`, or a process type")),
     responses((status = 202, description = "Restarting"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
 pub async fn restart_one(
     State(state): State<AppState>,
     Path((app, dyno)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    restart(&state, &app, Target::Instance(dyno)).await
+    restart(&state, &app, instance_or_type(dyno)).await
 }
 
 /// Restarts every instance of a process type.
@@ -184,13 +201,13 @@ pub async fn restart_type(
 /// Stops an instance. As on Heroku, an instance the formation asks for is started again, fresh;
 /// to keep a type stopped, scale it to 0.
 #[utoipa::path(post, path = "/apps/{app}/dynos/{dyno}/actions/stop", tag = "dynos",
-    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`")),
+    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`, or a process type")),
     responses((status = 202, description = "Stopping"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
 pub async fn stop_one(
     State(state): State<AppState>,
     Path((app, dyno)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    restart(&state, &app, Target::Instance(dyno)).await
+    restart(&state, &app, instance_or_type(dyno)).await
 }
 
 /// Stops every instance of a process type; the formation starts them again, fresh.

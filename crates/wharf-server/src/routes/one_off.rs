@@ -1,7 +1,9 @@
 //! One-off processes (`wharf run`): the release's environment, the app's sandbox, `DYNO=run.N`.
 //!
-//! Detached (`POST /apps/{app}/dynos`): the output goes to the app's log. Attached
-//! (`POST /apps/{app}/run`, a wharf extension): the request body is the process's stdin and the
+//! Detached (`POST /apps/{app}/dynos`): the output goes to the app's log. Attached the Heroku
+//! way (`POST /apps/{app}/dynos` with `attach: true`, as `heroku run` does): the process waits
+//! for its client at the `attach_url` (see `crate::rendezvous`). Attached over HTTP
+//! (`POST /apps/{app}/run`, a wharf extension that `wharf run` uses): the request body is the process's stdin and the
 //! response streams its output in frames, the last of which carries the exit status:
 //! each frame is one type byte (`o` output, `x` exit), a big-endian u32 length, then that many
 //! bytes (for `x`, the exit status as decimal text). A client that goes away kills the process.
@@ -30,7 +32,8 @@ pub const ATTACH_MEDIA_TYPE: &str = "application/vnd.wharf.attach";
 pub struct DynoCreate {
     /// The command to run, through `sh -c`.
     pub command: String,
-    /// Only `false` (or absent) here: attach with `POST /apps/{app}/run` (`wharf run`).
+    /// `true`: the process waits for a client at the returned `attach_url` (Heroku's
+    /// rendezvous protocol, over TLS); else its output goes to the app's log.
     #[serde(default)]
     pub attach: Option<bool>,
     /// Extra environment variables for this process only.
@@ -83,13 +86,14 @@ fn check_command(command: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Runs a one-off process, detached: its output goes to the app's log as `run.N`.
+/// Runs a one-off process as `run.N`. Detached, its output goes to the app's log; attached
+/// (`attach: true`), it waits for a client at `attach_url`, Heroku's rendezvous protocol.
 #[utoipa::path(post, path = "/apps/{app}/dynos", tag = "dynos", request_body = DynoCreate,
     params(("app" = String, Path, description = "The app's id or name")),
     responses(
         (status = 201, body = api::Dyno),
         (status = 404, body = ErrorBody),
-        (status = 422, description = "An empty command, an app never deployed, or `attach: true`", body = ErrorBody),
+        (status = 422, description = "An empty command, an app never deployed, or `attach: true` on a server without a rendezvous listener", body = ErrorBody),
         crate::routes::CommonErrors,
     ))]
 pub async fn create(
@@ -98,9 +102,11 @@ pub async fn create(
     JsonBody(body): JsonBody<DynoCreate>,
 ) -> ApiResult<(StatusCode, Json<api::Dyno>)> {
     check_command(&body.command)?;
-    if body.attach == Some(true) {
+    let attach = body.attach == Some(true);
+    if attach && state.rendezvous.address().is_none() {
         return Err(ApiError::invalid_params(
-            "attached runs go through POST /apps/{app}/run: use `wharf run`",
+            "attached runs the Heroku way need a rendezvous listener: start the server with \
+             WHARF_RENDEZVOUS_ADDR (e.g. 127.0.0.1:7444); `wharf run` attaches without one",
         ));
     }
     let app = state.store.app(&app).await?;
@@ -113,19 +119,30 @@ pub async fn create(
             &app.id,
             &spec,
             &body.command,
-            false,
+            attach,
             state.control.sink(&app.id),
         )
         .await
         .map_err(ApiError::internal)?;
-    tracing::info!(app = %app.name, dyno = %one_off.name, "one-off process started");
+    tracing::info!(app = %app.name, dyno = %one_off.name, attach, "one-off process started");
+    let (name, pid) = (one_off.name.clone(), one_off.pid);
+    let attach_url = if attach {
+        Some(
+            state
+                .rendezvous
+                .hold(app.name.as_str(), one_off)
+                .ok_or_else(|| ApiError::internal("the rendezvous listener stopped"))?,
+        )
+    } else {
+        None
+    };
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Ok((
         StatusCode::CREATED,
         Json(api::Dyno {
-            id: format!("{}.{}", app.id, one_off.name),
+            id: format!("{}.{name}", app.id),
             process_type: "run".to_owned(),
-            state: "up".to_owned(),
+            state: if attach { "starting" } else { "up" }.to_owned(),
             command: body.command,
             size: "standard-1x".to_owned(),
             app: NamedRef {
@@ -136,13 +153,13 @@ pub async fn create(
                 id: release.id,
                 version: release.version.get(),
             },
-            attach_url: None,
-            pid: one_off.pid,
+            attach_url,
+            pid,
             port: None,
             restarts: 0,
             last_exit: None,
             next_restart_in: None,
-            name: one_off.name,
+            name,
             created_at: at.clone(),
             updated_at: at,
         }),

@@ -117,6 +117,8 @@ impl TestServer {
             api: listener,
             apps,
             tls: None,
+            rendezvous: None,
+            rendezvous: None,
         };
         let task = tokio::spawn(wharf_server::serve(
             listeners,
