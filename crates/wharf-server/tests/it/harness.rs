@@ -118,7 +118,6 @@ impl TestServer {
             apps,
             tls: None,
             rendezvous: None,
-            rendezvous: None,
         };
         let task = tokio::spawn(wharf_server::serve(
             listeners,

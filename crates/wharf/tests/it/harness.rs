@@ -84,6 +84,22 @@ pub struct Server {
     /// after `Drop::drop` has run).
     temp_dir: Option<tempfile::TempDir>,
     database: Option<TestDatabase>,
+    /// Whether it runs in a network namespace of its own.
+    isolated: bool,
+}
+
+/// Whether this host lets tests make network namespaces (root, `unshare` and `ip`): checked
+/// once by making one.
+pub fn network_namespaces() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        Command::new("unshare")
+            .args(["--net", "--", "ip", "link", "set", "lo", "up"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 impl Server {
@@ -128,8 +144,48 @@ impl Server {
         Server::spawn(data_dir, None, args)
     }
 
+    /// A server on SQLite in a fresh data directory, alone in a network namespace of its own
+    /// that has only loopback (where the host allows one: see [`network_namespaces`]), started
+    /// with `wharf server ARGS`. Reach it with a [`Cli::in_namespace_of`] user.
+    pub fn start_isolated(args: &[&str]) -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::spawn_in(&data.path().join("wharf"), None, args, true);
+        server.temp_dir = Some(data);
+        server
+    }
+
+    /// The network namespace the server runs in, if it has one of its own.
+    pub fn namespace(&self) -> Option<PathBuf> {
+        self.isolated
+            .then(|| PathBuf::from(format!("/proc/{}/ns/net", self.pid())))
+    }
+
     fn spawn(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> Server {
-        let mut command = Command::new(WHARF);
+        Server::spawn_in(data_dir, database_url, args, false)
+    }
+
+    fn spawn_in(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        args: &[&str],
+        isolated: bool,
+    ) -> Server {
+        let isolated = isolated && network_namespaces();
+        let mut command = if isolated {
+            // unshare and sh exec into the server: its pid is the one to signal.
+            let mut command = Command::new("unshare");
+            command.args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+                WHARF,
+            ]);
+            command
+        } else {
+            Command::new(WHARF)
+        };
         clean_wharf_env(&mut command);
         command
             .arg("server")
@@ -159,6 +215,7 @@ impl Server {
             }
         });
         let mut server = Server {
+            isolated,
             child: Some(child),
             url: String::new(),
             router_port: 0,
@@ -392,6 +449,8 @@ fn shell_word(arg: &str) -> String {
 pub struct Cli {
     home: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// The network namespace every command runs in, if not the test's own.
+    namespace: Option<PathBuf>,
 }
 
 impl Cli {
@@ -401,6 +460,7 @@ impl Cli {
         Cli {
             home,
             env: Vec::new(),
+            namespace: None,
         }
     }
 
@@ -409,6 +469,12 @@ impl Cli {
         let cli = Cli::new();
         cli.login(server).success();
         cli
+    }
+
+    /// A user whose commands all run in `server`'s network namespace (if it has one).
+    pub fn in_namespace_of(mut self, server: &Server) -> Cli {
+        self.namespace = server.namespace();
+        self
     }
 
     /// Sets an environment variable for every later command.
@@ -458,7 +524,16 @@ impl Cli {
 
     /// A command in this user's environment: for `wharf` or for tools like git.
     pub fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
+        let mut command = match &self.namespace {
+            Some(namespace) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net={}", namespace.display()))
+                    .args(["--", program]);
+                command
+            }
+            None => Command::new(program),
+        };
         clean_wharf_env(&mut command);
         command
             .env("HOME", self.home.path())
@@ -502,7 +577,12 @@ impl Cli {
 
 /// Runs `command` to its end with `input` on stdin (else /dev/null); kills it and panics if it
 /// has not finished `within`.
-fn run_to_end(mut command: Command, args: &[&str], input: Option<&str>, within: Duration) -> Run {
+pub fn run_to_end(
+    mut command: Command,
+    args: &[&str],
+    input: Option<&str>,
+    within: Duration,
+) -> Run {
     command
         .stdin(if input.is_some() {
             Stdio::piped()

@@ -15,6 +15,7 @@ mod errors;
 mod examples;
 mod flow;
 mod git_push;
+mod heroku_cli;
 mod login;
 mod release_stage;
 mod releases;
