@@ -5,9 +5,12 @@
 //! `wharf git-receive-hook`: that deploys it through this API as the pusher, and whatever it
 //! prints reaches the pushing terminal as `remote:` lines. A hook that fails rejects the push.
 
+use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -37,6 +40,8 @@ pub struct GitRepos {
     api_url: String,
     /// The largest pack a push may send (git's `receive.maxInputSize`).
     max_push_bytes: u64,
+    /// One lock per app, held for the whole of a push.
+    pushes: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// How a request to a repository is answered by `git http-backend`.
@@ -90,7 +95,15 @@ impl GitRepos {
             exe,
             api_url,
             max_push_bytes,
+            pushes: Arc::default(),
         })
+    }
+
+    fn push_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut pushes = self.pushes.lock().expect("push locks");
+        // Forget the locks nobody holds or waits for, so the map stays as small as the pushes.
+        pushes.retain(|_, lock| Arc::strong_count(lock) > 1);
+        pushes.entry(app_id.to_owned()).or_default().clone()
     }
 
     fn repo_dir(&self, app_id: &str) -> PathBuf {
@@ -107,10 +120,17 @@ impl GitRepos {
         let tmp = self
             .root
             .join(format!(".init-{app_id}-{}", uuid::Uuid::new_v4()));
-        let output = Command::new("git")
+        let mut init = Command::new("git");
+        // Not the server user's git settings (an object format, templates): a plain repository.
+        init.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            init.env("PATH", path);
+        }
+        let output = init
             .args(["init", "--quiet", "--bare", "--initial-branch=main"])
             .arg(&tmp)
-            .env_remove("GIT_DIR")
+            .env("HOME", &self.root)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .stdin(Stdio::null())
             .output()
             .await?;
@@ -156,12 +176,24 @@ impl GitRepos {
         impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     )> {
         self.ensure(request.app_id).await?;
+        // One push of an app at a time: a second waits, so two deploys never race and a ref
+        // moves only after its own deploy. Fetches need no lock.
+        let pushing = match request.suffix {
+            "/git-receive-pack" => Some(self.push_lock(request.app_id).lock_owned().await),
+            _ => None,
+        };
         let mut command = self.backend_command(&request);
         let mut child = command.spawn()?;
         let group = child.id().map(|pid| pid as i32);
         let mut stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
+        // From here, whatever way this ends early (an error, the client gone), the whole
+        // process group dies with `running`.
+        let mut running = Running {
+            child: Some(child),
+            group,
+        };
 
         // The request body goes in while the answer comes out: git may answer before it has
         // read everything (an error), and a large push must not wait for the whole answer.
@@ -187,25 +219,31 @@ impl GitRepos {
         let head = match read_cgi_head(&mut reader).await {
             Ok(head) => head,
             Err(e) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                let detail = errors.await.unwrap_or_default();
+                // Kill the group first: a hook still running would hold stderr open.
+                drop(running);
+                let detail = tokio::time::timeout(Duration::from_secs(5), errors)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
                 return Err(std::io::Error::other(format!(
                     "git http-backend gave no answer ({e}): {}",
                     detail.trim()
                 )));
             }
         };
-        let running = Running {
-            child: Some(child),
-            group,
-        };
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
         tokio::spawn(async move {
-            let mut running = running;
+            let _pushing = pushing;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
-                match reader.read(&mut buf).await {
+                let read = tokio::select! {
+                    read = reader.read(&mut buf) => read,
+                    // The client went away (while git is quiet, e.g. a build runs): `running`
+                    // kills the process group.
+                    () = tx.closed() => return,
+                };
+                match read {
                     Ok(0) => break,
                     Ok(n) => {
                         if tx
@@ -213,7 +251,6 @@ impl GitRepos {
                             .await
                             .is_err()
                         {
-                            // The client went away: `running` kills the process group.
                             return;
                         }
                     }
@@ -265,6 +302,7 @@ impl GitRepos {
         }
         command
             .env("HOME", &self.root)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_PROJECT_ROOT", &self.root)
             .env("GIT_HTTP_EXPORT_ALL", "1")
             .env(

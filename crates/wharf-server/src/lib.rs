@@ -79,6 +79,9 @@ pub struct ServerConfig {
     /// The `wharf` executable git's pre-receive hook runs to deploy a push (the binary passes
     /// itself); `None` refuses pushes with that reason.
     pub wharf_exe: Option<PathBuf>,
+    /// Where the TLS and rendezvous listeners listen: their addresses are named in the server
+    /// certificate too.
+    pub tls_addrs: Vec<SocketAddr>,
 }
 
 /// What links in API responses are made from.
@@ -430,7 +433,11 @@ fn reachable_address(addr: SocketAddr, public_url: &str) -> String {
     if !addr.ip().is_unspecified() {
         return addr.to_string();
     }
-    match url_host(public_url) {
+    let listening_everywhere = |host: &str| {
+        host.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+    };
+    match url_host(public_url).filter(|host| !listening_everywhere(host)) {
         Some(host) if host.contains(':') => format!("[{host}]:{}", addr.port()),
         Some(host) => format!("{host}:{}", addr.port()),
         None => loopback(addr).to_string(),
@@ -463,8 +470,10 @@ fn tls_hostnames(config: &ServerConfig) -> Vec<String> {
         config.domain.clone(),
         format!("*.{}", config.domain),
     ];
-    if !config.api_addr.ip().is_unspecified() {
-        names.push(config.api_addr.ip().to_string());
+    for addr in std::iter::once(&config.api_addr).chain(&config.tls_addrs) {
+        if !addr.ip().is_unspecified() {
+            names.push(addr.ip().to_string());
+        }
     }
     if let Some(host) = config.public_url.as_deref().and_then(url_host) {
         names.push(host.to_owned());

@@ -74,6 +74,14 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Kills a process nobody attached to, unless it has already ended (its group id may then
+/// belong to someone else).
+fn kill_unclaimed(mut process: wharf_run::OneOff) {
+    if process.exit.try_recv().is_err() {
+        drop(KillOnDrop(process.pid));
+    }
+}
+
 impl Rendezvous {
     /// Where clients connect, when a rendezvous listener runs.
     pub fn address(&self) -> Option<String> {
@@ -84,7 +92,7 @@ impl Rendezvous {
     /// `None` (and the process killed) when no rendezvous listener runs.
     pub fn hold(&self, app: &str, process: wharf_run::OneOff) -> Option<String> {
         let Some(address) = self.address() else {
-            drop(KillOnDrop(process.pid));
+            kill_unclaimed(process);
             return None;
         };
         let secret = hex::encode(rand::random::<[u8; 32]>());
@@ -102,7 +110,7 @@ impl Rendezvous {
             let left = waiting.lock().expect("rendezvous lock").remove(&unclaimed);
             if let Some(left) = left {
                 tracing::warn!(app = %left.app, dyno = %left.process.name, "nobody attached to the one-off process in time; killed it");
-                drop(KillOnDrop(left.process.pid));
+                kill_unclaimed(left.process);
             }
         });
         Some(format!("rendezvous://{address}/{secret}"))
@@ -134,8 +142,13 @@ impl Rendezvous {
             };
             let (this, acceptor, shutdown) = (self.clone(), acceptor.clone(), shutdown.clone());
             tracker.spawn(async move {
-                if let Err(e) = this.attach(acceptor, tcp, shutdown).await {
-                    tracing::debug!(error = %e, "rendezvous connection ended");
+                // A stop ends every session wherever it waits (a client that reads nothing, a
+                // process that never exits); dropping the session kills its process.
+                tokio::select! {
+                    ended = this.attach(acceptor, tcp) => if let Err(e) = ended {
+                        tracing::debug!(error = %e, "rendezvous connection ended");
+                    },
+                    () = shutdown.cancelled() => {}
                 }
             });
         }
@@ -147,7 +160,7 @@ impl Rendezvous {
             .drain()
             .collect();
         for (_, waiting) in left {
-            drop(KillOnDrop(waiting.process.pid));
+            kill_unclaimed(waiting.process);
         }
         tracker.close();
         tracker.wait().await;
@@ -159,7 +172,6 @@ impl Rendezvous {
         &self,
         acceptor: tokio_rustls::TlsAcceptor,
         tcp: tokio::net::TcpStream,
-        shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         let _ = tcp.set_nodelay(true);
         let (stream, secret) = tokio::time::timeout(HELLO_TIMEOUT, async {
@@ -190,13 +202,19 @@ impl Rendezvous {
         writer.write_all(b"rendezvous\r\n").await?;
         writer.flush().await?;
 
-        // The client's bytes are the process's input, up to EOT or the end of the connection.
+        // The client's bytes are the process's input, up to EOT. The end of the connection
+        // without one means the client went away.
+        let gone = CancellationToken::new();
+        let client_gone = gone.clone();
         let input = process.stdin.map(|mut stdin| {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
                 loop {
                     let n = match reader.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
+                        Ok(0) | Err(_) => {
+                            client_gone.cancel();
+                            break;
+                        }
                         Ok(n) => n,
                     };
                     let chunk = &buf[..n];
@@ -219,17 +237,20 @@ impl Rendezvous {
                 tokio::select! {
                     chunk = output.recv() => match chunk {
                         Some(chunk) => {
-                            // A client gone away: `guard` kills the process.
                             writer.write_all(&chunk).await?;
                             writer.flush().await?;
                         }
                         None => break,
                     },
-                    () = shutdown.cancelled() => return Ok(()),
+                    // The client went away: `guard` kills the process.
+                    () = gone.cancelled() => return Ok(()),
                 }
             }
         }
-        let code = process.exit.await.unwrap_or(255);
+        let code = tokio::select! {
+            code = process.exit => code.unwrap_or(255),
+            () = gone.cancelled() => return Ok(()),
+        };
         guard.disarm();
         // A client whose input ends just as the process does still sends its EOT: closing
         // before it arrives makes that write fail (and `heroku run` crash). Wait a moment for

@@ -190,17 +190,29 @@ pub async fn remote(global: &Global, app: &AppArg, name: &str) -> anyhow::Result
     let key = format!("credential.{url}.helper");
     let _ = git(&["config", "--local", "--unset-all", &key])?;
     git_ok(&["config", "--local", "--add", &key, ""])?;
-    git_ok(&["config", "--local", "--add", &key, &helper_command()?])?;
+    let server = context::server_url(global, context::load_credentials()?.as_ref());
+    git_ok(&[
+        "config",
+        "--local",
+        "--add",
+        &key,
+        &helper_command(&server)?,
+    ])?;
     println!("{change} git remote {name} → {url}");
     println!("Deploy with:  git push {name} main");
     Ok(())
 }
 
-/// How git runs this executable as its credential helper.
-fn helper_command() -> anyhow::Result<String> {
+/// How git runs this executable as its credential helper: for the server at `url` only, so a
+/// login to another server later never hands its token to this remote.
+fn helper_command(url: &str) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("cannot find the wharf executable")?;
-    let exe = exe.to_string_lossy();
-    Ok(format!("!'{}' git-credential", exe.replace('\'', r"'\''")))
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    Ok(format!(
+        "!{} --url {} git-credential",
+        quote(&exe.to_string_lossy()),
+        quote(url)
+    ))
 }
 
 fn git(args: &[&str]) -> anyhow::Result<std::process::Output> {

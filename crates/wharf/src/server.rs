@@ -188,6 +188,11 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
         gc_interval: seconds("--gc-interval", args.gc_interval)?,
         // git's pre-receive hook runs this very binary to deploy a push.
         wharf_exe: std::env::current_exe().ok(),
+        tls_addrs: args
+            .tls_addr
+            .into_iter()
+            .chain(args.rendezvous_addr)
+            .collect(),
         build: BuildSettings {
             timeout: Duration::from_secs(args.build_timeout),
             concurrency: args.build_concurrency,

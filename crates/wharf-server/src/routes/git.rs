@@ -30,6 +30,7 @@ const SERVICES: [&str; 2] = ["git-upload-pack", "git-receive-pack"];
         (status = 401, description = "No valid token as the password", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
         (status = 406, body = ErrorBody),
+        (status = 503, description = "git is not installed on the server", body = ErrorBody),
     ))]
 pub async fn info_refs(
     State(state): State<AppState>,
@@ -72,6 +73,7 @@ pub async fn info_refs(
         (status = 401, description = "No valid token as the password", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
         (status = 406, body = ErrorBody),
+        (status = 503, description = "git is not installed on the server", body = ErrorBody),
         (status = 415, description = "Not a git request body", body = ErrorBody),
     ))]
 pub async fn receive_pack(
@@ -101,6 +103,7 @@ pub async fn receive_pack(
         (status = 401, description = "No valid token as the password", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
         (status = 406, body = ErrorBody),
+        (status = 503, description = "git is not installed on the server", body = ErrorBody),
         (status = 415, description = "Not a git request body", body = ErrorBody),
     ))]
 pub async fn upload_pack(
@@ -197,7 +200,14 @@ async fn try_serve(
         .git
         .serve(request, body.into_data_stream())
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "git is not installed on the wharf server: install it there (e.g. `apt-get install git`) and push again",
+            ),
+            _ => ApiError::internal(e),
+        })?;
     let mut response = Body::from_stream(stream).into_response();
     *response.status_mut() = StatusCode::from_u16(head.status).map_err(ApiError::internal)?;
     for (name, value) in head.headers {

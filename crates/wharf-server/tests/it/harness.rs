@@ -99,6 +99,7 @@ impl TestServer {
             gc_interval: std::time::Duration::from_secs(24 * 60 * 60),
             // Pushes are deployed by the real binary's tests (crates/wharf).
             wharf_exe: None,
+            tls_addrs: Vec::new(),
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
                 concurrency: 2,
