@@ -24,6 +24,11 @@
 #   bench/router.sh                              # wrk -t2 -c64 -d10s
 #   THREADS=2 CONNECTIONS=128 DURATION=20s bench/router.sh
 #   ROUTE_BIN=/path/to/route bench/router.sh     # no build
+#   ROUTE_BIN_B=/path/to/other/route bench/router.sh
+#                                                # also measures a second build of the route
+#                                                # example (`wharf-b`, `wharf-b-nolog`), each
+#                                                # right after its counterpart, to compare two
+#                                                # versions of the router in one run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
@@ -73,9 +78,9 @@ check_deadline() {
 }
 
 # Free ports, chosen by the kernel (bound to port 0, then released).
-read -r BACKEND_PORT WHARF_PORT NOLOG_PORT NGINX_PORT HAPROXY_PORT < <(python3 - <<'PY'
+read -r BACKEND_PORT WHARF_PORT NOLOG_PORT NGINX_PORT HAPROXY_PORT B_PORT B_NOLOG_PORT < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(7)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -177,13 +182,28 @@ wait_port "$WHARF_PORT" wharf
 start wharf-nolog "$ROUTE_BIN" --listen "127.0.0.1:$NOLOG_PORT" --host "$HOST" \
   --upstream "127.0.0.1:$BACKEND_PORT" --max-idle 64
 wait_port "$NOLOG_PORT" wharf-nolog
+if [ -n "${ROUTE_BIN_B:-}" ]; then
+  start wharf-b "$ROUTE_BIN_B" --listen "127.0.0.1:$B_PORT" --host "$HOST" \
+    --upstream "127.0.0.1:$BACKEND_PORT" --log-dir "$work/logs/wharf-b" --max-idle 64
+  wait_port "$B_PORT" wharf-b
+  start wharf-b-nolog "$ROUTE_BIN_B" --listen "127.0.0.1:$B_NOLOG_PORT" --host "$HOST" \
+    --upstream "127.0.0.1:$BACKEND_PORT" --max-idle 64
+  wait_port "$B_NOLOG_PORT" wharf-b-nolog
+fi
 start nginx "$NGINX" -c "$work/nginx.conf"
 wait_port "$NGINX_PORT" nginx
 start haproxy "$HAPROXY" -db -f "$work/haproxy.cfg"
 wait_port "$HAPROXY_PORT" haproxy
 
+entries=("direct:$BACKEND_PORT" "wharf:$WHARF_PORT")
+[ -z "${ROUTE_BIN_B:-}" ] || entries+=("wharf-b:$B_PORT")
+entries+=("wharf-nolog:$NOLOG_PORT")
+[ -z "${ROUTE_BIN_B:-}" ] || entries+=("wharf-b-nolog:$B_NOLOG_PORT")
+entries+=("nginx:$NGINX_PORT" "haproxy:$HAPROXY_PORT")
+
 # Every path answers the backend's body before anything is measured.
-for port in "$BACKEND_PORT" "$WHARF_PORT" "$NOLOG_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+for entry in "${entries[@]}"; do
+  port=${entry##*:}
   body=$(curl -sS --max-time 5 -H "Host: $HOST" "http://127.0.0.1:$port/")
   [ "$body" = "Hello, world!" ] || { echo "bench: port $port answered '$body'" >&2; exit 1; }
 done
@@ -209,28 +229,29 @@ measure() {
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-12s %12s %10s %10s %9s\n' proxy requests/s p50 p99 vs-direct
+printf '%-14s %12s %10s %10s %9s\n' proxy requests/s p50 p99 vs-direct
 direct_rps=
-for entry in "direct:$BACKEND_PORT" "wharf:$WHARF_PORT" "wharf-nolog:$NOLOG_PORT" \
-  "nginx:$NGINX_PORT" "haproxy:$HAPROXY_PORT"; do
+for entry in "${entries[@]}"; do
   name=${entry%%:*}
   port=${entry##*:}
   read -r rps p50 p99 < <(measure "$port")
   [ -n "$direct_rps" ] || direct_rps=$rps
   ratio=$(awk -v a="$rps" -v b="$direct_rps" 'BEGIN { printf "%.2f", a / b }')
-  printf '%-12s %12.0f %10s %10s %9s\n' "$name" "$rps" "$p50" "$p99" "$ratio"
+  printf '%-14s %12.0f %10s %10s %9s\n' "$name" "$rps" "$p50" "$p99" "$ratio"
 done
 
 # Every log line has an id, one more than the line before (older segments may be gone already);
 # lines dropped under overload are counted in `Log overflow: N lines dropped` notices.
-last_segment=$(ls "$work"/logs/wharf/bench/*.log 2>/dev/null | sort | tail -1)
-if [ -n "$last_segment" ]; then
-  written=$(tail -n 1 "$last_segment" | cut -f1)
-  dropped=$(cat "$work"/logs/wharf/bench/*.log |
-    { grep -o 'Log overflow: [0-9]* lines dropped' || true; } |
-    awk '{ n += $3 } END { print n + 0 }')
-  echo "wharf's log: $written lines written, $dropped dropped (in the segments still kept)"
-fi
+for name in wharf wharf-b; do
+  last_segment=$(ls "$work"/logs/$name/bench/*.log 2>/dev/null | sort | tail -1)
+  if [ -n "$last_segment" ]; then
+    written=$(tail -n 1 "$last_segment" | cut -f1)
+    dropped=$(cat "$work"/logs/$name/bench/*.log |
+      { grep -o 'Log overflow: [0-9]* lines dropped' || true; } |
+      awk '{ n += $3 } END { print n + 0 }')
+    echo "$name's log: $written lines written, $dropped dropped (in the segments still kept)"
+  fi
+done
 
 # The second table: requests lost while an app behind the router is redeployed under load
 # (a real `wharf server`; see bench/deploys.sh). DEPLOYS=0 skips it.
