@@ -6,7 +6,7 @@
 //! ```
 
 use std::fmt::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::exchange::Exchange;
 
@@ -45,28 +45,68 @@ pub(crate) fn line(ex: &Exchange, now: Instant) -> String {
     }
     s.push_str(" connect=");
     if let Some(connect) = ex.connect {
-        let _ = write!(s, "{}ms", connect.as_millis());
+        push_millis(&mut s, connect);
     }
     s.push_str(" service=");
     if let Some(sent) = ex.sent {
-        let _ = write!(s, "{}ms", now.saturating_duration_since(sent).as_millis());
+        push_millis(&mut s, now.saturating_duration_since(sent));
     }
-    let _ = write!(s, " status={} bytes={} protocol=http", ex.status, ex.bytes);
+    s.push_str(" status=");
+    push_u64(&mut s, u64::from(ex.status));
+    s.push_str(" bytes=");
+    push_u64(&mut s, ex.bytes);
+    s.push_str(" protocol=http");
     s
 }
 
+/// `12ms`: whole milliseconds.
+fn push_millis(s: &mut String, d: Duration) {
+    push_u64(s, u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    s.push_str("ms");
+}
+
+/// A number in decimal, without the formatting machinery `write!` goes through (this runs for
+/// every request).
+fn push_u64(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Digits are ASCII.
+    s.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+}
+
+/// Whether a byte goes into a quoted value as it is.
+fn plain(b: u8) -> bool {
+    matches!(b, 0x20..=0x7e) && b != b'"' && b != b'\\'
+}
+
 /// Appends bytes of a header or URI (visible ASCII, as hyper accepted them) with `"` and `\`
-/// escaped, anything else as `\xNN`, so a value can't end its quotes or the line early.
-fn push_quoted(s: &mut String, bytes: &[u8]) {
-    for &b in bytes {
+/// escaped, anything else as `\xNN`, so a value can't end its quotes or the line early. Runs of
+/// plain bytes (usually the whole value) are copied at once.
+fn push_quoted(s: &mut String, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let run = bytes.iter().position(|&b| !plain(b)).unwrap_or(bytes.len());
+        let (plain_run, rest) = bytes.split_at(run);
+        // Plain bytes are ASCII, so always UTF-8.
+        s.push_str(std::str::from_utf8(plain_run).unwrap_or_default());
+        let Some((&b, rest)) = rest.split_first() else {
+            break;
+        };
         match b {
             b'"' => s.push_str("\\\""),
             b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(char::from(b)),
             _ => {
                 let _ = write!(s, "\\x{b:02x}");
             }
         }
+        bytes = rest;
     }
 }
 
@@ -79,5 +119,18 @@ mod tests {
         let mut s = String::new();
         push_quoted(&mut s, b"/a\"b\\c\x01");
         assert_eq!(s, r#"/a\"b\\c\x01"#);
+        let mut s = String::new();
+        push_quoted(&mut s, b"\xff/plain\x7f");
+        assert_eq!(s, r#"\xff/plain\x7f"#);
+    }
+
+    #[test]
+    fn numbers() {
+        let mut s = String::new();
+        for n in [0, 7, 10, 200, 1234567890, u64::MAX] {
+            push_u64(&mut s, n);
+            s.push(' ');
+        }
+        assert_eq!(s, "0 7 10 200 1234567890 18446744073709551615 ");
     }
 }

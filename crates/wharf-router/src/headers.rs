@@ -1,11 +1,12 @@
 //! Header rewriting: hop-by-hop headers out both ways, the forwarding headers in, the request id.
 
+use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, TE, TRAILER, TRANSFER_ENCODING,
-    UPGRADE, VIA,
+    Entry, HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use hyper::http::request::Parts;
 use hyper::Version;
@@ -37,51 +38,93 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     })
 }
 
+/// The hop-by-hop headers, each a bit of the mask [`remove_hop_by_hop`] computes.
+static HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+const CONNECTION_BIT: u8 = 1 << 0;
+const UPGRADE_BIT: u8 = 1 << 6;
+
+/// The bit of a hop-by-hop header in [`HOP_BY_HOP`], 0 for others. Standard names compare as
+/// enum values; only the two that are not standard compare as text.
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == CONNECTION {
+        CONNECTION_BIT
+    } else if name == TE {
+        1 << 3
+    } else if name == TRAILER {
+        1 << 4
+    } else if name == TRANSFER_ENCODING {
+        1 << 5
+    } else if name == UPGRADE {
+        UPGRADE_BIT
+    } else {
+        match name.as_str() {
+            "keep-alive" => 1 << 1,
+            "proxy-connection" => 1 << 2,
+            _ => 0,
+        }
+    }
+}
+
 /// Removes the hop-by-hop headers: `Connection` and the headers it names, `Keep-Alive`,
 /// `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade`. With `upgrade`, the
 /// exchange switches protocols and `Upgrade` with `Connection: upgrade` stay.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // One pass over the (few) names instead of a lookup per hop-by-hop header: most heads have
-    // none, or only `Connection`.
-    let hop_by_hop = [
-        &CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-    ];
-    if !headers.keys().any(|name| hop_by_hop.contains(&name)) {
-        if upgrade {
-            headers.insert(CONNECTION, UPGRADE_TOKEN);
-        }
-        return;
-    }
-    if headers.contains_key(CONNECTION) {
-        // Rare in HTTP/1.1 (persistence is the default), so the allocation is off the usual path.
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !(upgrade && t.eq_ignore_ascii_case("upgrade")))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in named {
+    // One pass over the (few) names notes which hop-by-hop headers there are, so that only
+    // those are removed: each lookup or removal hashes the name. Most heads have none, or only
+    // `Connection` naming no other header (`keep-alive`, `close`).
+    let present = headers
+        .keys()
+        .fold(0, |bits, name| bits | hop_by_hop_bit(name));
+    if present & CONNECTION_BIT != 0 {
+        for name in connection_named(headers, upgrade) {
             headers.remove(name);
         }
-        headers.remove(CONNECTION);
     }
-    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER, TRANSFER_ENCODING] {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        let bit = 1 << i;
+        if present & bit != 0 && !(upgrade && bit == UPGRADE_BIT) {
+            headers.remove(name);
+        }
     }
     if upgrade {
         headers.insert(CONNECTION, UPGRADE_TOKEN);
-    } else {
-        headers.remove(UPGRADE);
     }
+}
+
+/// The headers present that `Connection` names, other than the hop-by-hop ones (removed
+/// anyway, or kept for an upgrade). Allocates only when there are some, which is rare.
+fn connection_named(headers: &HeaderMap, upgrade: bool) -> Vec<HeaderName> {
+    let mut named = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        for token in value.split(',').map(str::trim) {
+            let hop_by_hop = HOP_BY_HOP
+                .iter()
+                .any(|h| h.as_str().eq_ignore_ascii_case(token));
+            if hop_by_hop || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                continue;
+            }
+            // Names are lowercase; a token names a header whatever its case.
+            let Some(name) = headers
+                .keys()
+                .find(|name| name.as_str().eq_ignore_ascii_case(token))
+            else {
+                continue;
+            };
+            named.push(name.clone());
+        }
+    }
+    named
 }
 
 /// A request id a client sent that the router keeps: 20 to 200 of `A-Z a-z 0-9 + / = -`.
@@ -143,11 +186,13 @@ pub(crate) fn to_upstream(parts: &mut Parts, upgrade: bool, fwd: &Forwarded<'_>)
     }
     parts.version = Version::HTTP_11;
 
+    // Room for the six added below at once, instead of growing the map on the way.
+    headers.reserve(6);
     let forwarded_for = append_forwarded_for(headers, fwd.client_ip);
     headers.insert(X_FORWARDED_PROTO, HTTP);
     headers.insert(X_FORWARDED_PORT, fwd.port.clone());
     headers.insert(X_REQUEST_ID, fwd.request_id.clone());
-    headers.insert(X_REQUEST_START, HeaderValue::from(epoch_millis()));
+    headers.insert(X_REQUEST_START, request_start());
     headers.append(VIA, VIA_WHARF);
     forwarded_for
 }
@@ -162,22 +207,28 @@ pub(crate) fn to_client(headers: &mut HeaderMap, upgrade: bool, request_id: &Hea
 /// `X-Forwarded-For` with the client's IP appended to what the client sent (several lines
 /// joined into one).
 fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) -> HeaderValue {
-    let value = if headers.contains_key(X_FORWARDED_FOR) {
-        let mut joined = BytesMut::with_capacity(64);
-        for v in headers.get_all(X_FORWARDED_FOR) {
-            let v = v.as_bytes().trim_ascii();
-            if !v.is_empty() {
-                joined.put_slice(v);
-                joined.put_slice(b", ");
-            }
+    // One lookup (hashing the name) for both the check and the insertion.
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(entry) => {
+            entry.insert(client_ip.clone());
+            client_ip.clone()
         }
-        joined.put_slice(client_ip.as_bytes());
-        HeaderValue::from_maybe_shared(joined.freeze()).unwrap_or_else(|_| client_ip.clone())
-    } else {
-        client_ip.clone()
-    };
-    headers.insert(X_FORWARDED_FOR, value.clone());
-    value
+        Entry::Occupied(mut entry) => {
+            let mut joined = BytesMut::with_capacity(64);
+            for v in entry.iter() {
+                let v = v.as_bytes().trim_ascii();
+                if !v.is_empty() {
+                    joined.put_slice(v);
+                    joined.put_slice(b", ");
+                }
+            }
+            joined.put_slice(client_ip.as_bytes());
+            let value = HeaderValue::from_maybe_shared(joined.freeze())
+                .unwrap_or_else(|_| client_ip.clone());
+            entry.insert(value.clone());
+            value
+        }
+    }
 }
 
 /// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 wants one, joined with `; `.
@@ -202,6 +253,25 @@ fn epoch_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+thread_local! {
+    /// The last `X-Request-Start` value made on this thread: requests in the same millisecond
+    /// share it instead of each formatting (and allocating) their own.
+    static REQUEST_START: RefCell<(u64, HeaderValue)> =
+        const { RefCell::new((0, HeaderValue::from_static("0"))) };
+}
+
+/// `X-Request-Start`: now, in milliseconds since the Unix epoch.
+fn request_start() -> HeaderValue {
+    let now = epoch_millis();
+    REQUEST_START.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != now {
+            *last = (now, HeaderValue::from(now));
+        }
+        last.1.clone()
+    })
 }
 
 /// The host a request is for: the URI's authority (HTTP/2, absolute-form) or else `Host`,
@@ -276,6 +346,35 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn hop_by_hop_bits_follow_the_table() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_bit(name), 1 << i, "{name}");
+        }
+        assert_eq!(hop_by_hop_bit(&HOST), 0);
+        assert_eq!(hop_by_hop_bit(&X_FORWARDED_FOR), 0);
+    }
+
+    #[test]
+    fn only_connection_keep_alive_is_cheap_and_correct() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        // A name in `Connection` in any case, listed among others.
+        let mut h = HeaderMap::new();
+        h.append(CONNECTION, HeaderValue::from_static("close"));
+        h.append(CONNECTION, HeaderValue::from_static(" X-Other ,te"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
