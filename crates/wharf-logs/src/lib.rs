@@ -41,6 +41,7 @@ pub mod events;
 mod filter;
 mod line;
 mod record;
+mod scan;
 mod segment;
 mod store;
 

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::error::{shown, LogError};
+use crate::scan;
 
 /// Longest text kept for one line, in bytes; longer text is cut and marked [`TRUNCATED_MARK`].
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
@@ -194,26 +195,41 @@ impl FromStr for EventId {
 }
 
 /// `text` without a trailing line break and with every inner `\r\n`, `\r` or `\n` made a space.
+///
+/// Only `\r` and `\n` count as line breaks (not U+2028, U+2029 or other Unicode breaks). Both
+/// are ASCII, so they are never part of a multi-byte UTF-8 character: the text is scanned as
+/// bytes, and every index next to one of them is a char boundary.
 pub(crate) fn one_line(text: &str) -> Cow<'_, str> {
-    let trimmed = text.trim_end_matches(['\r', '\n']);
-    if !trimmed.contains(['\r', '\n']) {
+    let bytes = text.as_bytes();
+    let end = bytes
+        .iter()
+        .rposition(|&b| !is_line_break(b))
+        .map_or(0, |last| last + 1);
+    let trimmed = &text[..end];
+    if scan::position(trimmed.as_bytes(), is_line_break).is_none() {
         return Cow::Borrowed(trimmed);
     }
     let mut out = String::with_capacity(trimmed.len());
-    let mut chars = trimmed.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {
-                if chars.peek() == Some(&'\n') {
-                    chars.next();
-                }
-                out.push(' ');
-            }
-            '\n' => out.push(' '),
-            c => out.push(c),
-        }
+    let mut rest = trimmed;
+    while let Some(at) = scan::position(rest.as_bytes(), is_line_break) {
+        out.push_str(&rest[..at]);
+        out.push(' ');
+        // `\r\n` is one break.
+        let len = if rest.as_bytes()[at..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = &rest[at + len..];
     }
+    out.push_str(rest);
     Cow::Owned(out)
+}
+
+/// Whether `b` is `\r` or `\n`. Branch-free, so that [`scan::position`] can test many bytes at
+/// once.
+fn is_line_break(b: u8) -> bool {
+    (b == b'\r') | (b == b'\n')
 }
 
 /// The largest index `<= at` that is a char boundary of `s`.
@@ -322,6 +338,44 @@ mod tests {
         for bad in ["", "+1", "-1", "1.5", "abc", "99999999999999999999999"] {
             let err = bad.parse::<EventId>().unwrap_err();
             assert!(err.to_string().starts_with("event id `"), "{err}");
+        }
+    }
+
+    /// `one_line` as it was first written, a char at a time: the reference for the byte scan.
+    fn one_line_reference(text: &str) -> String {
+        let trimmed = text.trim_end_matches(['\r', '\n']);
+        let mut out = String::with_capacity(trimmed.len());
+        let mut chars = trimmed.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' => {
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    out.push(' ');
+                }
+                '\n' => out.push(' '),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_line_matches_the_char_at_a_time_reference(
+            text in proptest::prop_oneof![
+                proptest::arbitrary::any::<String>(),
+                // Dense in breaks, with multi-byte chars (U+2028 is not a break) next to them,
+                // and long enough to cross the scan's 16-byte blocks.
+                "[\r\n\r\na-zé🚢\u{2028}\u{2029}\u{85}]{0,80}",
+            ],
+        ) {
+            let got = one_line(&text);
+            proptest::prop_assert_eq!(got.as_ref(), one_line_reference(&text));
+            // Borrowed exactly when nothing but a trailing break was removed.
+            let unchanged = text.starts_with(got.as_ref());
+            proptest::prop_assert_eq!(matches!(got, Cow::Borrowed(_)), unchanged);
         }
     }
 
