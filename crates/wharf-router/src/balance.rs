@@ -94,7 +94,7 @@ mod tests {
     use wharf_core::backend::Upstream;
 
     fn app(n: usize) -> (Tables, Arc<AppSlot>) {
-        let tables = Tables::new(4, None, crate::metrics::Metrics::default());
+        let tables = Tables::new(4, 1, None, crate::metrics::Metrics::default());
         let upstreams = (0..n)
             .map(|i| Upstream {
                 id: format!("web.{i}-1"),

@@ -27,6 +27,12 @@ pub struct RouterConfig {
     pub max_header_bytes: usize,
     /// Idle keep-alive connections kept per instance. Default 32.
     pub max_idle_per_upstream: usize,
+    /// Threads serving client connections, each running a single-threaded runtime of its own
+    /// with its own idle upstream connections: a request never leaves the thread its connection
+    /// was given to, so there is no work stealing or cross-thread wake-up per request. Accepted
+    /// connections go to the thread with the fewest open. 0 serves every connection on the
+    /// runtime that called [`crate::Router::serve`]. Default: one per core.
+    pub workers: usize,
 }
 
 impl Default for RouterConfig {
@@ -38,6 +44,7 @@ impl Default for RouterConfig {
             drain_timeout: Duration::from_secs(30),
             max_header_bytes: 32 * 1024,
             max_idle_per_upstream: 32,
+            workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use crate::error::Failure;
 use crate::pool::UpstreamConn;
 use crate::table::Site;
 use crate::upstream::InFlight;
+use crate::worker;
 
 /// What the router knows about one request for an app. Dropping it finishes the request: metrics,
 /// the router log line, the request out of the upstream's in-flight count.
@@ -126,7 +128,15 @@ impl Drop for Exchange {
             }
         }
         if let Some(log) = &self.site.log {
-            log.append(LogLine::router(access_log::line(self, now)));
+            let line = LogLine::router(access_log::line(self, now));
+            if self.site.log_started.load(Ordering::Relaxed) {
+                log.append(line);
+            } else {
+                // The first append spawns the log's writer on the current runtime: on a worker
+                // thread, that must be the runtime that outlives the workers.
+                worker::at_home(|| log.append(line));
+                self.site.log_started.store(true, Ordering::Relaxed);
+            }
         }
         if let Some(failure) = self.failure {
             if failure != Failure::ClientInterrupted && failure != Failure::Maintenance {

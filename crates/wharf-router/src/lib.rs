@@ -35,6 +35,7 @@ mod serve;
 mod table;
 mod upgrade;
 mod upstream;
+mod worker;
 
 pub use config::{AppRoute, RouterConfig};
 pub use router::Router;

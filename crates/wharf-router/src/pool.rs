@@ -8,8 +8,8 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::error::ConnectError;
+use crate::worker;
 
 /// How long an idle connection is kept. Short, because app servers close idle keep-alive
 /// connections early (gunicorn after 2 s) and a request written into a connection just as the
@@ -38,10 +39,15 @@ pub(crate) struct UpstreamConn {
     pub(crate) conn: http1::Connection<TokioIo<TcpStream>, RequestBody>,
 }
 
-/// An upstream's idle keep-alive connections.
+/// An upstream's idle keep-alive connections, in one slot per worker thread (see `worker.rs`): a
+/// connection is registered with the reactor of the worker that opened it, and only requests on
+/// that worker reuse it, so its readiness never has to cross threads.
 pub(crate) struct Pool {
-    /// Idle connections, the most recently used at the back. Locked only to push or pop.
-    idle: Mutex<VecDeque<Idle>>,
+    /// Idle connections of each worker, the most recently used at the back. Locked only to push
+    /// or pop, and by sweeps: uncontended on the request path.
+    slots: Box<[Mutex<VecDeque<Idle>>]>,
+    /// Idle connections in every slot, at most `max_idle`. Changed under a slot's lock.
+    idle: AtomicUsize,
     max_idle: usize,
 }
 
@@ -51,21 +57,33 @@ struct Idle {
 }
 
 impl Pool {
-    pub(crate) fn new(max_idle: usize) -> Pool {
+    /// A pool keeping up to `max_idle` idle connections over `slots` workers' slots.
+    pub(crate) fn new(max_idle: usize, slots: usize) -> Pool {
         Pool {
-            idle: Mutex::new(VecDeque::new()),
+            slots: (0..slots.max(1))
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
+            idle: AtomicUsize::new(0),
             max_idle,
         }
     }
 
-    /// The most recently used idle connection that can take a request now. Connections idle
-    /// too long, or closed, are dropped (outside the lock: dropping one closes its socket).
+    /// The calling worker's slot.
+    fn slot(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+        let slot = &self.slots[worker::index() % self.slots.len()];
+        slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection of this worker that can take a request now.
+    /// Connections idle too long, or closed, are dropped (outside the lock: dropping one closes
+    /// its socket).
     pub(crate) fn take(&self) -> Option<Box<UpstreamConn>> {
         let now = Instant::now();
         let mut stale = VecDeque::new();
         let found = {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            loop {
+            let mut idle = self.slot();
+            let before = idle.len();
+            let found = loop {
                 let Some(entry) = idle.pop_back() else {
                     break None;
                 };
@@ -79,23 +97,30 @@ impl Pool {
                     break Some(entry.conn);
                 }
                 stale.push_back(entry);
-            }
+            };
+            self.idle.fetch_sub(before - idle.len(), Ordering::Relaxed);
+            found
         };
         drop(stale);
         found
     }
 
-    /// Keeps a connection whose exchange ended cleanly for the next request.
+    /// Keeps a connection whose exchange ended cleanly for the next request on this worker.
+    /// With `max_idle` kept already, this worker's oldest goes; if it has none, this one does.
     pub(crate) fn put(&self, conn: Box<UpstreamConn>) {
         if !conn.sender.is_ready() || self.max_idle == 0 {
             return;
         }
         let dropped = {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            let dropped = if idle.len() >= self.max_idle {
-                idle.pop_front()
-            } else {
+            let mut idle = self.slot();
+            let dropped = if self.idle.load(Ordering::Relaxed) < self.max_idle {
+                self.idle.fetch_add(1, Ordering::Relaxed);
                 None
+            } else {
+                match idle.pop_front() {
+                    Some(oldest) => Some(oldest),
+                    None => return,
+                }
             };
             idle.push_back(Idle {
                 conn,
@@ -110,27 +135,36 @@ impl Pool {
     /// not left holding sockets (and, for thread-per-connection servers, threads) for nothing.
     pub(crate) fn sweep(&self) {
         let now = Instant::now();
-        let stale: Vec<Idle> = {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            // Oldest first: the stale ones are a prefix.
-            let n = idle
-                .iter()
-                .take_while(|e| now.duration_since(e.since) > MAX_IDLE_AGE)
-                .count();
-            idle.drain(..n).collect()
-        };
-        drop(stale);
+        for slot in &self.slots {
+            let stale: Vec<Idle> = {
+                let mut idle = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                // Oldest first: the stale ones are a prefix.
+                let n = idle
+                    .iter()
+                    .take_while(|e| now.duration_since(e.since) > MAX_IDLE_AGE)
+                    .count();
+                self.idle.fetch_sub(n, Ordering::Relaxed);
+                idle.drain(..n).collect()
+            };
+            drop(stale);
+        }
     }
 
     /// Closes every idle connection.
     pub(crate) fn clear(&self) {
-        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
-        drop(idle);
+        for slot in &self.slots {
+            let idle = {
+                let mut idle = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                self.idle.fetch_sub(idle.len(), Ordering::Relaxed);
+                std::mem::take(&mut *idle)
+            };
+            drop(idle);
+        }
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.idle.lock().unwrap().len()
+        self.idle.load(Ordering::Relaxed)
     }
 }
 
@@ -299,7 +333,7 @@ mod tests {
     async fn idle_connections_are_reused_most_recent_first_up_to_the_limit() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(2);
+        let pool = Pool::new(2, 1);
         let mut peers = Vec::new();
         for _ in 0..3 {
             let mut conn = connect(addr, Duration::from_secs(5)).await.unwrap();
@@ -318,7 +352,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(4);
+        let pool = Pool::new(4, 1);
         let mut conn = connect(addr, Duration::from_secs(5)).await.unwrap();
         let (mut peer, _) = listener.accept().await.unwrap();
         ready(&mut conn).await;

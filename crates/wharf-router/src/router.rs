@@ -43,7 +43,12 @@ impl Router {
         let metrics = Metrics::default();
         Router {
             shared: Arc::new(Shared {
-                tables: Tables::new(config.max_idle_per_upstream, logs, metrics.clone()),
+                tables: Tables::new(
+                    config.max_idle_per_upstream,
+                    config.workers,
+                    logs,
+                    metrics.clone(),
+                ),
                 config,
                 metrics,
                 epoch: Instant::now(),

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -25,6 +25,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::RouterConfig;
 use crate::proxy;
 use crate::router::Shared;
+use crate::worker::Workers;
+
+/// How client connections are served (HTTP/1.1, or HTTP/2 with prior knowledge).
+pub(crate) type ConnectionBuilder = auto::Builder<TokioExecutor>;
 
 /// Pause after an accept error that is not about one connection (out of file descriptors), so
 /// the loop doesn't spin while the condition lasts.
@@ -97,6 +101,10 @@ pub(crate) struct ConnCtx {
     conn_waker: AtomicWaker,
     /// Wakes the connection's tunnel (after an upgrade) when the phase changes.
     tunnel_waker: AtomicWaker,
+    /// Looks in a row that found the connection quiet (see [`Serving::look_for_idle`]).
+    quiet_looks: AtomicU32,
+    /// Stopped for having been idle too long.
+    idle: AtomicBool,
 }
 
 /// Which task waits for a phase change.
@@ -156,6 +164,11 @@ impl ConnCtx {
         Waiting(self)
     }
 
+    /// Whether the connection was stopped for being idle.
+    pub(crate) fn went_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
     /// Whether the connection was quiet since the last call: no byte moved and no request was
     /// waiting for a response head.
     fn quiet_since_last_look(&self) -> bool {
@@ -164,38 +177,41 @@ impl ConnCtx {
     }
 }
 
-/// Watches a connection for idleness: it looks every quarter of the idle timeout and resolves
-/// after four quiet looks in a row, so after between 1 and 1.25 idle timeouts without a byte
-/// (cheaper than reading the clock on every read and write).
-pub(crate) struct IdleWatch {
-    tick: tokio::time::Interval,
-    quiet: u32,
-}
+/// How idleness is found: every quarter of the idle timeout the serve loop looks at every open
+/// connection, and closes the ones found quiet four looks in a row, so after between 1 and 1.25
+/// idle timeouts without a byte. One timer for all connections instead of one each, and nothing
+/// on a connection's own path but a flag set when bytes move (no clock read per read or write,
+/// no timer polled each time its task wakes).
+const QUIET_LOOKS: u32 = 4;
 
-impl IdleWatch {
-    const LOOKS: u32 = 4;
-
-    pub(crate) fn new(idle_timeout: Duration) -> IdleWatch {
-        let period = (idle_timeout / Self::LOOKS).max(Duration::from_millis(1));
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        IdleWatch { tick, quiet: 0 }
-    }
-
-    /// Resolves once the connection has been idle for the idle timeout.
-    pub(crate) async fn idle(&mut self, ctx: &ConnCtx) {
-        loop {
-            self.tick.tick().await;
-            if ctx.quiet_since_last_look() {
-                self.quiet += 1;
-                if self.quiet >= Self::LOOKS {
-                    return;
-                }
-            } else {
-                self.quiet = 0;
+impl Serving {
+    /// Looks at every open connection (and its tunnel) once; closes those idle too long.
+    fn look_for_idle(&self) {
+        let open: Vec<Arc<ConnCtx>> = self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        // Outside the lock: dropping the last handle of a connection takes it.
+        for conn in open {
+            if !conn.quiet_since_last_look() {
+                conn.quiet_looks.store(0, Ordering::Relaxed);
+            } else if conn.quiet_looks.fetch_add(1, Ordering::Relaxed) + 1 >= QUIET_LOOKS {
+                conn.idle.store(true, Ordering::Relaxed);
+                conn.signal(Phase::Stopped);
             }
         }
     }
+}
+
+/// The serve loop's timer for [`Serving::look_for_idle`].
+fn idle_looks(idle_timeout: Duration) -> tokio::time::Interval {
+    let period = (idle_timeout / QUIET_LOOKS).max(Duration::from_millis(1));
+    let mut looks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    looks
 }
 
 impl Drop for ConnCtx {
@@ -230,15 +246,21 @@ pub(crate) async fn serve(
     let builder = Arc::new(builder(&shared.config));
     let serving = Serving::new();
     let tasks = serving.tasks.clone();
+    let workers = Workers::start(shared.config.workers, &builder, &serving)?;
     tracing::info!(addr = %local, "router listening");
     let mut sweep = tokio::time::interval(IDLE_SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut looks = idle_looks(shared.config.idle_timeout);
     loop {
         let accepted = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             _ = sweep.tick() => {
                 shared.tables.sweep_idle();
+                continue;
+            }
+            _ = looks.tick() => {
+                serving.look_for_idle();
                 continue;
             }
             accepted = listener.accept() => accepted,
@@ -273,22 +295,39 @@ pub(crate) async fn serve(
             phase: AtomicU8::new(Phase::Serving as u8),
             conn_waker: AtomicWaker::new(),
             tunnel_waker: AtomicWaker::new(),
+            quiet_looks: AtomicU32::new(0),
+            idle: AtomicBool::new(false),
         });
         serving
             .open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, Arc::downgrade(&ctx));
-        tasks.spawn(connection(ctx, stream, Arc::clone(&builder)));
+        if let Err((ctx, stream)) = workers.dispatch(ctx, stream) {
+            // No workers (`workers: 0`): served here.
+            tasks.spawn(connection(ctx, stream, Arc::clone(&builder)));
+        }
     }
     drop(listener);
+    let workers = workers.close();
     tasks.close();
     serving.signal_all(Phase::Closing);
     tracing::info!(
         connections = tasks.len(),
         "router stopped accepting; waiting for requests in flight"
     );
-    if tokio::time::timeout(shared.config.drain_timeout, tasks.wait())
+    // Idle connections are still closed while the others finish.
+    let drained = async {
+        let wait = tasks.wait();
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => return,
+                _ = looks.tick() => serving.look_for_idle(),
+            }
+        }
+    };
+    if tokio::time::timeout(shared.config.drain_timeout, drained)
         .await
         .is_err()
     {
@@ -299,11 +338,13 @@ pub(crate) async fn serve(
         serving.signal_all(Phase::Stopped);
         tasks.wait().await;
     }
+    // Before the workers' runtimes go: their reactors still hold the idle connections' sockets.
     shared.tables.close_idle();
+    workers.wait().await;
     Ok(())
 }
 
-fn builder(config: &RouterConfig) -> auto::Builder<TokioExecutor> {
+fn builder(config: &RouterConfig) -> ConnectionBuilder {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -327,10 +368,10 @@ fn client_ip(peer: SocketAddr) -> HeaderValue {
 }
 
 /// Serves one client connection until it closes, goes idle, or the router stops.
-async fn connection(
+pub(crate) async fn connection(
     ctx: Arc<ConnCtx>,
     stream: TcpStream,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<ConnectionBuilder>,
 ) {
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(ActivityIo {
@@ -344,7 +385,6 @@ async fn connection(
     });
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let mut idle = IdleWatch::new(ctx.shared.config.idle_timeout);
     let mut phase = Phase::Serving;
     loop {
         tokio::select! {
@@ -358,13 +398,12 @@ async fn connection(
             next = ctx.phase_after(phase, Waiter::Connection) => {
                 phase = next;
                 if phase == Phase::Stopped {
+                    if ctx.went_idle() {
+                        tracing::debug!("closing idle client connection");
+                    }
                     return;
                 }
                 conn.as_mut().graceful_shutdown();
-            }
-            () = idle.idle(&ctx) => {
-                tracing::debug!("closing idle client connection");
-                return;
             }
         }
     }

@@ -3,7 +3,7 @@
 //! locking. Both point at one [`AppSlot`] per app, so a request needs one lookup.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
@@ -22,6 +22,8 @@ pub(crate) struct Site {
     pub(crate) maintenance: bool,
     /// Where the app's router lines go (`None` without a log store).
     pub(crate) log: Option<AppLog>,
+    /// A line has been appended to `log` through this site: its writer runs.
+    pub(crate) log_started: AtomicBool,
     pub(crate) metrics: Arc<AppMetrics>,
 }
 
@@ -82,6 +84,8 @@ pub(crate) struct Tables {
     /// keeps two updates from interleaving.
     apps: Mutex<HashMap<String, Arc<AppSlot>>>,
     max_idle: usize,
+    /// Pool slots per upstream: one per worker thread.
+    slots: usize,
     logs: Option<LogStore>,
     metrics: Metrics,
 }
@@ -91,11 +95,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Tables {
-    pub(crate) fn new(max_idle: usize, logs: Option<LogStore>, metrics: Metrics) -> Tables {
+    pub(crate) fn new(
+        max_idle: usize,
+        slots: usize,
+        logs: Option<LogStore>,
+        metrics: Metrics,
+    ) -> Tables {
         Tables {
             hosts: ArcSwap::from_pointee(HashMap::new()),
             apps: Mutex::new(HashMap::new()),
             max_idle,
+            slots,
             logs,
             metrics,
         }
@@ -123,7 +133,7 @@ impl Tables {
                     .and_then(Weak::upgrade)
                     .filter(|s| s.addr == upstream.addr);
                 let state = existing.unwrap_or_else(|| {
-                    let state = UpstreamState::new(upstream, self.max_idle);
+                    let state = UpstreamState::new(upstream, self.max_idle, self.slots);
                     known.insert(upstream.id.clone(), Arc::downgrade(&state));
                     state
                 });
@@ -177,6 +187,7 @@ impl Tables {
             let site = Site {
                 host: host.clone(),
                 log: self.logs.as_ref().map(|logs| logs.app(&route.app_id)),
+                log_started: AtomicBool::new(false),
                 app: slot,
                 maintenance: route.maintenance,
                 metrics,

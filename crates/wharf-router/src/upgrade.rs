@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::serve::{ConnCtx, IdleWatch, Phase, Waiter};
+use crate::serve::{ConnCtx, Phase, Waiter};
 
 /// Joins the client's and the instance's upgraded connections in a task of the router's.
 pub(crate) fn spawn_tunnel(ctx: &Arc<ConnCtx>, client: OnUpgrade, upstream: OnUpgrade) {
@@ -22,16 +22,19 @@ pub(crate) fn spawn_tunnel(ctx: &Arc<ConnCtx>, client: OnUpgrade, upstream: OnUp
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-        let mut idle = IdleWatch::new(ctx.shared.config.idle_timeout);
         tokio::select! {
             result = copy => match result {
                 Ok((up, down)) => tracing::debug!(up, down, "tunnel closed"),
                 Err(error) => tracing::debug!(%error, "tunnel broke off"),
             },
-            // Tunnels have no requests to finish: they last until the router stops.
-            _ = ctx.phase_after(Phase::Closing, Waiter::Tunnel) => {}
-            // Every byte of the tunnel passes the client's socket, which notes activity.
-            () = idle.idle(&ctx) => tracing::debug!("closing idle tunnel"),
+            // Tunnels have no requests to finish: they last until the router stops, or until
+            // the connection goes idle (every byte of the tunnel passes the client's socket,
+            // which notes activity).
+            _ = ctx.phase_after(Phase::Closing, Waiter::Tunnel) => {
+                if ctx.went_idle() {
+                    tracing::debug!("closing idle tunnel");
+                }
+            }
         }
     });
 }

@@ -37,12 +37,13 @@ pub(crate) struct UpstreamState {
 }
 
 impl UpstreamState {
-    pub(crate) fn new(upstream: &Upstream, max_idle: usize) -> Arc<UpstreamState> {
+    /// `slots`: the router's worker threads, each of which keeps idle connections of its own.
+    pub(crate) fn new(upstream: &Upstream, max_idle: usize, slots: usize) -> Arc<UpstreamState> {
         Arc::new(UpstreamState {
             id: upstream.id.clone(),
             dyno: upstream.dyno.clone(),
             addr: upstream.addr,
-            pool: Pool::new(max_idle),
+            pool: Pool::new(max_idle, slots),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             retired: AtomicBool::new(false),
@@ -167,6 +168,7 @@ mod tests {
                 release_version: 1,
             },
             4,
+            1,
         )
     }
 

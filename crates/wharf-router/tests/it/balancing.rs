@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wharf_core::backend::{Routes, Upstream};
+use wharf_router::RouterConfig;
 
 use crate::support::{TestRouter, TestUpstream, APP_ID, HOST};
 
@@ -96,20 +97,54 @@ async fn all_instances_dead_gets_503() {
 
 #[tokio::test]
 async fn keep_alive_connections_are_reused() {
+    keep_alive_reuse(RouterConfig::default()).await;
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused_on_the_callers_runtime_without_workers() {
+    keep_alive_reuse(RouterConfig {
+        workers: 0,
+        ..RouterConfig::default()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused_by_each_of_several_workers() {
+    keep_alive_reuse(RouterConfig {
+        workers: 3,
+        ..RouterConfig::default()
+    })
+    .await;
+}
+
+/// 50 requests on each of 3 client connections (spread over the workers, each with its own idle
+/// upstream connections) reuse a few upstream connections.
+async fn keep_alive_reuse(config: RouterConfig) {
     let web = TestUpstream::named("app").await;
-    let router = TestRouter::start().await;
+    let router = TestRouter::with(config, false).await;
     router.route(&[&web]);
-    let client = router.client();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            router
+                .client_builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap()
+        })
+        .collect();
     for _ in 0..50 {
-        let response = client.get(router.url(HOST, "/")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.bytes().await.unwrap();
+        for client in &clients {
+            let response = client.get(router.url(HOST, "/")).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap();
+        }
     }
     let connections = web.connections.load(Ordering::SeqCst);
-    assert_eq!(web.requests(), 50);
+    assert_eq!(web.requests(), 150);
     assert!(
         connections < 10,
-        "{connections} upstream connections for 50 requests"
+        "{connections} upstream connections for 150 requests"
     );
     router.stop().await;
     web.stop().await;

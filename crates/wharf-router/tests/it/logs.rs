@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{route, wait_until, TestRouter, TestUpstream, HOST};
+use crate::support::{route, wait_until, TestRouter, TestUpstream, APP_ID, HOST};
 
 #[tokio::test]
 async fn every_request_for_the_app_becomes_a_router_line() {
@@ -69,5 +69,39 @@ async fn every_request_for_the_app_becomes_a_router_line() {
     assert!(maintenance.contains(" status=503 "), "{maintenance}");
 
     router.stop().await;
+    web.stop().await;
+}
+
+/// The router's threads stop with `serve`; the app's log writer, started by a router line, must
+/// not stop with them: the lines of the last requests are written when the store shuts down.
+#[tokio::test]
+async fn the_last_router_lines_are_written_after_the_router_stops() {
+    let web = TestUpstream::named("hello").await;
+    let mut router = TestRouter::with(wharf_router::RouterConfig::default(), true).await;
+    router.route(&[&web]);
+    let response = router
+        .client()
+        .get(router.url(HOST, "/last"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "hello");
+    let (store, _dir) = router.logs.take().expect("a log store");
+    let log = store.app(APP_ID);
+    router.stop().await;
+    store.shutdown().await;
+    let lines = log
+        .read(&wharf_logs::LogFilter {
+            source: Some("router".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].line.text.contains(r#"path="/last""#),
+        "{:?}",
+        lines[0].line.text
+    );
     web.stop().await;
 }
