@@ -82,19 +82,27 @@ impl Exchange {
     }
 }
 
-impl Exchange {
-    /// Polls the upstream connection, which reads the response body into its channel.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if let (Some(conn), false) = (&mut self.conn, self.conn_done) {
-            if let Poll::Ready(result) = Pin::new(&mut conn.conn).poll(cx) {
-                self.conn_done = true;
-                if let Err(error) = result {
-                    tracing::debug!(%error, "upstream connection failed");
-                }
-            }
+/// Polls an upstream connection that has not finished; notes when it does.
+fn drive(
+    conn: &mut hyper::client::conn::http1::Connection<
+        hyper_util::rt::TokioIo<tokio::net::TcpStream>,
+        crate::pool::RequestBody,
+    >,
+    done: &mut bool,
+    cx: &mut Context<'_>,
+) {
+    if *done {
+        return;
+    }
+    if let Poll::Ready(result) = Pin::new(conn).poll(cx) {
+        *done = true;
+        if let Err(error) = result {
+            tracing::debug!(%error, "upstream connection failed");
         }
     }
+}
 
+impl Exchange {
     /// The connection, once more polled so that it takes in the end of the exchange, if it can
     /// take another request.
     fn reusable_conn(&mut self) -> Option<Box<UpstreamConn>> {
@@ -206,12 +214,24 @@ impl Body for ResponseBody {
         let this = &mut *self;
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(body) => {
-                if let Some(ex) = &mut this.exchange {
-                    ex.drive(cx);
+            Kind::Upstream(body) => match &mut this.exchange {
+                Some(ex) if ex.conn.is_some() && !ex.conn_done => {
+                    let conn_done = &mut ex.conn_done;
+                    let Some(upstream) = ex.conn.as_deref_mut() else {
+                        return Poll::Ready(None);
+                    };
+                    let UpstreamConn { conn, relay, .. } = upstream;
+                    relay.poll(cx, |cx| {
+                        if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
+                            return Poll::Ready(frame);
+                        }
+                        // The connection reads the body into its channel.
+                        drive(conn, conn_done, cx);
+                        Pin::new(&mut *body).poll_frame(cx)
+                    })
                 }
-                Pin::new(body).poll_frame(cx)
-            }
+                _ => Pin::new(body).poll_frame(cx),
+            },
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

@@ -30,6 +30,7 @@ mod metrics;
 mod pages;
 mod pool;
 mod proxy;
+mod relay;
 mod router;
 mod serve;
 mod table;

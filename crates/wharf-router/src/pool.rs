@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::error::ConnectError;
+use crate::relay::Relay;
 use crate::worker;
 
 /// How long an idle connection is kept. Short, because app servers close idle keep-alive
@@ -37,6 +38,8 @@ pub(crate) type Sender = SendRequest<RequestBody>;
 pub(crate) struct UpstreamConn {
     pub(crate) sender: Sender,
     pub(crate) conn: http1::Connection<TokioIo<TcpStream>, RequestBody>,
+    /// The waker the connection, its response heads and bodies are polled with.
+    pub(crate) relay: Relay,
 }
 
 /// An upstream's idle keep-alive connections, in one slot per worker thread (see `worker.rs`): a
@@ -185,7 +188,11 @@ pub(crate) async fn connect(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
-    Ok(Box::new(UpstreamConn { sender, conn }))
+    Ok(Box::new(UpstreamConn {
+        sender,
+        conn,
+        relay: Relay::new(),
+    }))
 }
 
 /// Opens a connection for a request that switches protocols, driven by a task of its own
@@ -194,7 +201,7 @@ pub(crate) async fn connect_upgradable(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<Sender, ConnectError> {
-    let UpstreamConn { sender, conn } = *connect(addr, timeout).await?;
+    let UpstreamConn { sender, conn, .. } = *connect(addr, timeout).await?;
     tokio::spawn(async move {
         if let Err(error) = conn.with_upgrades().await {
             tracing::debug!(%addr, %error, "upstream connection ended with an error");

@@ -2,7 +2,10 @@
 //! host, choose an upstream, get a connection, send, retry what is safe to retry, and answer with
 //! the instance's response or an error page.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Incoming};
@@ -270,6 +273,13 @@ async fn attempt(
     }
 }
 
+fn sent(result: Result<Response<Incoming>, TrySendError<Request<RequestBody>>>) -> Sent {
+    match result {
+        Ok(response) => Sent::Response(response),
+        Err(error) => Sent::Failed(error),
+    }
+}
+
 /// A connection a request is sent on.
 enum Link {
     /// Polled by the request itself (see `pool`).
@@ -298,7 +308,14 @@ async fn send(
     body_sent: Option<&SentAt>,
 ) -> Sent {
     let (sender, mut conn) = match link {
-        Link::Driven(c) => (&mut c.sender, Some(&mut c.conn)),
+        Link::Driven(c) => {
+            let UpstreamConn {
+                sender,
+                conn,
+                relay,
+            } = &mut **c;
+            (sender, Some((conn, &*relay)))
+        }
         Link::Spawned(sender) => (sender, None),
     };
     let response = sender.try_send_request(request);
@@ -310,28 +327,35 @@ async fn send(
     };
     let sleep = tokio::time::sleep(first_look);
     tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            biased;
-            result = &mut response => {
-                return match result {
-                    Ok(response) => Sent::Response(response),
-                    Err(error) => Sent::Failed(error),
-                };
+    // Writes the request and reads the response head. A response the connection owed is settled
+    // by the time it finishes; one still pending then was never taken by it (the instance closed
+    // the connection first) and never will be.
+    let upstream = std::future::poll_fn(|cx| {
+        let Some((conn, relay)) = conn.as_mut() else {
+            return response.as_mut().poll(cx).map(sent);
+        };
+        relay.poll(cx, |cx| {
+            if let Poll::Ready(result) = response.as_mut().poll(cx) {
+                return Poll::Ready(sent(result));
             }
-            // Writes the request and reads the response head. A response the connection owed is
-            // settled by the time it finishes; one still pending then was never taken by it (the
-            // instance closed the connection first) and never will be.
-            result = async { conn.as_mut().expect("guarded").await }, if conn.is_some() => {
+            if let Poll::Ready(result) = Pin::new(&mut **conn).poll(cx) {
                 if let Err(error) = result {
                     tracing::debug!(%error, "upstream connection failed");
                 }
-                return match futures_util::FutureExt::now_or_never(response.as_mut()) {
-                    Some(Ok(response)) => Sent::Response(response),
-                    Some(Err(error)) => Sent::Failed(error),
-                    None => Sent::Closed,
-                };
+                return Poll::Ready(match response.as_mut().poll(cx) {
+                    Poll::Ready(result) => sent(result),
+                    Poll::Pending => Sent::Closed,
+                });
             }
+            // The head the connection just read, if any, in this same round.
+            response.as_mut().poll(cx).map(sent)
+        })
+    });
+    tokio::pin!(upstream);
+    loop {
+        tokio::select! {
+            biased;
+            sent = &mut upstream => return sent,
             () = &mut sleep => {
                 let now = tokio::time::Instant::now();
                 match body_sent.map(SentAt::get) {
