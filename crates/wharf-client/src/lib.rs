@@ -215,6 +215,27 @@ impl Client {
         self.get(&["account"]).await
     }
 
+    /// The account's live API tokens, without their secrets.
+    pub async fn tokens(&self) -> Result<Vec<api::Authorization>> {
+        self.get(&["oauth", "authorizations"]).await
+    }
+
+    /// Makes an API token; the answer carries its secret, once.
+    pub async fn create_token(&self, description: Option<String>) -> Result<api::Authorization> {
+        let body = api::AuthorizationCreate {
+            description,
+            ..api::AuthorizationCreate::default()
+        };
+        self.with_body(Method::POST, &["oauth", "authorizations"], &body)
+            .await
+    }
+
+    /// Revokes an API token.
+    pub async fn revoke_token(&self, id: &str) -> Result<api::Authorization> {
+        self.json(self.request(Method::DELETE, &["oauth", "authorizations", id]))
+            .await
+    }
+
     /// Every app, sorted by name.
     pub async fn apps(&self) -> Result<Vec<App>> {
         self.list(&["apps"], Some("name ..; max=1000".to_owned()), None)

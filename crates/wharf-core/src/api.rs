@@ -50,6 +50,48 @@ pub struct UserRef {
     pub email: String,
 }
 
+/// An API token, in the shape of Heroku's OAuth authorization. Its secret is shown once, in
+/// the answer to the request that made it; wharf keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Authorization {
+    pub id: String,
+    pub description: String,
+    /// The secret: only when the token was just made.
+    pub access_token: Option<AccessToken>,
+    /// wharf's tokens can do everything their account can: `["global"]`.
+    pub scope: Vec<String>,
+    pub user: UserRef,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A token's secret, as Heroku's OAuth authorization carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccessToken {
+    pub id: String,
+    /// Send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Seconds until it expires: `null`, wharf's tokens last until revoked.
+    pub expires_in: Option<u64>,
+}
+
+/// `POST /oauth/authorizations`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuthorizationCreate {
+    /// What the token is for (shown in lists), e.g. `CI deploys`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Only `global` (or nothing) is accepted.
+    #[serde(default)]
+    pub scope: Option<Vec<String>>,
+    /// Refused when set: wharf's tokens last until revoked.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
 /// The app generation; wharf apps behave like Heroku's `cedar` generation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

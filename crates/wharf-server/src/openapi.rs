@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use crate::routes::{
     account, apps, builds, config_vars, domains, dynos, formation, git, logs, meta, one_off,
-    releases, sources,
+    releases, sources, tokens,
 };
 use crate::AppState;
 
@@ -75,6 +75,8 @@ impl Modify for BearerAuth {
 fn authenticated_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(account::info))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::info, tokens::revoke))
         .routes(routes!(apps::list, apps::create))
         .routes(routes!(apps::list_owned))
         .routes(routes!(apps::addons))

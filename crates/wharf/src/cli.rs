@@ -39,6 +39,9 @@ pub enum Command {
     Login(LoginArgs),
     /// Forget the saved server URL and token
     Logout,
+    /// List, create and revoke API tokens (a new token's secret is shown once)
+    #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
+    Tokens(TokensArgs),
     /// Create, list, inspect, rename and destroy apps
     #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
     Apps(AppsArgs),
@@ -182,6 +185,36 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    #[command(subcommand)]
+    pub command: Option<TokensCommand>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// List the account's live tokens (never their secrets)
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Make a token and print its secret, once (e.g. for CI: `wharf tokens create -d ci`)
+    Create {
+        /// What the token is for
+        #[arg(short, long, value_name = "TEXT")]
+        description: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Revoke a token: requests with it are refused from now on
+    Revoke {
+        /// The token's id (`wharf tokens` lists them)
+        id: String,
     },
 }
 

@@ -20,6 +20,7 @@ mod ps;
 mod releases;
 mod run;
 mod server;
+mod tokens;
 mod up;
 
 use std::process::ExitCode;
@@ -58,6 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await,
         Command::Login(args) => login::run(&cli.global, args).await,
         Command::Logout => login::logout(),
+        Command::Tokens(args) => tokens::run(&cli.global, args).await,
         Command::Apps(args) => apps::run(&cli.global, args).await,
         Command::Config(args) => config::run(&cli.global, args).await,
         Command::Releases(args) => releases::run(&cli.global, args).await,

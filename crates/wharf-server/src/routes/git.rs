@@ -39,17 +39,6 @@ pub async fn info_refs(
     headers: HeaderMap,
 ) -> Response {
     let query = query.unwrap_or_default();
-    let service = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("service="))
-        .unwrap_or_default();
-    if !SERVICES.contains(&service) {
-        return ApiError::bad_request(
-            "wharf serves git's smart HTTP protocol only: ask for ?service=git-receive-pack or \
-             ?service=git-upload-pack (git 1.6.6 or newer does)",
-        )
-        .into_response();
-    }
     serve(
         &state,
         &repo,
@@ -170,6 +159,18 @@ async fn try_serve(
     };
     let name = repo.strip_suffix(".git").unwrap_or(repo);
     let app = state.store.app(name).await?;
+    if suffix == "/info/refs" {
+        let service = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("service="))
+            .unwrap_or_default();
+        if !SERVICES.contains(&service) {
+            return Err(ApiError::bad_request(
+                "wharf serves git's smart HTTP protocol only: ask for ?service=git-receive-pack \
+                 or ?service=git-upload-pack (git 1.6.6 or newer does)",
+            ));
+        }
+    }
     let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let content_type = text(CONTENT_TYPE);
     if method == Method::POST {

@@ -14,3 +14,4 @@ mod release_stage;
 mod releases;
 mod router;
 mod run;
+mod tokens;

@@ -21,4 +21,5 @@ mod release_stage;
 mod releases;
 mod run;
 mod shutdown;
+mod tokens;
 mod up;
