@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// Where the TLS and rendezvous listeners listen: their addresses are named in the server
     /// certificate too.
     pub tls_addrs: Vec<SocketAddr>,
+    /// The key config var values are encrypted with at rest, as 64 hex digits
+    /// (`WHARF_SECRET_KEY`); `None` uses (or makes) `<data dir>/secret-key`.
+    pub secret_key: Option<String>,
 }
 
 /// What links in API responses are made from.
@@ -230,6 +233,8 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("WHARF_SECRET_KEY must be 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`")]
+    SecretKey,
     #[error("cannot set up TLS")]
     Tls(#[from] tls::TlsError),
 }
@@ -279,6 +284,15 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         Some(url) => Store::connect(url).await?,
         None => Store::open_data_dir(&config.data_dir).await?,
     };
+    let store = store.with_secrets(secrets(config)?);
+    // Values written before they were encrypted (an older wharf) are encrypted now.
+    let sealed = store.seal_config().await?;
+    if sealed > 0 {
+        tracing::info!(
+            values = sealed,
+            "encrypted config values stored in plain text"
+        );
+    }
     let admin = bootstrap_admin(&store, config).await?;
     // No build can be running in a server that is only starting: whatever was, was interrupted.
     let interrupted = store
@@ -411,6 +425,27 @@ async fn bootstrap_admin(store: &Store, config: &ServerConfig) -> Result<AdminTo
         }
     })?;
     Ok(AdminToken::Generated(path))
+}
+
+/// The key config values are encrypted with: `WHARF_SECRET_KEY`, else the data directory's
+/// `secret-key` file (made on first start).
+fn secrets(config: &ServerConfig) -> Result<wharf_store::Secrets, StartError> {
+    let key = match &config.secret_key {
+        Some(text) => hex::decode(text.trim())
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .ok_or(StartError::SecretKey)?,
+        None => {
+            let path = config.data_dir.join("secret-key");
+            signing::load_or_create_key(
+                &path,
+                "it encrypts the config vars in the database; restore the right one (a new key \
+                 can't read them)",
+            )
+            .map_err(|source| StartError::File { path, source })?
+        }
+    };
+    Ok(wharf_store::Secrets::new(&key))
 }
 
 /// `addr` as the server itself reaches it: an unspecified address (listening everywhere) is

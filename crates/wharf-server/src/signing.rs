@@ -49,30 +49,8 @@ impl UrlSigner {
 
     /// The key in `path`, made (randomly, mode 0600) if the file doesn't exist.
     pub fn load_or_create(path: &Path) -> std::io::Result<UrlSigner> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let key = hex::decode(String::from_utf8_lossy(&bytes).trim())
-                    .ok()
-                    .and_then(|k| <[u8; 32]>::try_from(k).ok())
-                    .ok_or_else(|| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!(
-                                "{} does not hold a 64-hex-digit key: delete it to make a new one",
-                                path.display()
-                            ),
-                        )
-                    })?;
-                Ok(UrlSigner { key })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut key);
-                crate::write_private(path, &format!("{}\n", hex::encode(key)))?;
-                Ok(UrlSigner { key })
-            }
-            Err(e) => Err(e),
-        }
+        let key = load_or_create_key(path, "delete it to make a new one")?;
+        Ok(UrlSigner { key })
     }
 
     fn mac(&self, method: &str, path: &str, expires: u64) -> HmacSha256 {
@@ -112,6 +90,32 @@ impl UrlSigner {
             return Err(SignatureError::Expired);
         }
         Ok(())
+    }
+}
+
+/// A 32-byte key kept in `path` as 64 hex digits (readable by its owner only), made on first
+/// use. `if_invalid` tells the operator what to do when the file holds something else.
+pub(crate) fn load_or_create_key(path: &Path, if_invalid: &str) -> std::io::Result<[u8; 32]> {
+    match std::fs::read(path) {
+        Ok(bytes) => hex::decode(String::from_utf8_lossy(&bytes).trim())
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} does not hold a 64-hex-digit key: {if_invalid}",
+                        path.display()
+                    ),
+                )
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            crate::write_private(path, &format!("{}\n", hex::encode(key)))?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
     }
 }
 

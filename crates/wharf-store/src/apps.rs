@@ -83,6 +83,7 @@ impl Store {
         .map_err(|e| conflict_on_unique(e, || name_taken(name)))?;
         insert_release(
             &mut tx,
+            &self.secrets,
             &id,
             owner_id,
             "Initial release",

@@ -297,9 +297,10 @@ impl Store {
     ) -> Result<(BuildRecord, ReleaseRecord)> {
         let build = self.build(id).await?;
         let mut tx = self.pool.begin().await?;
-        let config = load_for_update(&mut tx, &build.app_id).await?;
+        let config = load_for_update(&mut tx, &self.secrets, &build.app_id).await?;
         let release_id = insert_release(
             &mut tx,
+            &self.secrets,
             &build.app_id,
             &build.user_id,
             &success.release_description,

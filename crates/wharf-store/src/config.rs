@@ -7,6 +7,7 @@ use sqlx::{Any, Row, Transaction};
 use wharf_core::config::{ConfigChange, ConfigKey, ConfigVars};
 
 use crate::releases::{current_image, insert_release, ReleaseRecord};
+use crate::secrets::{Column, Secrets};
 use crate::{Result, Store, StoreError};
 
 /// The outcome of a config change.
@@ -18,20 +19,27 @@ pub struct ConfigUpdate {
     pub release: Option<ReleaseRecord>,
 }
 
-async fn load(executor: &mut Transaction<'_, Any>, app_id: &str) -> Result<ConfigVars> {
+async fn load(
+    executor: &mut Transaction<'_, Any>,
+    secrets: &Secrets,
+    app_id: &str,
+) -> Result<ConfigVars> {
     let rows = sqlx::query("SELECT key, value FROM config_vars WHERE app_id = $1")
         .bind(app_id)
         .fetch_all(&mut **executor)
         .await?;
-    to_vars(rows)
+    to_vars(secrets, rows)
 }
 
-fn to_vars(rows: Vec<sqlx::any::AnyRow>) -> Result<ConfigVars> {
+fn to_vars(secrets: &Secrets, rows: Vec<sqlx::any::AnyRow>) -> Result<ConfigVars> {
     let mut map = BTreeMap::new();
     for row in rows {
         let key: String = row.try_get("key")?;
         let key = ConfigKey::parse(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        map.insert(key, row.try_get::<String, _>("value")?);
+        map.insert(
+            key,
+            secrets.open(Column::ConfigVars, row.try_get::<String, _>("value")?)?,
+        );
     }
     ConfigVars::from_map(map).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -40,6 +48,7 @@ fn to_vars(rows: Vec<sqlx::any::AnyRow>) -> Result<ConfigVars> {
 /// the other instead of both starting from the same old config.
 pub(crate) async fn load_for_update(
     tx: &mut Transaction<'_, Any>,
+    secrets: &Secrets,
     app_id: &str,
 ) -> Result<ConfigVars> {
     let locked = sqlx::query("UPDATE apps SET updated_at = updated_at WHERE id = $1")
@@ -52,7 +61,7 @@ pub(crate) async fn load_for_update(
             ident: app_id.to_owned(),
         });
     }
-    load(tx, app_id).await
+    load(tx, secrets, app_id).await
 }
 
 impl Store {
@@ -62,7 +71,7 @@ impl Store {
             .bind(app_id)
             .fetch_all(&self.pool)
             .await?;
-        to_vars(rows)
+        to_vars(&self.secrets, rows)
     }
 
     /// Applies `change` and, if any value actually changed, makes a release with the new config
@@ -74,7 +83,7 @@ impl Store {
         change: &ConfigChange,
     ) -> Result<ConfigUpdate> {
         let mut tx = self.pool.begin().await?;
-        let current = load_for_update(&mut tx, app_id).await?;
+        let current = load_for_update(&mut tx, &self.secrets, app_id).await?;
         let (vars, diff) = current
             .apply(change)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -100,13 +109,14 @@ impl Store {
             )
             .bind(app_id)
             .bind(key.as_str())
-            .bind(value)
+            .bind(self.secrets.seal(Column::ConfigVars, value))
             .execute(&mut *tx)
             .await?;
         }
         let image = current_image(&mut tx, app_id).await?;
         let release_id = insert_release(
             &mut tx,
+            &self.secrets,
             app_id,
             user_id,
             &diff.description(),

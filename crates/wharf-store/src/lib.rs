@@ -21,6 +21,7 @@ mod domains;
 mod formation;
 mod page;
 mod releases;
+mod secrets;
 mod tokens;
 
 #[cfg(feature = "testing")]
@@ -41,6 +42,7 @@ pub use domains::{DomainRecord, RouteRecord};
 pub use formation::{FormationChange, FormationRecord, DEFAULT_GRACE_SECONDS};
 pub use page::Page;
 pub use releases::{ReleaseImage, ReleaseRecord, ReleaseRef};
+pub use secrets::Secrets;
 pub use tokens::{AccountRecord, NewToken, TokenRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -96,6 +98,8 @@ pub enum DatabaseKind {
 pub struct Store {
     pool: AnyPool,
     kind: DatabaseKind,
+    /// Seals config values at rest (see `secrets`).
+    secrets: secrets::Secrets,
 }
 
 impl Store {
@@ -136,7 +140,11 @@ impl Store {
             .connect(&pool_url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, kind })
+        Ok(Store {
+            pool,
+            kind,
+            secrets: secrets::Secrets::default(),
+        })
     }
 
     /// Which database this store uses.

@@ -9,6 +9,7 @@ use wharf_core::range::Range;
 use wharf_core::release::{ReleaseStatus, ReleaseVersion, RELEASE_PHASE_TYPE};
 
 use crate::page::{bind_all, FieldKind, KeysetQuery};
+use crate::secrets::{Column, Secrets};
 use crate::{new_id, now, Page, Result, Store, StoreError};
 
 /// A release as stored.
@@ -100,7 +101,7 @@ const RELEASE_SELECT: &str = "SELECT r.id, r.app_id, a.name AS app_name, r.versi
          WHERE c.app_id = r.app_id AND c.status = 'succeeded') THEN 1 ELSE 0 END AS BIGINT) AS current \
      FROM releases r JOIN apps a ON a.id = r.app_id JOIN accounts u ON u.id = r.user_id";
 
-fn release_from_row(row: &AnyRow) -> Result<ReleaseRecord> {
+fn release_from_row(secrets: &Secrets, row: &AnyRow) -> Result<ReleaseRecord> {
     let version: i64 = row.try_get("version")?;
     let status: String = row.try_get("status")?;
     let config: String = row.try_get("config")?;
@@ -117,7 +118,7 @@ fn release_from_row(row: &AnyRow) -> Result<ReleaseRecord> {
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("release status `{status}`")))?,
         status_reason: row.try_get("status_reason")?,
-        config: decode_config(&config)?,
+        config: decode_config(secrets, config)?,
         image_digest: row.try_get("image_digest")?,
         process_types: decode_types(
             row.try_get::<Option<String>, _>("process_types")?
@@ -131,12 +132,16 @@ fn release_from_row(row: &AnyRow) -> Result<ReleaseRecord> {
     })
 }
 
-pub(crate) fn encode_config(config: &ConfigVars) -> String {
-    serde_json::to_string(&config.to_string_map()).expect("a map of strings always serializes")
+/// A release's config snapshot as stored: JSON, sealed.
+fn encode_config(secrets: &Secrets, config: &ConfigVars) -> String {
+    let json =
+        serde_json::to_string(&config.to_string_map()).expect("a map of strings always serializes");
+    secrets.seal(Column::ReleaseConfig, &json)
 }
 
-fn decode_config(json: &str) -> Result<ConfigVars> {
-    let map: BTreeMap<String, String> = serde_json::from_str(json)
+fn decode_config(secrets: &Secrets, stored: String) -> Result<ConfigVars> {
+    let json = secrets.open(Column::ReleaseConfig, stored)?;
+    let map: BTreeMap<String, String> = serde_json::from_str(&json)
         .map_err(|e| StoreError::Corrupt(format!("release config: {e}")))?;
     ConfigVars::from_string_map(map).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -148,6 +153,7 @@ fn decode_config(json: &str) -> Result<ConfigVars> {
 /// ([`StoreError::ReleasePhaseRunning`]).
 pub(crate) async fn insert_release(
     tx: &mut Transaction<'_, Any>,
+    secrets: &Secrets,
     app_id: &str,
     user_id: &str,
     description: &str,
@@ -195,7 +201,7 @@ pub(crate) async fn insert_release(
     .bind(version)
     .bind(description)
     .bind(status.as_str())
-    .bind(encode_config(config))
+    .bind(encode_config(secrets, config))
     .bind(image.map(|i| i.digest.as_str()))
     .bind(image.map(|i| serde_json::to_string(&i.process_types).expect("a map of strings serializes")))
     .bind(user_id)
@@ -208,6 +214,7 @@ pub(crate) async fn insert_release(
 /// Makes the app's config vars exactly `config`, inside `tx`.
 async fn replace_config(
     tx: &mut Transaction<'_, Any>,
+    secrets: &Secrets,
     app_id: &str,
     config: &ConfigVars,
 ) -> Result<()> {
@@ -219,7 +226,7 @@ async fn replace_config(
         sqlx::query("INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3)")
             .bind(app_id)
             .bind(key)
-            .bind(value)
+            .bind(secrets.seal(Column::ConfigVars, &value))
             .execute(&mut **tx)
             .await?;
     }
@@ -253,7 +260,7 @@ impl Store {
             .await?;
         let releases = rows
             .iter()
-            .map(release_from_row)
+            .map(|row| release_from_row(&self.secrets, row))
             .collect::<Result<Vec<_>>>()?;
         let by_version = range.field == "version";
         Ok(keyset.page(releases, |r| {
@@ -291,10 +298,13 @@ impl Store {
             ReleaseRef::Version(v) => v.to_string(),
             ReleaseRef::Id(id) => id.clone(),
         };
-        release_from_row(&query.ok_or(StoreError::NotFound {
-            kind: "release",
-            ident,
-        })?)
+        release_from_row(
+            &self.secrets,
+            &query.ok_or(StoreError::NotFound {
+                kind: "release",
+                ident,
+            })?,
+        )
     }
 
     /// Marks a succeeded release `failed` because it could not be deployed (its web
@@ -322,7 +332,9 @@ impl Store {
         .bind(app_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(release_from_row).transpose()
+        row.as_ref()
+            .map(|row| release_from_row(&self.secrets, row))
+            .transpose()
     }
 
     /// Rolls the app back to `target`: a new release, "Rollback to vK", with vK's image and vK's
@@ -376,6 +388,7 @@ impl Store {
         let description = format!("Rollback to {version}");
         let id = insert_release(
             &mut tx,
+            &self.secrets,
             app_id,
             user_id,
             &description,
@@ -383,7 +396,7 @@ impl Store {
             Some(&image),
         )
         .await?;
-        replace_config(&mut tx, app_id, &target.config).await?;
+        replace_config(&mut tx, &self.secrets, app_id, &target.config).await?;
         let types: Vec<String> = image.process_types.keys().cloned().collect();
         crate::formation::sync_types(&mut tx, app_id, &types).await?;
         tx.commit().await?;
@@ -400,9 +413,17 @@ impl Store {
         description: &str,
     ) -> Result<ReleaseRecord> {
         let mut tx = self.pool.begin().await?;
-        let config = crate::config::load_for_update(&mut tx, app_id).await?;
-        let id =
-            insert_release(&mut tx, app_id, user_id, description, &config, Some(image)).await?;
+        let config = crate::config::load_for_update(&mut tx, &self.secrets, app_id).await?;
+        let id = insert_release(
+            &mut tx,
+            &self.secrets,
+            app_id,
+            user_id,
+            description,
+            &config,
+            Some(image),
+        )
+        .await?;
         let types: Vec<String> = image.process_types.keys().cloned().collect();
         crate::formation::sync_types(&mut tx, app_id, &types).await?;
         tx.commit().await?;
@@ -467,8 +488,8 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(row) = current {
-                let config = decode_config(&row.try_get::<String, _>("config")?)?;
-                replace_config(&mut tx, app_id, &config).await?;
+                let config = decode_config(&self.secrets, row.try_get::<String, _>("config")?)?;
+                replace_config(&mut tx, &self.secrets, app_id, &config).await?;
             }
         }
         tx.commit().await?;
@@ -482,7 +503,9 @@ impl Store {
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(release_from_row).collect()
+        rows.iter()
+            .map(|row| release_from_row(&self.secrets, row))
+            .collect()
     }
 
     /// Whether the app has a release in its release phase.
@@ -526,6 +549,6 @@ impl Store {
                 kind: "release",
                 ident: id.to_owned(),
             })?;
-        release_from_row(&row)
+        release_from_row(&self.secrets, &row)
     }
 }

@@ -281,6 +281,15 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// The key config var values are encrypted with in the database, as 64 hex digits
+    /// [default: the data directory's secret-key file, made on first start]
+    #[arg(
+        long,
+        env = "WHARF_SECRET_KEY",
+        value_name = "HEX",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
     /// The API's URL as clients reach it, for links in responses [default: http://<api-addr>]
     #[arg(long, env = "WHARF_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,

@@ -193,6 +193,7 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
             .into_iter()
             .chain(args.rendezvous_addr)
             .collect(),
+        secret_key: args.secret_key,
         build: BuildSettings {
             timeout: Duration::from_secs(args.build_timeout),
             concurrency: args.build_concurrency,

@@ -100,6 +100,7 @@ impl TestServer {
             // Pushes are deployed by the real binary's tests (crates/wharf).
             wharf_exe: None,
             tls_addrs: Vec::new(),
+            secret_key: None,
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
                 concurrency: 2,

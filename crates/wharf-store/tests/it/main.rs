@@ -435,3 +435,98 @@ async fn a_failed_release_is_no_longer_current(backend: Backend) {
     );
     store.close().await;
 }
+
+on_both_databases!(config_values_are_encrypted_at_rest);
+
+/// Every stored copy of the config values, read with SQL around the store.
+async fn raw_config(url: &str) -> Vec<String> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let mut stored = Vec::new();
+    for query in [
+        "SELECT value AS v FROM config_vars",
+        "SELECT config AS v FROM releases",
+    ] {
+        for row in sqlx::query(query).fetch_all(&pool).await.unwrap() {
+            stored.push(row.try_get::<String, _>("v").unwrap());
+        }
+    }
+    pool.close().await;
+    stored
+}
+
+async fn config_values_are_encrypted_at_rest(backend: Backend) {
+    const SECRET: &str = "postgres://app:hunter2-very-secret@db/prod";
+    let db = TestDatabase::new(backend).await;
+    // Written by a store without a key (as an older wharf did): plain text.
+    let plain = Store::connect(&db.url).await.unwrap();
+    let owner = plain.admin_account().await.unwrap();
+    let app = plain
+        .create_app(&AppName::parse("sealed").unwrap(), &owner.id, "wharf-1")
+        .await
+        .unwrap();
+    plain
+        .update_config(&app.id, &owner.id, &set(&[("OLD_URL", SECRET)]))
+        .await
+        .unwrap();
+    plain.close().await;
+    assert!(raw_config(&db.url).await.iter().any(|v| v.contains(SECRET)));
+
+    // A store with the key encrypts what was plain and everything it writes.
+    let key = [42u8; 32];
+    let store = Store::connect(&db.url)
+        .await
+        .unwrap()
+        .with_secrets(wharf_store::Secrets::new(&key));
+    assert!(
+        store.seal_config().await.unwrap() >= 2,
+        "a value and a release snapshot"
+    );
+    assert_eq!(
+        store.seal_config().await.unwrap(),
+        0,
+        "nothing is sealed twice"
+    );
+    store
+        .update_config(&app.id, &owner.id, &set(&[("DATABASE_URL", SECRET)]))
+        .await
+        .unwrap();
+    let vars = store.config_vars(&app.id).await.unwrap();
+    assert_eq!(vars.get("DATABASE_URL"), Some(SECRET));
+    assert_eq!(vars.get("OLD_URL"), Some(SECRET));
+    let release = store.current_release(&app.id).await.unwrap().unwrap();
+    assert_eq!(release.config.get("DATABASE_URL"), Some(SECRET));
+    store.close().await;
+    let raw = raw_config(&db.url).await;
+    assert!(!raw.is_empty());
+    for value in &raw {
+        assert!(!value.contains("hunter2"), "stored in plain text: {value}");
+        assert!(value.starts_with("wharf:enc1:"), "{value}");
+    }
+    if backend == Backend::Sqlite {
+        for entry in std::fs::read_dir(db.dir.path()).unwrap() {
+            let bytes = match std::fs::read(entry.unwrap().path()) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("cannot read the database files: {e}"),
+            };
+            assert!(
+                !bytes.windows(7).any(|w| w == b"hunter2"),
+                "a database file holds the value in plain text"
+            );
+        }
+    }
+
+    // Another key can't read them, and says why.
+    let wrong = Store::connect(&db.url)
+        .await
+        .unwrap()
+        .with_secrets(wharf_store::Secrets::new(&[7u8; 32]));
+    let refused = wrong.config_vars(&app.id).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("WHARF_SECRET_KEY"),
+        "{refused}"
+    );
+    wrong.close().await;
+}
