@@ -187,3 +187,55 @@ async fn oversized_request_head_gets_431() {
     router.stop().await;
     web.stop().await;
 }
+
+/// Request smuggling: the router and the app must never disagree on where a request ends.
+/// Two `Content-Length`s, or a transfer coding other than chunked last, are refused with 400 and
+/// reach no app. With both `Content-Length` and `Transfer-Encoding`, hyper follows
+/// `Transfer-Encoding`, drops `Content-Length` (the app never sees both) and closes the
+/// connection after the answer: a request hidden behind the body is never read.
+#[tokio::test]
+async fn ambiguous_request_lengths_smuggle_nothing() {
+    let web = TestUpstream::named("app").await;
+    let router = TestRouter::start().await;
+    router.route(&[&web]);
+    for (what, head) in [
+        (
+            "two Content-Lengths",
+            "POST / HTTP/1.1\r\nHost: HOST\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd",
+        ),
+        (
+            "a transfer coding other than chunked last",
+            "POST / HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        ),
+    ] {
+        let request = head.replace("HOST", HOST);
+        let answer = raw_exchange(router.addr, request.as_bytes(), Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{what}: {answer}");
+    }
+    assert_eq!(web.requests(), 0, "no refused request reached the app");
+
+    let smuggling = format!(
+        "POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+         0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+    );
+    let answer = raw_exchange(router.addr, smuggling.as_bytes(), Duration::from_secs(10)).await;
+    assert_eq!(
+        answer.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer: {answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert_eq!(web.requests(), 1, "only the POST reached the app");
+    let seen = web.last();
+    assert_eq!(seen.uri.path(), "/");
+    assert!(
+        !seen.headers.contains_key("content-length"),
+        "the app never sees both lengths: {:?}",
+        seen.headers
+    );
+    router.stop().await;
+    web.stop().await;
+}
