@@ -162,6 +162,14 @@ impl Store {
             sealed += 1;
         }
         tx.commit().await?;
+        if sealed > 0 && self.kind == crate::DatabaseKind::Sqlite {
+            // The plain values still sit in freed pages and in the write-ahead log: rebuild the
+            // file and empty the log, so no copy of them is left on disk.
+            sqlx::query("VACUUM").execute(&self.pool).await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(sealed)
     }
 }
