@@ -525,6 +525,11 @@ pub fn admin_token_path(data_dir: &Path) -> PathBuf {
 
 /// Writes `contents` to `path` readable by its owner only, atomically (temp file + rename).
 pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    write_atomically(path, contents, 0o600)
+}
+
+/// Writes `contents` to `path` with permissions `mode`, atomically (temp file, fsync, rename).
+pub(crate) fn write_atomically(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -532,7 +537,7 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> 
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&tmp)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;

@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::routes::one_off::KillOnDrop;
 use crate::tls::Tls;
 
 /// How long a started process waits for its client.
@@ -51,26 +52,6 @@ impl std::fmt::Debug for Waiting {
             .field("app", &self.app)
             .field("process", &self.process.name)
             .finish()
-    }
-}
-
-/// Kills a process group unless told the process has ended.
-struct KillOnDrop(Option<u32>);
-
-impl KillOnDrop {
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! Users and tools trust `ca.pem` (`wharf tls ca` prints its path) instead of a public CA, which a
 //! server on a laptop or a private network can't get.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,8 +104,9 @@ pub fn load_or_create(data_dir: &Path, hostnames: &[String]) -> Result<Tls, TlsE
         let key = KeyPair::generate()?;
         let cert = ca_params()?.self_signed(&key)?;
         // The key first: a CA certificate on disk always has its key.
-        write_atomically(&key_path, &key.serialize_pem(), 0o600).map_err(file_error(&key_path))?;
-        write_atomically(&ca_path, &cert.pem(), 0o644).map_err(file_error(&ca_path))?;
+        crate::write_atomically(&key_path, &key.serialize_pem(), 0o600)
+            .map_err(file_error(&key_path))?;
+        crate::write_atomically(&ca_path, &cert.pem(), 0o644).map_err(file_error(&ca_path))?;
         tracing::info!(path = %ca_path.display(), "made wharf's certificate authority");
         key
     };
@@ -143,20 +144,6 @@ pub fn load_or_create(data_dir: &Path, hostnames: &[String]) -> Result<Tls, TlsE
         ca_path,
         config: Arc::new(config),
     })
-}
-
-fn write_atomically(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Serves `app` over TLS on `listener` (HTTP/1.1 and HTTP/2 by ALPN) until `shutdown` is

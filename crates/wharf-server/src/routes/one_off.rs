@@ -178,8 +178,15 @@ fn frame(kind: u8, payload: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Kills an attached process whose client went away before it ended.
-struct KillOnDrop(Option<u32>);
+/// Kills an attached process's group when dropped (its client went away before it ended),
+/// unless disarmed once the process has ended.
+pub(crate) struct KillOnDrop(pub(crate) Option<u32>);
+
+impl KillOnDrop {
+    pub(crate) fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -252,7 +259,7 @@ pub async fn attach(
             // The process has ended: nothing left to kill.
             let mut guard = guard;
             if let Some(g) = guard.as_mut() {
-                g.0 = None;
+                g.disarm();
             }
             Some((
                 Ok(frame(b'x', code.to_string().as_bytes())),
