@@ -159,6 +159,12 @@ async fn env_and_fresh_scratch() {
     );
     fx.until("output", 30, |_| sink.lines_of("worker.1").len() >= 2)
         .await;
+    // The first start must have recorded itself before it is restarted,
+    // or the restart can kill it between its output and that record.
+    fx.until("first start", 30, |f| {
+        f.read_out("starts").is_some_and(|s| s.lines().count() == 1)
+    })
+    .await;
     let port = fx.status()[0].port.unwrap();
     let lines = sink.lines_of("worker.1");
     assert_eq!(lines[0], format!("PORT={port} DYNO=worker.1 V=4 G=hi"));
