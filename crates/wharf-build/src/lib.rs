@@ -57,6 +57,10 @@ pub struct BuildRequest {
     /// and caches). The parents of `cache_dir` and `work_dir` are always hidden; the build's own
     /// scratch and cache stay visible.
     pub hidden_paths: Vec<PathBuf>,
+    /// The app's own user (see `wharf_sandbox::users`), given when wharf runs as root: in the
+    /// namespaces sandbox, build commands run as it, and the build's scratch and the app's cache
+    /// become its. `None` keeps the server's user.
+    pub user: Option<u32>,
 }
 
 impl BuildRequest {
@@ -71,6 +75,7 @@ impl BuildRequest {
             sandbox: SandboxMode::Auto,
             buildpack_env: BTreeMap::new(),
             hidden_paths: Vec::new(),
+            user: None,
         }
     }
 }
@@ -138,6 +143,7 @@ pub async fn build(
         req.work_dir.clone(),
         req.cache_dir.clone(),
         hidden,
+        req.user,
     );
     sandbox.prepare()?;
     let cache = ProviderCache::new(&req.cache_dir, detected.name());

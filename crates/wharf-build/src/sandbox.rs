@@ -85,7 +85,11 @@ impl std::fmt::Display for SandboxMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Isolation {
     None,
-    Bubblewrap { bwrap: PathBuf },
+    /// `setpriv` is set when wharf runs as root: it drops build commands to the app's user.
+    Bubblewrap {
+        bwrap: PathBuf,
+        setpriv: Option<PathBuf>,
+    },
 }
 
 /// When a build must stop: the cancel token, and the deadline of the whole build.
@@ -178,6 +182,8 @@ pub(crate) struct Sandbox {
     cache_dir: PathBuf,
     /// Host directories replaced by an empty tmpfs (other apps' caches, the server's data).
     hidden: Vec<PathBuf>,
+    /// The app's user, for commands in bubblewrap when wharf runs as root.
+    user: Option<u32>,
 }
 
 impl Sandbox {
@@ -187,6 +193,7 @@ impl Sandbox {
         work_dir: PathBuf,
         cache_dir: PathBuf,
         hidden: Vec<PathBuf>,
+        user: Option<u32>,
     ) -> Self {
         Sandbox {
             isolation,
@@ -194,6 +201,18 @@ impl Sandbox {
             work_dir,
             cache_dir,
             hidden,
+            user,
+        }
+    }
+
+    /// The user commands run as, when they are dropped to the app's user.
+    fn drop_to(&self) -> Option<(&Path, u32)> {
+        match &self.isolation {
+            Isolation::Bubblewrap {
+                setpriv: Some(setpriv),
+                ..
+            } => self.user.map(|uid| (setpriv.as_path(), uid)),
+            _ => None,
         }
     }
 
@@ -211,14 +230,10 @@ impl Sandbox {
                 let bwrap = probe_bubblewrap()
                     .await
                     .map_err(|reason| BuildError::SandboxUnavailable { reason })?;
-                log.step("Sandbox: namespaces (bubblewrap)");
-                Ok(Isolation::Bubblewrap { bwrap })
+                sandboxed(bwrap, log)
             }
             SandboxMode::Auto => match probe_bubblewrap().await {
-                Ok(bwrap) => {
-                    log.step("Sandbox: namespaces (bubblewrap)");
-                    Ok(Isolation::Bubblewrap { bwrap })
-                }
+                Ok(bwrap) => sandboxed(bwrap, log),
                 Err(reason) => {
                     log.step("Sandbox: none");
                     log.note(&format!(
@@ -228,6 +243,11 @@ impl Sandbox {
                 }
             },
         }
+    }
+
+    /// Whether build commands drop to the app's user.
+    pub(crate) fn as_app_user(&self) -> bool {
+        self.drop_to().is_some()
     }
 
     /// The app tree as build commands see it: `/app` in bubblewrap, else its host path.
@@ -313,11 +333,13 @@ impl Sandbox {
                 c.args(&cmd.args).current_dir(&self.app_dir);
                 c
             }
-            Isolation::Bubblewrap { bwrap } => {
+            Isolation::Bubblewrap { bwrap, .. } => {
                 let mut c = tokio::process::Command::new(bwrap);
-                c.args(self.bubblewrap_args())
-                    .arg("--")
-                    .arg(&cmd.program)
+                c.args(self.bubblewrap_args()).arg("--");
+                if let Some((setpriv, uid)) = self.drop_to() {
+                    c.args(wharf_sandbox::as_user(setpriv, uid));
+                }
+                c.arg(&cmd.program)
                     .args(&cmd.args)
                     // bwrap itself starts in a directory that exists on the host.
                     .current_dir(&self.work_dir);
@@ -342,24 +364,29 @@ impl Sandbox {
     }
 
     fn bubblewrap_args(&self) -> Vec<OsString> {
+        let as_user = self.as_app_user();
         let mut args: Vec<OsString> = [
             "--die-with-parent",
             "--new-session",
             "--unshare-pid",
             "--unshare-ipc",
-            "--cap-drop",
-            "ALL",
         ]
         .iter()
         .map(OsString::from)
         .collect();
-        args.extend(wharf_sandbox::host_view_args());
+        args.extend(wharf_sandbox::capability_args(as_user));
+        args.extend(wharf_sandbox::host_view_args(as_user));
+        let hidden: Vec<&Path> = self
+            .hidden
+            .iter()
+            .filter(|h| h.is_dir())
+            .map(PathBuf::as_path)
+            .collect();
+        args.extend(wharf_sandbox::hide_args(
+            &hidden,
+            &[&self.work_dir, &self.cache_dir],
+        ));
         let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(OsString::from));
-        for hidden in &self.hidden {
-            if hidden.is_dir() {
-                push(&["--tmpfs".as_ref(), hidden.as_os_str()]);
-            }
-        }
         push(&[
             "--bind".as_ref(),
             self.work_dir.as_os_str(),
@@ -386,6 +413,14 @@ impl Sandbox {
         sink: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ExitStatus, BuildError> {
         limits.check()?;
+        if let Some((_, uid)) = self.drop_to() {
+            // What wharf itself put there since the last command (the source, a restored
+            // cache) becomes the app user's, so the command may change it.
+            for dir in [&self.work_dir, &self.cache_dir] {
+                let dir = dir.clone();
+                crate::tree::blocking(move || give_to(&dir, uid)).await?;
+            }
+        }
         let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| BuildError::io("create a pipe for", cmd.program_display(), e.into()))?;
         let writer_err = writer
@@ -552,6 +587,43 @@ fn emit(line: &[u8], sink: &mut (dyn FnMut(&str) + Send)) {
     sink(&String::from_utf8_lossy(line));
 }
 
+/// The namespaces sandbox, dropping to the app's user when wharf is root.
+fn sandboxed(bwrap: PathBuf, log: &BuildLog) -> Result<Isolation, BuildError> {
+    let setpriv = if nix::unistd::geteuid().is_root() {
+        Some(wharf_sandbox::find_setpriv().ok_or_else(|| {
+            BuildError::SandboxUnavailable {
+                reason: "`setpriv` (util-linux) is not installed: as root, wharf needs it to \
+                         build each app as its own user"
+                    .to_owned(),
+            }
+        })?)
+    } else {
+        None
+    };
+    log.step("Sandbox: namespaces (bubblewrap)");
+    Ok(Isolation::Bubblewrap { bwrap, setpriv })
+}
+
+/// Makes everything below `dir` (and `dir`) owned by `uid` and the group of the same number,
+/// without following links.
+fn give_to(dir: &Path, uid: u32) -> Result<(), BuildError> {
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(dir).to_path_buf();
+            BuildError::io("walk", &path, e.into())
+        })?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| BuildError::io("read", entry.path(), e.into()))?;
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != uid || meta.gid() != uid {
+            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(uid))
+                .map_err(|e| BuildError::io("change the owner of", entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Finds `bwrap` and checks that it can create the namespaces builds use.
 async fn probe_bubblewrap() -> Result<PathBuf, String> {
     let bwrap = find_program("bwrap", SYSTEM_PATH)
@@ -625,11 +697,13 @@ mod tests {
         let sb = Sandbox::new(
             Isolation::Bubblewrap {
                 bwrap: "/usr/bin/bwrap".into(),
+                setpriv: None,
             },
             "/w/app".into(),
             "/w".into(),
             "/c/x".into(),
             vec![],
+            None,
         );
         let args: Vec<String> = sb
             .bubblewrap_args()

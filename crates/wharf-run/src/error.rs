@@ -38,6 +38,8 @@ pub enum RunError {
     UnknownTarget { app_id: String, target: String },
     #[error("the supervisor is shutting down")]
     ShuttingDown,
+    #[error("cannot find the app's user")]
+    AppUser(#[from] wharf_sandbox::users::UserError),
 }
 
 impl RunError {

@@ -60,8 +60,6 @@ pub struct SupervisorConfig {
     pub healthy_reset: Duration,
     /// How long a web instance has to accept connections (and pass its health check).
     pub boot_timeout: Duration,
-    /// uid and gid processes run as when wharf runs as root without a sandbox.
-    pub unprivileged_user: (u32, u32),
     /// `pids.max` of each instance's cgroup, when cgroups are available.
     pub pids_limit: u32,
 }
@@ -76,7 +74,6 @@ impl Default for SupervisorConfig {
             backoff_max: Duration::from_secs(60),
             healthy_reset: Duration::from_secs(60),
             boot_timeout: Duration::from_secs(60),
-            unprivileged_user: (65534, 65534),
             pids_limit: 512,
         }
     }

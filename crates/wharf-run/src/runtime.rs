@@ -171,6 +171,15 @@ fn make_writable(path: &Path) {
     }
 }
 
+/// Gives `dir` to root and the group `gid`, mode 0750: only that group's members (the app's
+/// user) may pass through it besides wharf.
+pub(crate) fn restrict_to_group(dir: &Path, gid: u32) -> Result<(), RunError> {
+    std::os::unix::fs::chown(dir, Some(0), Some(gid))
+        .map_err(RunError::io("change owner of", dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+        .map_err(RunError::io("set permissions of", dir))
+}
+
 /// An instance's directory: `pid` (wharf's, out of the app's reach) and the app's scratch,
 /// `home` and `tmp`.
 #[derive(Debug, Clone)]
@@ -189,16 +198,21 @@ impl InstanceDir {
         self.root.join("pid")
     }
 
-    /// Wipes and recreates the directory, its scratch owned by `owner` when given.
-    pub fn prepare(&self, owner: Option<(u32, u32)>) -> Result<(), RunError> {
+    /// Wipes and recreates the directory, its scratch owned by the app's user when given. The
+    /// app's directory of instances then belongs to the user's group (mode 0750), so no other
+    /// app's user can look inside.
+    pub fn prepare(&self, user: Option<u32>) -> Result<(), RunError> {
         wipe(&self.root)?;
         std::fs::create_dir_all(&self.root).map_err(RunError::io("create", &self.root))?;
+        if let (Some(uid), Some(app_dir)) = (user, self.root.parent()) {
+            restrict_to_group(app_dir, uid)?;
+        }
         for dir in [self.home(), self.tmp()] {
             std::fs::create_dir(&dir).map_err(RunError::io("create", &dir))?;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(RunError::io("set permissions of", &dir))?;
-            if let Some((uid, gid)) = owner {
-                std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            if let Some(uid) = user {
+                std::os::unix::fs::chown(&dir, Some(uid), Some(uid))
                     .map_err(RunError::io("change owner of", &dir))?;
             }
         }

@@ -1,13 +1,17 @@
-//! How an instance's process is isolated: bubblewrap namespaces, or (without them, when wharf
-//! runs as root) an unprivileged user.
+//! How an instance's process is isolated: bubblewrap namespaces, or none. When wharf runs as
+//! root, either way, each app's processes run as the app's own unprivileged user
+//! ([`wharf_sandbox::users`]): no capabilities, no supplementary groups, no-new-privileges under
+//! bubblewrap. An app's scratch belongs to its user and its release tree to its group, so
+//! another app can neither read them nor signal its processes.
 //!
 //! Under bubblewrap the host is visible read-only, the release tree is mounted read-only at
 //! `/app`, `/tmp` and `/run` are private, wharf's data directory is hidden (an app can't read
 //! the database or other apps' trees) except for the instance's own scratch, and the app has
-//! its own pid and IPC namespaces with every capability dropped. The network is shared: apps
-//! bind `PORT` on the host. No `--new-session`: the app must stay in the process group wharf
-//! signals; its stdin is never a terminal, so the TIOCSTI concern that option addresses does
-//! not arise.
+//! its own pid and IPC namespaces. bubblewrap itself runs as root (so it can mount what the app
+//! user could not reach) and `setpriv` drops to the app's user before the app starts. The
+//! network is shared: apps bind `PORT` on the host. No `--new-session`: the app must stay in the
+//! process group wharf signals; its stdin is never a terminal, so the TIOCSTI concern that
+//! option addresses does not arise.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -64,13 +68,13 @@ impl SandboxMode {
 /// The isolation actually in force, decided once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Isolation {
-    /// Plain processes; `user` is set when wharf is root and drops privileges for its apps.
-    Plain {
-        user: Option<(u32, u32)>,
-    },
+    /// Plain processes; `app_users` is set when wharf is root and runs each app as its user.
+    Plain { app_users: bool },
+    /// `setpriv` is set when wharf is root: it drops each app to its user.
     Bubblewrap {
         bwrap: PathBuf,
         hidden: PathBuf,
+        setpriv: Option<PathBuf>,
     },
 }
 
@@ -85,7 +89,7 @@ fn reachable_by_everyone(data_dir: &Path) -> Result<(), RunError> {
         if mode & 0o001 == 0 {
             return Err(RunError::DataDirUnreachable {
                 reason: format!(
-                    "without a sandbox, apps run as an unprivileged user, who can't pass through `{}` \
+                    "without a sandbox, apps run as unprivileged users, who can't pass through `{}` \
                      (mode {:o}): keep the data directory somewhere every user can pass through \
                      (e.g. --data-dir /var/lib/wharf), or install bubblewrap for WHARF_SANDBOX=auto",
                     dir.display(),
@@ -105,24 +109,37 @@ pub(crate) struct Launch<'a> {
     pub command: &'a str,
     pub env: &'a BTreeMap<String, String>,
     pub stdin: bool,
+    /// The app's user, when there are app users.
+    pub user: Option<u32>,
 }
 
 impl Isolation {
-    pub(crate) async fn resolve(
-        mode: SandboxMode,
-        data_dir: &Path,
-        unprivileged: (u32, u32),
-    ) -> Result<Isolation, RunError> {
-        let plain = || Isolation::Plain {
-            user: nix::unistd::geteuid().is_root().then_some(unprivileged),
-        };
+    pub(crate) async fn resolve(mode: SandboxMode, data_dir: &Path) -> Result<Isolation, RunError> {
+        let root = nix::unistd::geteuid().is_root();
         let hidden = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
         let plain = || {
-            let isolation = plain();
-            if let Isolation::Plain { user: Some(_) } = isolation {
+            if root {
                 reachable_by_everyone(&hidden)?;
             }
-            Ok(isolation)
+            Ok(Isolation::Plain { app_users: root })
+        };
+        let sandboxed = |bwrap| {
+            let setpriv = if root {
+                Some(wharf_sandbox::find_setpriv().ok_or_else(|| {
+                    RunError::SandboxUnavailable {
+                        reason: "`setpriv` (util-linux) is not installed: as root, wharf needs it \
+                                 to run each app as its own user"
+                            .to_owned(),
+                    }
+                })?)
+            } else {
+                None
+            };
+            Ok(Isolation::Bubblewrap {
+                bwrap,
+                hidden: hidden.clone(),
+                setpriv,
+            })
         };
         match mode {
             SandboxMode::None => plain(),
@@ -130,10 +147,10 @@ impl Isolation {
                 let bwrap = probe_bubblewrap()
                     .await
                     .map_err(|reason| RunError::SandboxUnavailable { reason })?;
-                Ok(Isolation::Bubblewrap { bwrap, hidden })
+                sandboxed(bwrap)
             }
             SandboxMode::Auto => match probe_bubblewrap().await {
-                Ok(bwrap) => Ok(Isolation::Bubblewrap { bwrap, hidden }),
+                Ok(bwrap) => sandboxed(bwrap),
                 Err(reason) => {
                     tracing::warn!(%reason, "bubblewrap is not usable; running apps without namespaces");
                     plain()
@@ -142,16 +159,16 @@ impl Isolation {
         }
     }
 
-    pub(crate) fn is_sandboxed(&self) -> bool {
-        matches!(self, Isolation::Bubblewrap { .. })
+    /// Whether each app runs as its own user.
+    pub(crate) fn app_users(&self) -> bool {
+        match self {
+            Isolation::Plain { app_users } => *app_users,
+            Isolation::Bubblewrap { setpriv, .. } => setpriv.is_some(),
+        }
     }
 
-    /// The owner of scratch directories.
-    pub(crate) fn scratch_owner(&self) -> Option<(u32, u32)> {
-        match self {
-            Isolation::Plain { user } => *user,
-            Isolation::Bubblewrap { .. } => None,
-        }
+    pub(crate) fn is_sandboxed(&self) -> bool {
+        matches!(self, Isolation::Bubblewrap { .. })
     }
 
     /// Image env values name paths under `/app`; without a sandbox they are rewritten to the
@@ -181,20 +198,29 @@ impl Isolation {
     pub(crate) fn command(&self, launch: &Launch<'_>) -> tokio::process::Command {
         let shell_command = shell_command(launch.command);
         let mut cmd = match self {
-            Isolation::Plain { user } => {
+            Isolation::Plain { .. } => {
                 let mut c = tokio::process::Command::new("/bin/sh");
                 c.arg("-c").arg(&shell_command).current_dir(launch.tree);
-                if let Some((uid, gid)) = user {
-                    c.uid(*uid).gid(*gid);
+                if let Some(uid) = launch.user {
+                    // std also drops every supplementary group when root sets a uid.
+                    c.uid(uid).gid(uid);
                 }
                 c.env("PWD", launch.tree);
                 c
             }
-            Isolation::Bubblewrap { bwrap, hidden } => {
+            Isolation::Bubblewrap {
+                bwrap,
+                hidden,
+                setpriv,
+            } => {
                 let mut c = tokio::process::Command::new(bwrap);
-                c.args(bubblewrap_args(hidden, launch))
-                    .arg("--")
-                    .arg("/bin/sh")
+                let as_user = setpriv.as_deref().zip(launch.user);
+                c.args(bubblewrap_args(hidden, launch, as_user.is_some()))
+                    .arg("--");
+                if let Some((setpriv, uid)) = as_user {
+                    c.args(wharf_sandbox::as_user(setpriv, uid));
+                }
+                c.arg("/bin/sh")
                     .arg("-c")
                     .arg(&shell_command)
                     // bwrap itself starts in a directory that exists on the host.
@@ -238,22 +264,20 @@ pub(crate) fn shell_command(command: &str) -> String {
     }
 }
 
-fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>) -> Vec<OsString> {
-    let mut args: Vec<OsString> = [
-        "--die-with-parent",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--cap-drop",
-        "ALL",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    args.extend(wharf_sandbox::host_view_args());
-    let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(OsString::from));
+fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>, as_user: bool) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    args.extend(wharf_sandbox::capability_args(as_user));
+    args.extend(wharf_sandbox::host_view_args(as_user));
     // wharf's data directory (database, images, other apps) is hidden; only this instance's
     // scratch is mounted back, at the same path, so HOME and TMPDIR read the same everywhere.
-    push(&["--tmpfs".as_ref(), hidden.as_os_str()]);
+    args.extend(wharf_sandbox::hide_args(
+        &[hidden],
+        &[launch.home, launch.tmp],
+    ));
+    let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(OsString::from));
     push(&[
         "--bind".as_ref(),
         launch.home.as_os_str(),
@@ -272,6 +296,16 @@ fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>) -> Vec<OsString> {
     // wharf's own tools (`wharf serve-static`), wherever this wharf runs from (the host's /tmp
     // is not visible in here).
     if let Some(exe) = crate::supervisor::own_executable() {
+        // Made here, open to all: bubblewrap would make them for root alone.
+        let mut leading: Vec<&Path> = Path::new(SANDBOX_TOOLS_DIR)
+            .ancestors()
+            .filter(|d| !Path::new("/run").starts_with(d))
+            .collect();
+        leading.reverse();
+        for dir in leading {
+            push(&["--perms".as_ref(), "0755".as_ref()]);
+            push(&["--dir".as_ref(), dir.as_os_str()]);
+        }
         push(&[
             "--ro-bind".as_ref(),
             exe.as_os_str(),
@@ -341,7 +375,7 @@ mod tests {
 
     #[test]
     fn image_paths_are_rewritten_only_without_a_sandbox() {
-        let plain = Isolation::Plain { user: None };
+        let plain = Isolation::Plain { app_users: false };
         let tree = Path::new("/data/releases/a/v1/app");
         assert_eq!(
             plain.rewrite_image_value(tree, "/app/.venv/bin:/usr/bin:/app"),
@@ -351,6 +385,7 @@ mod tests {
         let bw = Isolation::Bubblewrap {
             bwrap: "/usr/bin/bwrap".into(),
             hidden: "/data".into(),
+            setpriv: None,
         };
         assert_eq!(bw.rewrite_image_value(tree, "/app/bin"), "/app/bin");
     }

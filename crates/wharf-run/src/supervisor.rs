@@ -266,16 +266,15 @@ impl Supervisor {
         let releases_dir = config.data_dir.join("releases");
         for dir in [&run_dir, &releases_dir] {
             std::fs::create_dir_all(dir).map_err(RunError::io("create", dir))?;
-            // An unprivileged app user must be able to reach its tree and scratch.
+            // App users pass through to their own tree and scratch, but can't list the others.
             let _ =
-                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711));
         }
         let killed = stale::clean(&run_dir).await?;
         if killed > 0 {
             tracing::info!(killed, "stopped processes left by a previous server");
         }
-        let isolation =
-            Isolation::resolve(config.sandbox, &config.data_dir, config.unprivileged_user).await?;
+        let isolation = Isolation::resolve(config.sandbox, &config.data_dir).await?;
         tracing::info!(sandbox = ?isolation, "supervisor started");
         let inner = Inner {
             isolation,
@@ -524,11 +523,12 @@ impl Supervisor {
         let name = format!("{process_type}.{number}");
         // In use from before its tree is unpacked until the process has ended.
         let in_use = OneOffRelease::hold(self.inner.clone(), app_id, release);
-        let tree = inner.releases.ensure(app_id, release).await?;
+        let user = inner.app_user(app_id)?;
+        let tree = inner.releases.ensure(app_id, release, user).await?;
         let port = inner.ports.allocate()?;
         let dir = inner.instance_dir(app_id, &name);
         let started = (|| {
-            dir.prepare(inner.isolation.scratch_owner())?;
+            dir.prepare(user)?;
             let env = inner.environment(release, &tree, &dir, port, &name);
             let launch = Launch {
                 tree: &tree,
@@ -537,6 +537,7 @@ impl Supervisor {
                 command,
                 env: &env,
                 stdin: attach,
+                user,
             };
             let mut child =
                 inner
@@ -711,6 +712,17 @@ impl Supervisor {
 }
 
 impl Inner {
+    /// The app's own user, when apps run as their users.
+    fn app_user(&self, app_id: &str) -> Result<Option<u32>, RunError> {
+        if !self.isolation.app_users() {
+            return Ok(None);
+        }
+        Ok(Some(wharf_sandbox::users::app_user(
+            &self.config.data_dir,
+            app_id,
+        )?))
+    }
+
     fn instance_dir(&self, app_id: &str, dir_name: &str) -> InstanceDir {
         InstanceDir {
             root: self.run_dir.join(app_id).join(dir_name),
@@ -1114,11 +1126,15 @@ impl InstanceRun {
         };
         self.port = Some(port);
         self.update(|s| s.port = Some(port));
-        let tree = match inner.releases.ensure(&self.app.app_id, release).await {
+        let user = match inner.app_user(&self.app.app_id) {
+            Ok(u) => u,
+            Err(e) => return self.failed_to_start(&e),
+        };
+        let tree = match inner.releases.ensure(&self.app.app_id, release, user).await {
             Ok(t) => t,
             Err(e) => return self.failed_to_start(&e),
         };
-        if let Err(e) = self.dir.prepare(inner.isolation.scratch_owner()) {
+        if let Err(e) = self.dir.prepare(user) {
             return self.failed_to_start(&e);
         }
         let env = inner.environment(release, &tree, &self.dir, port, &self.cell.name);
@@ -1130,6 +1146,7 @@ impl InstanceRun {
             command: &command,
             env: &env,
             stdin: false,
+            user,
         };
         self.event(&events::starting(&command));
         let mut child = match inner.isolation.command(&launch).spawn() {

@@ -28,28 +28,38 @@ impl Releases {
     }
 
     /// The host path of the release's app tree, unpacking it first if needed.
+    /// With an app user, the app's directory of trees belongs to its group (mode 0750), so
+    /// other apps' users can't read its code.
     pub(crate) async fn ensure(
         &self,
         app_id: &str,
         release: &ReleaseSpec,
+        user: Option<u32>,
     ) -> Result<PathBuf, RunError> {
         let app_root = self.root.join(app_id);
         let dest = app_root.join(format!("v{}", release.version));
         let tree = dest.join("app");
         let _guard = self.unpacking.lock().await;
         if dest.is_dir() {
+            if let Some(gid) = user {
+                crate::runtime::restrict_to_group(&app_root, gid)?;
+            }
             return Ok(tree);
         }
         let images = self.images.clone();
         let app_id = app_id.to_owned();
         let release = release.clone();
-        tokio::task::spawn_blocking(move || unpack(&images, &app_root, &dest, &app_id, &release))
+        let root = app_root.clone();
+        tokio::task::spawn_blocking(move || unpack(&images, &root, &dest, &app_id, &release))
             .await
             .map_err(|e| RunError::Io {
                 action: "unpack a release into",
                 path: PathBuf::new(),
                 source: std::io::Error::other(e.to_string()),
             })??;
+        if let Some(gid) = user {
+            crate::runtime::restrict_to_group(&app_root, gid)?;
+        }
         Ok(tree)
     }
 }

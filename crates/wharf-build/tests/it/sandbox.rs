@@ -254,6 +254,62 @@ async fn namespaces_keep_the_build_inside_scratch_and_cache() {
     assert!(!std::path::Path::new(&private_tmp).exists());
 }
 
+/// As root, a build in namespaces runs as the app's user: no capabilities, the scratch and cache
+/// its own, root's private files out of reach, and toolchains in root's home still usable.
+#[tokio::test]
+async fn namespaces_builds_run_as_the_apps_user_when_root() {
+    if !namespaces_available() || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let f = Fixture::new(SandboxMode::Namespaces);
+    // Root's private file where the sandbox shows the host (its /tmp is the sandbox's own).
+    let private = std::path::PathBuf::from(format!("/var/tmp/{}", unique_token("private")));
+    std::fs::write(&private, "s3cret").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A cache left by an older wharf, when builds ran as root.
+    std::fs::create_dir_all(f.cache.join("bin-build")).unwrap();
+    std::fs::write(f.cache.join("bin-build/old"), "old").unwrap();
+    f.script(
+        "bin/build",
+        &format!(
+            "#!/bin/sh\nid -u > uid.txt\ngrep CapEff /proc/self/status > caps.txt\n\
+             cat '{}' > private.txt 2>/dev/null\necho new >> \"$CACHE_DIR/old\"\n\
+             touch \"$HOME/h\" /tmp/t && echo scratch-writable > scratch.txt\n\
+             ls /root > root.txt 2>&1 || true\n",
+            private.display()
+        ),
+    );
+    let mut req = f.request();
+    req.user = Some(wharf_sandbox::users::FIRST_APP_UID + 4242);
+    let built = f.build_with(req).await;
+    std::fs::remove_file(&private).unwrap();
+    let (out, log) = built.ok();
+    let read = |name: &str| std::fs::read_to_string(out.app_dir.join(name)).unwrap();
+    assert_eq!(
+        read("uid.txt").trim(),
+        (wharf_sandbox::users::FIRST_APP_UID + 4242).to_string(),
+        "{log}"
+    );
+    assert_eq!(read("caps.txt").trim(), "CapEff:\t0000000000000000");
+    assert_eq!(read("private.txt"), "", "root's files are out of reach");
+    assert_eq!(read("scratch.txt"), "scratch-writable\n");
+    assert_eq!(
+        std::fs::read_to_string(f.cache.join("bin-build/old")).unwrap(),
+        "oldnew\n",
+        "the cache became the app user's"
+    );
+    // Root's private home may be passed through but not listed (as if it were 0711).
+    let root_mode = std::fs::metadata("/root").unwrap().permissions().mode();
+    if root_mode & 0o001 == 0 {
+        assert!(
+            read("root.txt").contains("Permission denied"),
+            "{}",
+            read("root.txt")
+        );
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs network access to pypi.org; run with --ignored"]
 async fn namespaces_builds_can_reach_package_registries() {

@@ -202,6 +202,14 @@ impl Inner {
             buildpack_env: BTreeMap::new(),
             // The database, the signing key and other apps' sources, images and caches.
             hidden_paths: vec![self.data_dir.clone()],
+            user: if nix::unistd::geteuid().is_root() {
+                Some(
+                    wharf_sandbox::users::app_user(&self.data_dir, &build.app_id)
+                        .map_err(|e| format!("the app has no user to build as: {e}"))?,
+                )
+            } else {
+                None
+            },
         };
         tokio::fs::create_dir_all(&request.work_dir)
             .await

@@ -16,6 +16,7 @@ mod examples;
 mod flow;
 mod git_push;
 mod heroku_cli;
+mod isolation;
 mod login;
 mod release_stage;
 mod releases;

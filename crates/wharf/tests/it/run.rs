@@ -104,7 +104,7 @@ pub(crate) fn wait_for_dynos(
     )
 }
 
-fn wait_for_up(cli: &Cli, app: &str, names: &[&str]) -> BTreeMap<String, Value> {
+pub(crate) fn wait_for_up(cli: &Cli, app: &str, names: &[&str]) -> BTreeMap<String, Value> {
     wait_for_dynos(cli, app, names, |_| true)
 }
 
@@ -163,7 +163,7 @@ fn log_lines(cli: &Cli, app: &str, args: &[&str]) -> Vec<String> {
 }
 
 /// Waits until `wharf logs ARGS` has a line ending with `end` and returns the lines.
-fn wait_for_log(cli: &Cli, app: &str, args: &[&str], end: &str) -> Vec<String> {
+pub(crate) fn wait_for_log(cli: &Cli, app: &str, args: &[&str], end: &str) -> Vec<String> {
     wait_until(SETTLE, &format!("a log line ending with {end:?}"), || {
         let lines = log_lines(cli, app, args);
         if lines.iter().any(|l| l.ends_with(end)) {
@@ -651,7 +651,7 @@ fn without_a_sandbox_an_unreachable_data_dir_is_refused_at_start() {
     );
 }
 
-fn nix_is_root() -> bool {
+pub(crate) fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()
