@@ -1,7 +1,11 @@
 //! Best-effort resource limits through cgroups: v2 (`/sys/fs/cgroup/wharf/<app>/<instance>`
-//! with `memory.max` and `pids.max`) or v1 (`memory/wharf/…` with `memory.limit_in_bytes`,
-//! `pids/wharf/…` with `pids.max`). Where neither is writable, limits are not enforced and
-//! that is logged once at start.
+//! with `memory.max` and `pids.max`, and the `cpu` controller) or v1 (`memory/wharf/…` with
+//! `memory.limit_in_bytes`, `pids/wharf/…` with `pids.max`, `cpu/wharf/…`). Where neither is
+//! writable, limits are not enforced and that is logged once at start.
+//!
+//! CPU is shared, not capped: every app's instances sit below one `wharf` cgroup, which weighs
+//! as much as one busy process beside wharf itself, so apps that spin (a fork bomb that hit its
+//! pids limit, say) share that part of the CPU among themselves and can't starve the server.
 //!
 //! The process is moved in right after it is spawned, together with everything already in
 //! its process group; a process that forks and leaves the group within that instant escapes
@@ -70,7 +74,10 @@ impl Cgroups {
                     root.join("wharf").join(app_id),
                 ] {
                     let _ = std::fs::create_dir_all(&level);
-                    let _ = std::fs::write(level.join("cgroup.subtree_control"), "+memory +pids");
+                    // One at a time: a controller this host lacks must not keep the others off.
+                    for controller in ["+memory", "+pids", "+cpu"] {
+                        let _ = std::fs::write(level.join("cgroup.subtree_control"), controller);
+                    }
                 }
                 let mut values = vec![("pids.max", pids.to_string())];
                 if let Some(m) = memory {
@@ -84,6 +91,9 @@ impl Cgroups {
                     root.join("pids").join(&leaf),
                     vec![("pids.max", pids.to_string())],
                 )];
+                if root.join("cpu").is_dir() {
+                    out.push((root.join("cpu").join(&leaf), Vec::new()));
+                }
                 if let Some(m) = memory {
                     out.push((
                         root.join("memory").join(&leaf),

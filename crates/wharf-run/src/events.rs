@@ -36,6 +36,15 @@ pub fn exit_timeout(grace: Duration, signal: nix::sys::signal::Signal) -> String
     )
 }
 
+/// Heroku's R15: past the limit the process is stopped (wharf has no swap to allow R14's grace).
+pub fn memory_exceeded(used: u64, limit: u64) -> String {
+    format!(
+        "Error R15 (Memory quota vastly exceeded) -> {}M of {}M in use; stopping the process with SIGKILL",
+        used >> 20,
+        limit >> 20
+    )
+}
+
 pub fn cannot_start(reason: &str) -> String {
     format!("Error: cannot start the process: {reason}")
 }

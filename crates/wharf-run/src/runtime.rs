@@ -65,6 +65,35 @@ pub(crate) fn process_table() -> Vec<ProcStat> {
     .collect()
 }
 
+/// Memory of the processes of group `pgid`, in bytes: the sum of their proportional set sizes
+/// (`Pss`), so pages they share (a forked child's, a library's) count once in all, not once per
+/// process. `VmRSS` stands in where `smaps_rollup` is missing.
+pub(crate) fn group_memory(pgid: i32) -> u64 {
+    let field = |text: &str, name: &str| -> Option<u64> {
+        let kib: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    process_table()
+        .iter()
+        .filter(|p| p.pgrp == pgid && !p.zombie)
+        .filter_map(|p| {
+            std::fs::read_to_string(format!("/proc/{}/smaps_rollup", p.pid))
+                .ok()
+                .and_then(|t| field(&t, "Pss:"))
+                .or_else(|| {
+                    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid)).ok()?;
+                    field(&status, "VmRSS:")
+                })
+        })
+        .sum()
+}
+
 /// Whether a process of group `pgid` still runs (zombies don't count: they run nothing).
 pub(crate) fn group_alive(pgid: i32) -> bool {
     process_table().iter().any(|p| p.pgrp == pgid && !p.zombie)

@@ -43,6 +43,8 @@ use crate::{
     ReleaseSpec, Rollout, Routes, RunError, Stream, SupervisorConfig, Target, Upstream,
 };
 
+/// How often an instance's memory is measured against its limit.
+const MEMORY_CHECK: Duration = Duration::from_secs(1);
 /// How long output is still read after a process exited (its pipes may be held by leftovers
 /// until they are killed).
 const DRAIN: Duration = Duration::from_secs(1);
@@ -1216,6 +1218,11 @@ impl InstanceRun {
         let mut reset_pending = true;
         let sandboxed = inner.isolation.is_sandboxed();
 
+        // Where the cgroup can't hold memory (no controller, or a host that doesn't account
+        // for it), wharf measures the group's memory itself and stops it past its limit.
+        let memory_limit = self.cell.spec.memory_limit;
+        let mut memory_check = tokio::time::interval(MEMORY_CHECK);
+        memory_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (status, end) = loop {
             tokio::select! {
                 status = child.wait() => {
@@ -1244,6 +1251,15 @@ impl InstanceRun {
                 _ = &mut reset_at, if reset_pending => {
                     reset_pending = false;
                     self.streak = 0;
+                }
+                _ = memory_check.tick(), if memory_limit.is_some() => {
+                    let limit = memory_limit.unwrap_or(u64::MAX);
+                    let used = runtime::group_memory(pgid);
+                    if used > limit {
+                        self.event(&events::memory_exceeded(used, limit));
+                        runtime::signal_group(pgid, nix::sys::signal::Signal::SIGKILL, sandboxed);
+                        break (child.wait().await, RunEnd::Crashed);
+                    }
                 }
                 _ = self.cell.stop.cancelled() => {
                     let status = self.stop_process(&mut child, pgid, sandboxed).await;

@@ -128,3 +128,41 @@ async fn memory_and_pids_limits_go_into_a_cgroup() {
     fx.sup.remove(&app_id).await;
     fx.sup.shutdown().await;
 }
+
+/// A process past its memory limit is stopped with R15 and restarted with backoff, whether or
+/// not the host's cgroups account for memory (wharf measures the group itself once a second).
+#[tokio::test]
+async fn a_process_past_its_memory_limit_is_stopped_and_restarted() {
+    let fx = Fixture::new(SandboxMode::None).await;
+    let sink = Sink::new();
+    let mut spec = ProcessSpec::new(
+        "hog",
+        1,
+        "python3 -c \"import time\nx = []\nwhile True:\n    x.append(bytearray(8 << 20))\n    \
+         print('held', len(x) * 8, flush=True)\n    time.sleep(0.05)\"",
+    );
+    spec.memory_limit = Some(64 << 20);
+    fx.sup.apply(fx.desired(1, vec![spec]), sink.clone());
+    fx.until("a restart after the limit", 60, |f| {
+        f.status().first().is_some_and(|s| s.restarts >= 1)
+    })
+    .await;
+    let held: Vec<u64> = sink
+        .lines_of("hog.1")
+        .iter()
+        .filter_map(|l| l.strip_prefix("held ")?.parse().ok())
+        .collect();
+    let most = held.iter().max().copied().unwrap_or(0);
+    assert!(most >= 32, "the hog ran: {held:?}");
+    // Once a second at 160 MiB/s: stopped well before it could hold four times its limit.
+    assert!(most <= 256, "the hog reached {most} MiB of its 64");
+    assert!(
+        sink.events()
+            .iter()
+            .any(|(p, e)| p == "hog.1" && e.starts_with("Error R15 (Memory quota vastly exceeded)"))
+            || most <= 64,
+        "{:#?}",
+        sink.events()
+    );
+    fx.sup.shutdown().await;
+}
