@@ -7,9 +7,12 @@
 //! as much as one busy process beside wharf itself, so apps that spin (a fork bomb that hit its
 //! pids limit, say) share that part of the CPU among themselves and can't starve the server.
 //!
-//! The process is moved in right after it is spawned, together with everything already in
-//! its process group; a process that forks and leaves the group within that instant escapes
-//! the limits. Closing that gap needs code between fork and exec, which wharf does not run.
+//! The cgroups are made before the instance is spawned, and the instance joins them itself,
+//! before its program runs, through wharf's launcher (`wharf cgroup-exec`, see
+//! `wharf_sandbox::launch`), so nothing it starts is ever outside them. Where wharf's own
+//! executable can't be found (wharf-run embedded in another program), the process group is
+//! moved in right after the spawn instead, and whatever forked and left the group within that
+//! instant escapes the limits.
 
 use std::path::{Path, PathBuf};
 
@@ -52,14 +55,14 @@ impl Cgroups {
         }
     }
 
-    /// Creates the instance's cgroups, sets the limits and moves the group `pgid` in.
-    pub(crate) fn apply(
+    /// Creates the instance's cgroups and sets the limits; the process joins them through the
+    /// launcher ([`Limits::procs_files`]) or is moved in afterwards ([`Limits::join`]).
+    pub(crate) fn prepare(
         &self,
         app_id: &str,
         instance: &str,
         memory: Option<u64>,
         pids: u32,
-        pgid: i32,
     ) -> Limits {
         let mut limits = Limits::default();
         let root = Path::new(ROOT);
@@ -103,11 +106,6 @@ impl Cgroups {
                 out
             }
         };
-        let members: Vec<i32> = process_table()
-            .iter()
-            .filter(|p| p.pgrp == pgid && !p.zombie)
-            .map(|p| p.pid)
-            .collect();
         for (dir, values) in settings {
             if std::fs::create_dir_all(&dir).is_err() {
                 tracing::warn!(cgroup = %dir.display(), "cannot create cgroup; limits not enforced");
@@ -118,9 +116,6 @@ impl Cgroups {
                     tracing::warn!(cgroup = %dir.display(), file, error = %e, "cannot set cgroup limit");
                 }
             }
-            for pid in &members {
-                let _ = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
-            }
             limits.dirs.push(dir);
         }
         limits
@@ -128,6 +123,26 @@ impl Cgroups {
 }
 
 impl Limits {
+    /// The `cgroup.procs` file of each of the instance's cgroups.
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Moves every process of the group `pgid` in: all of them when the launcher could not be
+    /// used, and otherwise a no-op check that nothing was missed.
+    pub(crate) fn join(&self, pgid: i32) {
+        let members: Vec<i32> = process_table()
+            .iter()
+            .filter(|p| p.pgrp == pgid && !p.zombie)
+            .map(|p| p.pid)
+            .collect();
+        for file in self.procs_files() {
+            for pid in &members {
+                let _ = std::fs::write(&file, pid.to_string());
+            }
+        }
+    }
+
     /// Removes the cgroups once their processes are gone.
     pub(crate) fn remove(&mut self) {
         for dir in self.dirs.drain(..) {

@@ -111,6 +111,8 @@ pub(crate) struct Launch<'a> {
     pub stdin: bool,
     /// The app's user, when there are app users.
     pub user: Option<u32>,
+    /// `cgroup.procs` files of the instance's cgroups, joined before the program runs.
+    pub cgroups: &'a [PathBuf],
 }
 
 impl Isolation {
@@ -195,52 +197,78 @@ impl Isolation {
 
     /// The command for one launch: its own process group, a clean environment, stdout and
     /// stderr piped.
+    /// With cgroups to join and wharf's own executable at hand, the command starts through
+    /// the launcher (`wharf cgroup-exec`), which joins them (and, without a sandbox, drops to
+    /// the app's user) before the program runs.
     pub(crate) fn command(&self, launch: &Launch<'_>) -> tokio::process::Command {
         let shell_command = shell_command(launch.command);
-        let mut cmd = match self {
-            Isolation::Plain { .. } => {
-                let mut c = tokio::process::Command::new("/bin/sh");
-                c.arg("-c").arg(&shell_command).current_dir(launch.tree);
-                if let Some(uid) = launch.user {
-                    // std also drops every supplementary group when root sets a uid.
-                    c.uid(uid).gid(uid);
-                }
-                c.env("PWD", launch.tree);
-                c
-            }
+        let launcher = if launch.cgroups.is_empty() {
+            None
+        } else {
+            crate::supervisor::own_executable()
+        };
+        let (program, dir, mut user): (Vec<OsString>, &Path, Option<u32>) = match self {
+            Isolation::Plain { .. } => (
+                vec!["/bin/sh".into(), "-c".into(), shell_command.into()],
+                launch.tree,
+                launch.user,
+            ),
             Isolation::Bubblewrap {
                 bwrap,
                 hidden,
                 setpriv,
             } => {
-                let mut c = tokio::process::Command::new(bwrap);
                 let as_user = setpriv.as_deref().zip(launch.user);
-                c.args(bubblewrap_args(hidden, launch, as_user.is_some()))
-                    .arg("--");
+                let mut program: Vec<OsString> = vec![bwrap.into()];
+                program.extend(bubblewrap_args(hidden, launch, as_user.is_some()));
+                program.push("--".into());
                 if let Some((setpriv, uid)) = as_user {
-                    c.args(wharf_sandbox::as_user(setpriv, uid));
+                    program.extend(wharf_sandbox::as_user(setpriv, uid));
                 }
-                c.arg("/bin/sh")
-                    .arg("-c")
-                    .arg(&shell_command)
-                    // bwrap itself starts in a directory that exists on the host.
-                    .current_dir(launch.home);
+                program.extend(["/bin/sh".into(), "-c".into(), shell_command.into()]);
+                // bwrap itself starts in a directory that exists on the host, and as root.
+                (program, launch.home, None)
+            }
+        };
+        let mut cmd = match launcher {
+            Some(launcher) => {
+                let mut c = tokio::process::Command::new(launcher);
+                c.args(
+                    wharf_sandbox::launch::Launch {
+                        join: launch.cgroups.to_vec(),
+                        user: user.take(),
+                        command: program,
+                    }
+                    .args(),
+                );
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new(&program[0]);
+                c.args(&program[1..]);
                 c
             }
         };
-        cmd.env_clear()
-            .envs(launch.env)
-            .stdin(if launch.stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            // A dropped handle must not kill: a crashed server's instances are stopped by the
-            // next one (see the crate docs), and shutdown stops them explicitly.
-            .kill_on_drop(false);
+        if let Some(uid) = user {
+            // std also drops every supplementary group when root sets a uid.
+            cmd.uid(uid).gid(uid);
+        }
+        cmd.current_dir(dir);
+        cmd.env_clear().envs(launch.env);
+        if matches!(self, Isolation::Plain { .. }) {
+            cmd.env("PWD", launch.tree);
+        }
+        cmd.stdin(if launch.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // A dropped handle must not kill: a crashed server's instances are stopped by the
+        // next one (see the crate docs), and shutdown stops them explicitly.
+        .kill_on_drop(false);
         cmd
     }
 }

@@ -540,6 +540,7 @@ impl Supervisor {
                 env: &env,
                 stdin: attach,
                 user,
+                cgroups: &[],
             };
             let mut child =
                 inner
@@ -1141,6 +1142,13 @@ impl InstanceRun {
         }
         let env = inner.environment(release, &tree, &self.dir, port, &self.cell.name);
         let command = self.cell.spec.command.clone();
+        let mut limits = inner.cgroups.prepare(
+            &self.app.app_id,
+            &self.cell.upstream_id(),
+            self.cell.spec.memory_limit,
+            inner.config.pids_limit,
+        );
+        let cgroups = limits.procs_files();
         let launch = Launch {
             tree: &tree,
             home: &self.dir.home(),
@@ -1149,18 +1157,21 @@ impl InstanceRun {
             env: &env,
             stdin: false,
             user,
+            cgroups: &cgroups,
         };
         self.event(&events::starting(&command));
         let mut child = match inner.isolation.command(&launch).spawn() {
             Ok(c) => c,
             Err(source) => {
+                limits.remove();
                 return self.failed_to_start(&RunError::Spawn {
                     command: command.clone(),
                     source,
-                })
+                });
             }
         };
         let Some(pgid) = child.id().map(|p| p as i32) else {
+            limits.remove();
             return self.failed_to_start(&RunError::Spawn {
                 command,
                 source: std::io::Error::other("the process exited before it could be tracked"),
@@ -1171,13 +1182,7 @@ impl InstanceRun {
                 tracing::warn!(instance = %self.cell.name, error = %e, "cannot record an instance's pid");
             }
         }
-        let mut limits = inner.cgroups.apply(
-            &self.app.app_id,
-            &self.cell.upstream_id(),
-            self.cell.spec.memory_limit,
-            inner.config.pids_limit,
-            pgid,
-        );
+        limits.join(pgid);
         let mut pumps = Vec::new();
         if let Some(out) = child.stdout.take() {
             pumps.push(inner.tasks.spawn_on(

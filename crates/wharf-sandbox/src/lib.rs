@@ -7,6 +7,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+pub mod launch;
 pub mod users;
 
 /// Finds util-linux's `setpriv`, which drops a sandboxed command from root to its app's user.

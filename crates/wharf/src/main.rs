@@ -30,6 +30,17 @@ use clap::{CommandFactory, Parser};
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // The instance launcher runs before anything else, in the app's environment (see
+    // `wharf_sandbox::launch`).
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(wharf_sandbox::launch::SUBCOMMAND)) {
+        let error = match wharf_sandbox::launch::Launch::parse(args) {
+            Ok(launch) => launch.exec(),
+            Err(e) => e,
+        };
+        eprintln!("wharf {}: {error}", wharf_sandbox::launch::SUBCOMMAND);
+        return ExitCode::from(127);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

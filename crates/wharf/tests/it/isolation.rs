@@ -59,16 +59,11 @@ fn app_id(cli: &Cli, app: &str) -> String {
         .to_owned()
 }
 
-/// Each app's uid, from wharf's users file.
+/// Each app's uid, from the machine's users file.
 fn uid_of(data_dir: &Path, app_id: &str) -> u32 {
-    let users = std::fs::read_to_string(data_dir.join("app-users")).unwrap();
-    users
-        .lines()
-        .find_map(|l| {
-            let (uid, id) = l.split_once(' ')?;
-            (id == app_id).then(|| uid.parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("{app_id} has no user in {users}"))
+    let registry = wharf_sandbox::users::registry();
+    wharf_sandbox::users::find(&registry, data_dir, app_id)
+        .unwrap_or_else(|| panic!("{app_id} has no user in {}", registry.display()))
 }
 
 /// The files below `dir` (as root sees them).
@@ -168,7 +163,7 @@ fn apps_cannot_reach_each_other(ports: &str, sandbox: &str) {
         data_dir.join("wharf.db"),
         data_dir.join("secret-key"),
         data_dir.join("admin-token"),
-        data_dir.join("app-users"),
+        wharf_sandbox::users::registry(),
         data_dir.join("tls/ca-key.pem"),
     ]
     .iter()

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod abuse;
 mod app_context;
 mod apps;
 mod completions;
