@@ -392,5 +392,18 @@ fn internal(error: impl std::error::Error) -> String {
         source = cause.source();
     }
     tracing::error!(error = %detail, "build failed inside wharf");
+    let mut chain = error.source();
+    while let Some(cause) = chain {
+        let full = cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
+        if full {
+            return format!(
+                "wharf failed: {error}: No space left on device: the server's disk is full; \
+                 free some space (`wharf gc` removes unused images) and deploy again"
+            );
+        }
+        chain = cause.source();
+    }
     format!("wharf failed: {error}")
 }

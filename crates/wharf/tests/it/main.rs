@@ -11,6 +11,7 @@ mod completions;
 mod config;
 mod crash;
 mod deploy;
+mod disk_full;
 mod domains;
 mod errors;
 mod examples;
