@@ -42,6 +42,11 @@ fn read_number(path: &Path) -> Option<u64> {
 
 /// Pids of the processes running as `uid`.
 fn processes_of_uid(uid: u32) -> Vec<u32> {
+    processes_of_uid_any(&[uid])
+}
+
+/// Pids of the processes running as any of `uids`.
+pub(crate) fn processes_of_uid_any(uids: &[u32]) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -55,7 +60,7 @@ fn processes_of_uid(uid: u32) -> Vec<u32> {
                 .next()?
                 .parse::<u32>()
                 .ok()?;
-            (owner == uid).then_some(pid)
+            uids.contains(&owner).then_some(pid)
         })
         .collect()
 }

@@ -23,7 +23,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 /// GET `path` of `host` through the router at `port`: (status, body).
-fn get(port: u16, host: &str, path: &str) -> Result<(u16, String), String> {
+pub(crate) fn get(port: u16, host: &str, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))

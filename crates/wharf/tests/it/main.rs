@@ -24,5 +24,6 @@ mod release_stage;
 mod releases;
 mod run;
 mod shutdown;
+mod soak;
 mod tokens;
 mod up;
