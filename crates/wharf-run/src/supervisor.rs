@@ -70,6 +70,8 @@ struct Inner {
     apps: Mutex<HashMap<String, AppHandle>>,
     /// app_id → the last one-off number handed out (`run.N`).
     one_offs: Mutex<HashMap<String, u32>>,
+    /// app_id → its one-off processes while they run.
+    running_one_offs: Mutex<HashMap<String, Vec<RunningOneOff>>>,
     /// The releases running one-off processes use, `(app_id, version)` → how many: their trees
     /// and images are in use.
     one_off_releases: Mutex<HashMap<(String, u32), (String, usize)>>,
@@ -204,6 +206,12 @@ fn own_tools_dir() -> Option<&'static str> {
     own_executable()?.parent()?.to_str()
 }
 
+/// A one-off process while it runs: what `status` shows of it, and how to stop it.
+struct RunningOneOff {
+    status: InstanceStatus,
+    stop: CancellationToken,
+}
+
 /// Marks a release as used by a one-off process while it lives.
 struct OneOffRelease {
     inner: Arc<Inner>,
@@ -286,6 +294,7 @@ impl Supervisor {
             run_dir,
             apps: Mutex::new(HashMap::new()),
             one_offs: Mutex::new(HashMap::new()),
+            running_one_offs: Mutex::new(HashMap::new()),
             one_off_releases: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             shutdown: shutdown.child_token(),
@@ -475,6 +484,30 @@ impl Supervisor {
         cells.iter().map(|c| c.snapshot()).collect()
     }
 
+    /// The app's running one-off processes (`run.N`, `release.N`), oldest first.
+    pub fn one_offs(&self, app_id: &str) -> Vec<InstanceStatus> {
+        lock(&self.inner.running_one_offs)
+            .get(app_id)
+            .map(|list| list.iter().map(|o| o.status.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops the app's one-off process `name` (SIGTERM, then SIGKILL after a grace period);
+    /// whether there was one.
+    pub fn stop_one_off(&self, app_id: &str, name: &str) -> bool {
+        let running = lock(&self.inner.running_one_offs);
+        match running
+            .get(app_id)
+            .and_then(|list| list.iter().find(|o| o.status.name == name))
+        {
+            Some(one) => {
+                one.stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Runs a one-off process (`DYNO=run.N`) with the release's environment in the same
     /// sandbox as the app's instances. Attached: returns its stdin and its output; detached:
     /// its output goes to `log`. The server's shutdown stops it.
@@ -529,6 +562,14 @@ impl Supervisor {
         let tree = inner.releases.ensure(app_id, release, user).await?;
         let port = inner.ports.allocate()?;
         let dir = inner.instance_dir(app_id, &name);
+        // The same limits as an instance of the default size.
+        let mut limits = inner.cgroups.prepare(
+            app_id,
+            &name,
+            Some(wharf_core::formation::DynoSize::default_size().memory_bytes()),
+            inner.config.pids_limit,
+        );
+        let cgroups = limits.procs_files();
         let started = (|| {
             dir.prepare(user)?;
             let env = inner.environment(release, &tree, &dir, port, &name);
@@ -540,7 +581,7 @@ impl Supervisor {
                 env: &env,
                 stdin: attach,
                 user,
-                cgroups: &[],
+                cgroups: &cgroups,
             };
             let mut child =
                 inner
@@ -567,11 +608,35 @@ impl Supervisor {
         let (mut child, pgid, stdout, stderr) = match started {
             Ok(s) => s,
             Err(e) => {
+                limits.remove();
                 inner.ports.release(port);
                 let _ = runtime::wipe(&dir.root);
                 return Err(e);
             }
         };
+        if let Some(pgid) = pgid {
+            limits.join(pgid);
+        }
+        let stop = inner.shutdown.child_token();
+        lock(&inner.running_one_offs)
+            .entry(app_id.to_owned())
+            .or_default()
+            .push(RunningOneOff {
+                status: InstanceStatus {
+                    name: name.clone(),
+                    process_type: process_type.to_owned(),
+                    release_version: release.version,
+                    state: InstanceState::Up,
+                    command: command.to_owned(),
+                    pid: pgid.map(|p| p as u32),
+                    port: Some(port),
+                    restarts: 0,
+                    last_exit: None,
+                    next_restart_in: None,
+                    since: std::time::SystemTime::now(),
+                },
+                stop: stop.clone(),
+            });
         log.event(&name, &events::starting(command));
         let mut pumps = Vec::new();
         let (output, stdin) = if attach {
@@ -609,12 +674,14 @@ impl Supervisor {
         let (exit_tx, exit_rx) = oneshot::channel();
         let this = self.inner.clone();
         let task_name = name.clone();
+        let task_app = app_id.to_owned();
         inner.tasks.spawn_on(
             async move {
                 let sandboxed = this.isolation.is_sandboxed();
                 let status = tokio::select! {
                     s = child.wait() => s,
-                    _ = this.shutdown.cancelled() => {
+                    // Stopped by name, or the server is shutting down.
+                    _ = stop.cancelled() => {
                         if let Some(pgid) = pgid {
                             log.event(&task_name, &events::stopping_all(nix::sys::signal::Signal::SIGTERM));
                             runtime::signal_group(pgid, nix::sys::signal::Signal::SIGTERM, sandboxed);
@@ -642,6 +709,16 @@ impl Supervisor {
                         let _ = exit_tx.send(runtime::exit_code(status));
                     }
                     Err(e) => tracing::error!(error = %e, process = %task_name, "cannot wait for a one-off process"),
+                }
+                limits.remove();
+                {
+                    let mut running = lock(&this.running_one_offs);
+                    if let Some(list) = running.get_mut(&task_app) {
+                        list.retain(|o| o.status.name != task_name);
+                        if list.is_empty() {
+                            running.remove(&task_app);
+                        }
+                    }
                 }
                 if let Err(e) = runtime::wipe(&dir.root) {
                     tracing::warn!(error = %e, "cannot wipe a one-off's scratch");
