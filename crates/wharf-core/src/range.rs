@@ -167,7 +167,7 @@ pub fn parse(
         });
     }
     let (start, start_exclusive) = match start.strip_prefix(']') {
-        Some(start) => (start, true),
+        Some(start) => (start.trim_start(), true),
         None => (start, false),
     };
     let start = (!start.is_empty()).then(|| start.to_owned());
@@ -274,6 +274,17 @@ mod tests {
         assert_eq!((r.start, r.start_exclusive), (None, false));
         let r = ok("name ]www.example.com..");
         assert_eq!(r.start.as_deref(), Some("www.example.com"));
+    }
+
+    #[test]
+    fn spacing_after_the_exclusive_mark_is_ignored() {
+        // Found by fuzzing (fuzz/corpus/range/exclusive_spacing): the start kept the spaces
+        // after `]`, so `name ] my-app..` listed from the first app instead of after my-app.
+        let r = ok("name ]  my-app..; max=10");
+        assert_eq!(r.start.as_deref(), Some("my-app"));
+        assert!(r.start_exclusive);
+        let r = ok("name ] ..");
+        assert_eq!((r.start, r.start_exclusive), (None, false));
     }
 
     #[test]

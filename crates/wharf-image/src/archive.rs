@@ -7,10 +7,11 @@
 //! root (Heroku's list of patterns to leave out of the build). `.git` is always left out.
 //!
 //! [`check`] and [`unpack`] treat the archive as hostile: they refuse non-gzip input, empty
-//! archives, absolute paths, `..`, symlinks whose target leaves the tree (checked again at the
-//! end against every other symlink, since `a -> .` then `b -> a/../x` escapes although each
-//! target looks harmless on its own), entries below a symlink, hard links to anything but an
-//! earlier file, device files, fifos, duplicate entries, and archives past the [`Limits`].
+//! archives, absolute paths, `..`, NUL bytes in paths, symlinks whose target leaves the tree
+//! (checked again at the end against every other symlink, since `a -> .` then `b -> a/../x`
+//! escapes although each target looks harmless on its own), entries below a symlink, hard links
+//! to anything but an earlier file, device files, fifos, duplicate entries, and archives past the
+//! [`Limits`].
 //! Every refusal names the entry. `unpack` enforces the same rules while writing, whatever an
 //! earlier `check` said, and leaves `dest` empty on error.
 
@@ -490,6 +491,11 @@ impl<'a> Checker<'a> {
                 }
                 if target.starts_with(b"/") {
                     return Err(refuse(format!("symlink target `{shown}` is absolute")));
+                }
+                if target.contains(&0) {
+                    return Err(refuse(format!(
+                        "symlink target `{shown}` contains a NUL byte"
+                    )));
                 }
                 let mut depth = parents.len();
                 for part in target.split(|&b| b == b'/') {

@@ -187,6 +187,9 @@ impl Extractor {
                 if link.is_empty() {
                     return refuse("symlink has an empty target");
                 }
+                if link.contains(&0) {
+                    return refuse("symlink target contains a NUL byte");
+                }
                 std::os::unix::fs::symlink(OsStr::from_bytes(link), &target)
                     .map_err(io_err("cannot create symlink", &target))?;
             }

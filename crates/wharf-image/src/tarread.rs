@@ -125,22 +125,57 @@ pub(crate) fn walk<R: Read, E>(
             size: entry.size(),
         };
         budget.set(raw.size);
-        visit(raw, &mut entry).map_err(WalkError::Visit)?;
+        let mut data = NotingReader {
+            inner: &mut entry,
+            failed: None,
+        };
+        let visited = visit(raw, &mut data);
+        // The stream broke while the visitor read the data: the archive's fault, whatever the
+        // visitor made of it (an extractor sees a failed copy).
+        if let Some(e) = data.failed {
+            return Err(fail(e));
+        }
+        visited.map_err(WalkError::Visit)?;
         io::copy(&mut entry, &mut io::sink()).map_err(WalkError::Format)?;
         index += 1;
     }
     Ok(())
 }
 
+/// Passes reads through, keeping the first error other than `Interrupted` (which readers retry);
+/// the caller gets a copy of it.
+struct NotingReader<R> {
+    inner: R,
+    failed: Option<io::Error>,
+}
+
+impl<R: Read> Read for NotingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return e;
+            }
+            let copy = io::Error::new(e.kind(), e.to_string());
+            self.failed.get_or_insert(e);
+            copy
+        })
+    }
+}
+
 /// Why a path was refused.
 pub(crate) const ABSOLUTE: &str = "absolute paths are not allowed";
 pub(crate) const DOTDOT: &str = "path leaves the archive root (`..`)";
+/// A file name can't hold one (long names and pax records can).
+pub(crate) const NUL: &str = "the path contains a NUL byte";
 
 /// Splits an archive path into its normal components, dropping `.` and empty ones; refuses
-/// absolute paths and `..`. The result may be empty (for `./`).
+/// absolute paths, `..` and NUL bytes. The result may be empty (for `./`).
 pub(crate) fn normalize(path: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
     if path.first() == Some(&b'/') {
         return Err(ABSOLUTE);
+    }
+    if path.contains(&0) {
+        return Err(NUL);
     }
     let mut out = Vec::new();
     for part in path.split(|&b| b == b'/') {
@@ -186,6 +221,7 @@ mod tests {
         );
         assert!(normalize(b"./").unwrap().is_empty());
         assert_eq!(normalize(b"..a/b..").unwrap().len(), 2);
+        assert_eq!(normalize(b"a\0b"), Err(NUL));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Header rewriting: hop-by-hop headers out both ways, the forwarding headers in, the request id.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -100,24 +101,31 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 /// The headers present that `Connection` names, other than the hop-by-hop ones (removed
-/// anyway, or kept for an upgrade). Allocates only when there are some, which is rare.
+/// anyway, or kept for an upgrade) and `Host`. Allocates only when there are some, which is rare.
 fn connection_named(headers: &HeaderMap, upgrade: bool) -> Vec<HeaderName> {
     let mut named = Vec::new();
     for value in headers.get_all(CONNECTION) {
-        let Ok(value) = value.to_str() else {
-            continue;
-        };
-        for token in value.split(',').map(str::trim) {
+        // Read as bytes: one token that isn't text (obs-text) must not hide the others.
+        for token in value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+        {
             let hop_by_hop = HOP_BY_HOP
                 .iter()
-                .any(|h| h.as_str().eq_ignore_ascii_case(token));
-            if hop_by_hop || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(token));
+            // `Host` is what the request was routed by, and every HTTP/1.1 request needs one:
+            // the instance must see it, whatever the client lists.
+            if hop_by_hop
+                || token.eq_ignore_ascii_case(b"host")
+                || (upgrade && token.eq_ignore_ascii_case(b"upgrade"))
+            {
                 continue;
             }
             // Names are lowercase; a token names a header whatever its case.
             let Some(name) = headers
                 .keys()
-                .find(|name| name.as_str().eq_ignore_ascii_case(token))
+                .find(|name| name.as_str().as_bytes().eq_ignore_ascii_case(token))
             else {
                 continue;
             };
@@ -275,11 +283,18 @@ fn request_start() -> HeaderValue {
 }
 
 /// The host a request is for: the URI's authority (HTTP/2, absolute-form) or else `Host`,
-/// without port or trailing dot. Not yet lowercased.
+/// without port or trailing dot. Not yet lowercased. `None` (a 400) without a host, or with more
+/// than one `Host` header (RFC 9112, 3.2): the router would route by one and the instance might
+/// read another.
 pub(crate) fn request_host(parts: &Parts) -> Option<&str> {
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let host_header = hosts.next();
+    if hosts.next().is_some() {
+        return None;
+    }
     let raw = match parts.uri.authority() {
         Some(a) => a.as_str(),
-        None => parts.headers.get(HOST)?.to_str().ok()?,
+        None => host_header?.to_str().ok()?,
     };
     // Userinfo is not allowed in `Host`, but an absolute URI could carry it.
     let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h).trim();
@@ -291,6 +306,15 @@ pub(crate) fn request_host(parts: &Parts) -> Option<&str> {
     };
     let host = host.strip_suffix('.').unwrap_or(host);
     (!host.is_empty()).then_some(host)
+}
+
+/// The key a host is looked up by in the host table: lowercase, allocating only when needed.
+pub(crate) fn route_key(host: &str) -> Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +360,57 @@ mod tests {
         assert_eq!(request_host(&p), None);
         let p = parts(Request::get("/").header("host", ":80").body(()).unwrap());
         assert_eq!(request_host(&p), None);
+    }
+
+    #[test]
+    fn more_than_one_host_header_is_refused() {
+        // Found by fuzz/corpus/router_head/duplicate_host: the router routed by the first Host
+        // and sent both on, so the instance could read the other.
+        let p = parts(
+            Request::get("/")
+                .header("host", "app.example.com")
+                .header("host", "admin.example.com")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(request_host(&p), None);
+        let p = parts(
+            Request::get("http://app.example.com/")
+                .header("host", "a")
+                .header("host", "b")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(request_host(&p), None);
+    }
+
+    #[test]
+    fn connection_cannot_remove_host() {
+        // Found by fuzz/corpus/router_head/connection_host: `Connection: host` made the router
+        // send the instance a request without the Host it was routed by.
+        let mut h = HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_static("app.example.com"));
+        h.insert(CONNECTION, HeaderValue::from_static("Host, x-other"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h[HOST], "app.example.com");
+    }
+
+    #[test]
+    fn connection_with_non_text_bytes_still_names_headers() {
+        // Found by fuzz/corpus/router_head/connection_obs_text: a `Connection` value with a
+        // byte over 0x7f was skipped whole, so the headers it named went upstream.
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_bytes(b"x-secret, caf\xe9").unwrap(),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
     }
 
     #[test]

@@ -19,12 +19,17 @@
 //! - `exchange.rs` follows one request to the end of its response body and then writes its log
 //!   line (`access_log.rs`) and metrics (`metrics.rs`); `headers.rs` rewrites headers both ways;
 //!   `pages.rs` renders the router's own error pages.
+//! - `fuzz.rs` is not API: it runs the head handling of `proxy.rs` on raw bytes for
+//!   `fuzz/fuzz_targets/router_head.rs`.
 
 mod access_log;
 mod balance;
 mod config;
 mod error;
 mod exchange;
+// Not API: an entry point for `fuzz/fuzz_targets/router_head.rs`.
+#[doc(hidden)]
+pub mod fuzz;
 mod headers;
 mod metrics;
 mod pages;

@@ -45,12 +45,7 @@ pub(crate) async fn handle(
             return page(Page::BadRequest, accept.as_ref(), &request_id, None);
         };
         let hosts = shared.tables.hosts.load();
-        let site = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            hosts.get(&host.to_ascii_lowercase())
-        } else {
-            hosts.get(host)
-        };
-        match site {
+        match hosts.get(headers::route_key(host).as_ref()) {
             Some(site) => Arc::clone(site),
             None => {
                 shared.metrics.unrouted();

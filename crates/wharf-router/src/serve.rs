@@ -362,7 +362,7 @@ fn builder(config: &RouterConfig) -> ConnectionBuilder {
     builder
 }
 
-fn client_ip(peer: SocketAddr) -> HeaderValue {
+pub(crate) fn client_ip(peer: SocketAddr) -> HeaderValue {
     let ip = peer.ip().to_canonical();
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }

@@ -428,3 +428,64 @@ fn entry_names_are_escaped_in_errors() {
         "entry `/evil\\u{1b}[2J\\n`: absolute paths are not allowed",
     );
 }
+
+/// A GNU long-name (`L`) or long-link (`K`) record holding `value`, which may contain any byte.
+fn gnu_long(tar: &mut Vec<u8>, kind: T, value: &[u8]) {
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(kind);
+    header.set_size(value.len() as u64 + 1);
+    header.set_cksum();
+    tar.extend_from_slice(header.as_bytes());
+    tar.extend_from_slice(value);
+    tar.push(0);
+    tar.resize(tar.len().div_ceil(512) * 512, 0);
+}
+
+#[test]
+fn nul_bytes_in_paths_are_refused() {
+    // Found by fuzzing (fuzz/corpus/archive/nul_in_long_name.tar): a long name with a NUL
+    // passed `check`, then `unpack` failed on its side (an I/O error, a 500) instead of refusing.
+    let mut long = Vec::new();
+    gnu_long(&mut long, T::GNULongName, b"dir/a\0b");
+    let mut tar = tar::Builder::new(long);
+    raw_entry(&mut tar, b"ignored", T::Regular, b"", b"x");
+    assert_refused_with(
+        &gzip(&tar.into_inner().unwrap()),
+        &Limits::default(),
+        "entry `dir/a\\u{0}b`: the path contains a NUL byte",
+    );
+
+    let mut long = Vec::new();
+    gnu_long(&mut long, T::GNULongLink, b"target\0more");
+    let mut tar = tar::Builder::new(long);
+    raw_entry(&mut tar, b"link", T::Symlink, b"", b"");
+    assert_refused_with(
+        &gzip(&tar.into_inner().unwrap()),
+        &Limits::default(),
+        "entry `link`: symlink target `target\\u{0}more` contains a NUL byte",
+    );
+}
+
+#[test]
+fn a_stream_that_breaks_inside_file_data_is_a_refusal() {
+    // Found by fuzzing (fuzz/corpus/archive/bad_crc_in_file_data.tar.gz): a gzip member whose
+    // checksum fails while a file's data is being read made `unpack` fail on its side ("cannot
+    // write file", a 500) where `check` said the archive is corrupt.
+    let mut tar = tar::Builder::new(Vec::new());
+    raw_entry(&mut tar, b"a", T::Regular, b"", &[7u8; 5000]);
+    let tar = tar.into_inner().unwrap();
+    let mut first = gzip(&tar[..2000]);
+    let crc = first.len() - 8;
+    first[crc] ^= 0xff;
+    let mut bytes = first;
+    bytes.extend(gzip(&tar[2000..]));
+    let up = upload(&bytes);
+    let err = archive::check(&up.archive, &Limits::default()).unwrap_err();
+    assert!(matches!(err, ArchiveError::Malformed { .. }), "{err:?}");
+    let dest = up.dir.join("dest");
+    let err = archive::unpack(&up.archive, &dest, &Limits::default()).unwrap_err();
+    assert!(matches!(err, ArchiveError::Malformed { .. }), "{err:?}");
+    assert!(err.is_refusal());
+    assert!(is_empty_dir(&dest));
+}
