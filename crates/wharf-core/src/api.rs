@@ -14,6 +14,90 @@ use crate::release::ReleaseStatus;
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
 
+/// wharf's one region.
+pub const REGION: &str = "local";
+/// wharf's one stack.
+pub const STACK: &str = "wharf-1";
+
+/// Schemas of request fields whose rules a type alone doesn't state: the document admits exactly
+/// what the server accepts. Each carries its field's description.
+#[cfg(feature = "openapi")]
+mod field_schema {
+    use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaType, Type};
+
+    fn nullable_string(description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .description(Some(description))
+    }
+
+    fn app_name(description: &str) -> Object {
+        nullable_string(description)
+            .pattern(Some(crate::name::AppName::pattern()))
+            .build()
+    }
+
+    pub fn new_app_name() -> Object {
+        app_name("The app's name; a name is generated when absent.")
+    }
+
+    pub fn app_rename() -> Object {
+        app_name("A new name for the app.")
+    }
+
+    pub fn region() -> Object {
+        nullable_string("Accepted for Heroku compatibility; wharf has one region, `local`.")
+            .enum_values(Some([Some(super::REGION), None]))
+            .build()
+    }
+
+    pub fn stack() -> Object {
+        nullable_string("The build stack; wharf has one, `wharf-1`.")
+            .enum_values(Some([Some(super::STACK), None]))
+            .build()
+    }
+
+    pub fn scope() -> Array {
+        ArrayBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+            .description(Some("Only `global` (or nothing) is accepted."))
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["global"])),
+            )
+            .build()
+    }
+
+    /// A non-negative whole number as serde reads a `u64` (JSON Schema's `int64` format stops
+    /// at `i64::MAX`).
+    fn unsigned(types: &[Type], description: &str) -> Object {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter(types.iter().cloned()))
+            .minimum(Some(0))
+            .maximum(Some(u64::MAX))
+            .description(Some(description))
+            .build()
+    }
+
+    pub fn release_ident() -> Object {
+        unsigned(
+            &[Type::String, Type::Integer, Type::Null],
+            "Roll back to this release (id, or version as `3`, `\"3\"` or `\"v3\"`): a new \
+             release with its image and its config.",
+        )
+    }
+
+    pub fn expires_in() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Null)
+            .description(Some(
+                "Refused when set: wharf's tokens last until revoked (revoke one to end it).",
+            ))
+            .build()
+    }
+}
+
 /// The media type Heroku clients send in `Accept`; any `version=3` variant is accepted.
 pub const HEROKU_MEDIA_TYPE: &str = "application/vnd.heroku+json; version=3";
 
@@ -86,9 +170,11 @@ pub struct AuthorizationCreate {
     pub description: Option<String>,
     /// Only `global` (or nothing) is accepted.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::scope))]
     pub scope: Option<Vec<String>>,
     /// Refused when set: wharf's tokens last until revoked.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::expires_in))]
     pub expires_in: Option<u64>,
 }
 
@@ -163,12 +249,15 @@ pub struct App {
 pub struct AppCreate {
     /// The app's name; a name is generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::new_app_name))]
     pub name: Option<String>,
     /// Accepted for Heroku compatibility; wharf has one region, `local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::region))]
     pub region: Option<String>,
     /// The build stack; wharf has one, `wharf-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::stack))]
     pub stack: Option<String>,
     /// Accepted for Heroku compatibility and ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,12 +271,14 @@ pub struct AppCreate {
 pub struct AppUpdate {
     /// A new name for the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::app_rename))]
     pub name: Option<String>,
     /// Turn maintenance mode on or off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<bool>,
-    /// The build stack for the next build.
+    /// The build stack for the next build; wharf has one, `wharf-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::stack))]
     pub build_stack: Option<String>,
 }
 
@@ -235,7 +326,7 @@ pub struct ReleaseCreate {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "text_or_number"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::release_ident))]
     pub release: Option<String>,
     /// Release this image (its digest: the `slug.id` of a release, of this app or another) with
     /// the app's current config.
@@ -532,8 +623,9 @@ pub struct LogSessionCreate {
     /// Only this process (`web.1`) or type (`web`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dyno: Option<String>,
-    /// How many past lines to send first (default 100, at most 1500).
+    /// How many past lines to send first (default 100; a larger number than 1500 sends 1500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, maximum = 4294967295_u64))]
     pub lines: Option<u32>,
     /// Only lines from `app` (the processes) or `wharf` (platform events), or `router`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -48,6 +48,12 @@ pub enum ConfigError {
 pub struct ConfigKey(String);
 
 impl ConfigKey {
+    /// A regular expression (ECMA-262 and Rust's `regex` alike) matching exactly the keys
+    /// [`ConfigKey::parse`] accepts.
+    pub fn pattern() -> String {
+        format!("^[A-Za-z_][A-Za-z0-9_]{{0,{}}}$", MAX_KEY_LEN - 1)
+    }
+
     pub fn parse(s: &str) -> Result<ConfigKey, ConfigError> {
         if s.is_empty() {
             return Err(ConfigError::KeyEmpty);
@@ -547,6 +553,14 @@ mod tests {
         #[test]
         fn arbitrary_keys_never_panic(s in any::<String>()) {
             let _ = ConfigKey::parse(&s);
+        }
+
+        #[test]
+        fn the_key_pattern_matches_exactly_what_parse_accepts(
+            s in prop_oneof!["[a-zA-Z0-9_]{0,8}", "[A-Z_][A-Z0-9_]{250,258}", "[A-Z0-9_=. é-]{0,8}", any::<String>()]
+        ) {
+            let pattern = regex::Regex::new(&ConfigKey::pattern()).unwrap();
+            prop_assert_eq!(pattern.is_match(&s), ConfigKey::parse(&s).is_ok(), "{:?}", s);
         }
 
         #[test]

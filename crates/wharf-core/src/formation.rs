@@ -38,7 +38,21 @@ pub enum QuantityChange {
     Add(i64),
 }
 
+/// The whitespace `str::trim` removes, as a regular expression class.
+macro_rules! trim_ws {
+    () => {
+        "[\\t\\n\\x0B\\x0C\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    };
+}
+
 impl QuantityChange {
+    /// A regular expression (ECMA-262 and Rust's `regex` alike) for the text [`parse_str`] reads
+    /// as a number: whitespace as `str::trim` sees it spelled out, since `\s` differs between
+    /// the two (ECMA's has U+FEFF and lacks U+0085). Too large a number is refused later.
+    ///
+    /// [`parse_str`]: QuantityChange::parse_str
+    pub const PATTERN: &'static str = concat!("^", trim_ws!(), "*[+-]?[0-9]+", trim_ws!(), "*$");
+
     /// Reads `2`, `+1` or `-1`, ignoring surrounding whitespace.
     pub fn parse_str(s: &str) -> Result<QuantityChange, FormationError> {
         let s = s.trim();
@@ -149,12 +163,13 @@ impl utoipa::PartialSchema for QuantityChange {
                 ObjectBuilder::new()
                     .schema_type(SchemaType::new(Type::Integer))
                     .minimum(Some(0))
+                    .maximum(Some(MAX_QUANTITY))
                     .description(Some("the number of instances to run")),
             )
             .item(
                 ObjectBuilder::new()
                     .schema_type(SchemaType::new(Type::String))
-                    .pattern(Some(r"^\s*[+-]?[0-9]+\s*$"))
+                    .pattern(Some(QuantityChange::PATTERN))
                     .description(Some(
                         "a number of instances (\"2\"), or a change to it (\"+1\", \"-1\")",
                     )),
@@ -384,6 +399,21 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_pattern_matches_exactly_the_numbers_parse_str_reads(
+            s in prop_oneof![
+                "[ \t\u{85}\u{a0}\u{feff}\u{3000}]{0,2}[+-]{0,2}[0-9a.]{0,4}[ \n\u{85}\u{feff}\u{2028}]{0,2}",
+                any::<String>(),
+            ]
+        ) {
+            let pattern = regex::Regex::new(QuantityChange::PATTERN).unwrap();
+            let read = match QuantityChange::parse_str(&s) {
+                Ok(_) | Err(FormationError::OverLimit { .. }) => true,
+                Err(_) => false,
+            };
+            prop_assert_eq!(pattern.is_match(&s), read, "{:?}", s);
+        }
+
         #[test]
         fn arbitrary_strings_never_panic(s in any::<String>()) {
             if let Ok(q) = parse(&s) {

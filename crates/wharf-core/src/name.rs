@@ -79,6 +79,16 @@ pub enum NameError {
 pub struct AppName(String);
 
 impl AppName {
+    /// A regular expression (ECMA-262 and Rust's `regex` alike) matching exactly the names
+    /// [`AppName::parse`] accepts.
+    pub fn pattern() -> String {
+        format!(
+            "^[a-z][a-z0-9-]{{{},{}}}[a-z0-9]$",
+            APP_NAME_MIN - 2,
+            APP_NAME_MAX - 2
+        )
+    }
+
     /// Checks `s` and returns it as an app name. Surrounding whitespace is not trimmed.
     pub fn parse(s: &str) -> Result<AppName, NameError> {
         if s.is_empty() {
@@ -349,6 +359,14 @@ mod tests {
         fn arbitrary_input_never_panics(s in any::<String>()) {
             let _ = AppName::parse(&s);
             let _ = ProcessType::parse(&s);
+        }
+
+        #[test]
+        fn the_app_name_pattern_matches_exactly_what_parse_accepts(
+            s in prop_oneof!["[a-zA-Z0-9-]{0,32}", "[a-z][a-z0-9é_ -]{0,31}", any::<String>()]
+        ) {
+            let pattern = regex::Regex::new(&AppName::pattern()).unwrap();
+            prop_assert_eq!(pattern.is_match(&s), AppName::parse(&s).is_ok(), "{:?}", s);
         }
 
         #[test]

@@ -207,6 +207,31 @@ pub fn parse(
     Ok(range)
 }
 
+/// A regular expression (ECMA-262, as JSON Schema's `pattern` takes it) that matches exactly the
+/// `Range` headers [`parse`] accepts for a listing sorted by `allowed_fields`, so an API
+/// document can state the grammar. HTTP header values are visible ASCII, spaces and tabs.
+pub fn pattern(allowed_fields: &[&str]) -> String {
+    // Whitespace as `str::trim` sees it in a header value.
+    const WS: &str = "[ \\t]";
+    // Any character of a start or end value: no `,` or `;`, which end the bounds.
+    const VALUE: &str = "[\\t\\x20-\\x2b\\x2d-\\x3a\\x3c-\\x7e]";
+    // The same without `.`.
+    const NOT_DOT: &str = "[\\t\\x20-\\x2b\\x2d\\x2f-\\x3a\\x3c-\\x7e]";
+    // The first character when the field is left out: not part of a field name, not space.
+    const NOT_FIELD: &str = "[\\x21-\\x2b\\x2d-\\x2f\\x3a\\x3c-\\x40\\x5b-\\x5e\\x60\\x7b-\\x7e]";
+    let fields = allowed_fields.join("|");
+    // After the field: a space and then any bounds, or `..` straight away and an end with no
+    // `..` in it (else the last `..` would leave a start glued to the field, as in `id...`).
+    let with_field = format!(
+        "(?:{fields})(?:{WS}{VALUE}*\\.\\.{VALUE}*|\\.\\.(?:{NOT_DOT}(?:{NOT_DOT}|\\.{NOT_DOT})*\\.?)?)"
+    );
+    let without_field = format!("(?:{NOT_FIELD}{VALUE}*)?\\.\\.{VALUE}*");
+    let max = format!("[mM][aA][xX]{WS}*={WS}*0*(?:[1-9][0-9]{{0,2}}|{MAX_MAX})");
+    let order = format!("[oO][rR][dD][eE][rR]{WS}*={WS}*(?:[aA][sS][cC]|[dD][eE][sS][cC])");
+    let option = format!("{WS}*(?:{max}|{order})?{WS}*");
+    format!("^{WS}*(?:(?:{with_field}|{without_field})(?:[;,]{option})*)?{WS}*$")
+}
+
 fn parse_max(value: &str) -> Result<u32, RangeError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(RangeError::MaxNotANumber { max: shown(value) });
@@ -345,7 +370,81 @@ mod tests {
         assert_eq!(next.end.as_deref(), Some("z"));
     }
 
+    #[test]
+    fn the_pattern_admits_what_parse_accepts() {
+        let pattern = pattern(&["version", "id"]);
+        assert_eq!(MAX_MAX, 1000, "the pattern spells out pages up to 1000");
+        for accepted in [
+            "",
+            "  ",
+            "version ..",
+            "version..",
+            "version ..; max=15, order=desc",
+            "id ]abc..; max=0010",
+            "id a..b..c",
+            "version 3..",
+            "..; ORDER = Desc ,, Max=1000",
+            "]x..y",
+            "version..a.b.",
+            "version .. ;",
+        ] {
+            parse(accepted, &["version", "id"], "version").unwrap();
+            assert!(
+                accepted_by(&pattern, accepted),
+                "`{accepted}` should match {pattern}"
+            );
+        }
+        for refused in [
+            "null",
+            "version",
+            "name ..",
+            "versionx ..",
+            "version...",
+            "version.a..",
+            "idx..",
+            "; max=5",
+            "id ..; max=0",
+            "id ..; max=1001",
+            "id ..; max=",
+            "id ..; order=up",
+            "id ..; size=1",
+            "id ..; max==5",
+            "_ ..",
+            "1..",
+            "id ..é",
+        ] {
+            assert!(!header_accepted(refused), "`{refused}` is accepted");
+            assert!(
+                !accepted_by(&pattern, refused),
+                "`{refused}` should not match"
+            );
+        }
+    }
+
+    fn accepted_by(pattern: &str, input: &str) -> bool {
+        regex::Regex::new(pattern).unwrap().is_match(input)
+    }
+
+    /// Whether a server takes `header` as the `Range` of a listing by version or id: a header
+    /// value it can read as text (visible ASCII, spaces, tabs) that parses.
+    fn header_accepted(header: &str) -> bool {
+        header
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            && parse(header, &["version", "id"], "version").is_ok()
+    }
+
     proptest! {
+        #[test]
+        fn the_pattern_matches_exactly_what_parse_accepts(header in prop_oneof![
+            "[ \\t]{0,2}(id|version|name|x|_|\\]|\\.)?[ \\t\\]a-z0-9.;,=éA-Z\u{1}]{0,20}",
+            "[ \t]?(id|version|Id|)[ \t.]?(\\]?[a-z.]{0,3})?[.]{1,3}([a-z. ]{0,3})?\
+             ([;,][ \t]?(max|order|MAX|Order|x|)[ \t]?=?[ \t]?(0|05|1000|1001|asc|DESC|up|)[ \t]?){0,3}",
+        ]) {
+            let pattern = regex::Regex::new(&pattern(&["version", "id"])).unwrap();
+            prop_assert_eq!(pattern.is_match(&header), header_accepted(&header), "{:?}", header);
+        }
+
         #[test]
         fn arbitrary_input_never_panics(header in any::<String>()) {
             let _ = parse(&header, FIELDS, "id");

@@ -1,6 +1,6 @@
 //! `/apps`: create, list, info, update (rename, maintenance, stack), delete.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
@@ -10,7 +10,7 @@ use wharf_store::{AppRecord, StoreError};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{self, Body};
+use crate::extract::{self, Body, Path};
 use crate::routes::{generation, region, stack, REGION, STACK};
 use crate::{names, AppState, Links};
 
@@ -59,16 +59,23 @@ fn check_stack(name: &str) -> ApiResult<()> {
     }
 }
 
+extract::range_header!(
+    /// The `Range` of app lists.
+    AppsRange,
+    ["name", "id"],
+    "`name ..; max=200` (also `id`); `]` after the field name's space starts after a value"
+);
+
 /// Every app, sorted by name (or by `id`, with `Range: id ..`).
 #[utoipa::path(get, path = "/apps", tag = "apps",
-    params(("Range" = Option<String>, Header, description = "`name ..; max=200` (also `id`); `]` after the field name's space starts after a value")),
+    params(AppsRange),
     responses(
         (status = 200, description = "Every remaining app", body = [api::App]),
         (status = 206, description = "A page of apps; `Next-Range` asks for the next one", body = [api::App]),
         crate::routes::CommonErrors,
     ))]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let range = extract::range(&headers, &["name", "id"])?;
+    let range = extract::range(&headers, AppsRange::FIELDS)?;
     let page = state.store.list_apps(&range).await?;
     Ok(extract::page_response(&range, page, |app| {
         to_api(app, &state.links)
@@ -80,7 +87,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResul
 #[utoipa::path(get, path = "/users/{user}/apps", tag = "apps",
     params(
         ("user" = String, Path, description = "`~` for the caller, or the caller's email or id"),
-        ("Range" = Option<String>, Header, description = "`name ..; max=200` (also `id`)"),
+        AppsRange,
     ),
     responses(
         (status = 200, description = "Every remaining app", body = [api::App]),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
@@ -12,7 +12,7 @@ use wharf_store::{BuildRecord, StoreError};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{self, Body as JsonBody};
+use crate::extract::{self, Body as JsonBody, Path, Query};
 use crate::routes::sources::{source_id_from_url, Signature};
 use crate::routes::STACK;
 use crate::AppState;
@@ -138,11 +138,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(to_api(&state, build))))
 }
 
+extract::range_header!(
+    /// The `Range` of build lists.
+    BuildsRange,
+    ["created_at", "id"],
+    "`created_at ..; max=200` (also `id`)"
+);
+
 /// The app's builds, oldest first (`Range: created_at ..; order=desc` for newest first).
 #[utoipa::path(get, path = "/apps/{app}/builds", tag = "builds",
     params(
         ("app" = String, Path, description = "The app's id or name"),
-        ("Range" = Option<String>, Header, description = "`created_at ..; max=200` (also `id`)"),
+        BuildsRange,
     ),
     responses(
         (status = 200, description = "Every remaining build", body = [api::Build]),
@@ -155,7 +162,7 @@ pub async fn list(
     Path(app): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let range = extract::range(&headers, &["created_at", "id"])?;
+    let range = extract::range(&headers, BuildsRange::FIELDS)?;
     let app = state.store.app(&app).await?;
     let page = state.store.list_builds(&app.id, &range).await?;
     Ok(extract::page_response(&range, page, |b| to_api(&state, b)))
@@ -192,8 +199,8 @@ pub async fn info(
     params(("id" = String, Path, description = "The build's id"), Signature),
     responses(
         (status = 200, description = "The output, streamed", content_type = "text/plain", body = String),
-        (status = 403, description = "A missing, wrong or expired signature", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        crate::routes::SignedErrors,
     ))]
 pub async fn output(
     State(state): State<AppState>,

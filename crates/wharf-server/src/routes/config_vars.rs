@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use serde_json::Value;
 use wharf_core::api::{ConfigVarsBody, ErrorBody};
@@ -11,7 +11,7 @@ use wharf_core::config::{ConfigChange, ConfigKey};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Body;
+use crate::extract::{Body, Path};
 use crate::AppState;
 
 /// The app's config vars.
@@ -35,11 +35,12 @@ pub async fn info(
 /// Sets config vars (a string value) and removes them (`null`). Answers with every config var.
 #[utoipa::path(patch, path = "/apps/{app}/config-vars", tag = "config-vars",
     params(("app" = String, Path, description = "The app's id or name")),
-    request_body(content = BTreeMap<String, Option<String>>,
+    request_body(content = ConfigVarsChange,
         description = "Keys to set (string) or remove (`null`); other keys are left alone"),
     responses(
         (status = 200, description = "The app's config vars after the change", body = BTreeMap<String, String>),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "A release of the app is in its release phase", body = ErrorBody),
         (status = 422, description = "A bad key, a non-string value, or config over the 32 KB limit", body = ErrorBody),
         crate::routes::CommonErrors,
     ))]
@@ -69,6 +70,32 @@ pub async fn update(
     });
     Ok(Json(task.await.map_err(ApiError::internal)??))
 }
+
+/// The body of `PATCH /apps/{app}/config-vars`, as the document describes it.
+pub struct ConfigVarsChange;
+
+impl utoipa::PartialSchema for ConfigVarsChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Config var names (letters, digits and `_`, not starting with a digit) to their \
+                 new values, or to `null` to remove them",
+            ))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(ConfigKey::pattern())),
+            ))
+            .additional_properties(Some(
+                ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ConfigVarsChange {}
 
 fn parse_change(body: serde_json::Map<String, Value>) -> ApiResult<ConfigChange> {
     let mut set = BTreeMap::new();

@@ -2,7 +2,7 @@
 //! hostname `<app>.<WHARF_DOMAIN>` (listed with kind `heroku`, which can't be removed); custom
 //! domains are added and removed here. A hostname belongs to one app.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use wharf_core::api::{self, DomainCreate, ErrorBody, NamedRef};
@@ -10,7 +10,7 @@ use wharf_core::domain::Hostname;
 use wharf_store::{AppRecord, DomainRecord};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Body;
+use crate::extract::{Body, Path};
 use crate::AppState;
 
 /// The app's default hostname, as a domain. Its id is the app's.

@@ -1,9 +1,9 @@
 //! `/apps/{app}/dynos`: the app's running instances ("dynos" in Heroku's words), restarting and
 //! stopping them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use wharf_core::api::{self, DynoRelease, ErrorBody, NamedRef};
@@ -11,6 +11,7 @@ use wharf_core::backend::{InstanceStatus, Target};
 use wharf_store::{AppRecord, ReleaseRecord};
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Path;
 use crate::AppState;
 
 fn rfc3339(time: SystemTime) -> String {
@@ -68,7 +69,9 @@ fn to_api(
 }
 
 async fn dynos(state: &AppState, app: &AppRecord) -> ApiResult<Vec<api::Dyno>> {
-    let instances = state.control.backend().status(&app.id);
+    let mut instances = state.control.backend().status(&app.id);
+    // One-off processes (`run.N`, a release phase's `release.N`) are dynos too, while they run.
+    instances.extend(state.control.supervisor().one_offs(&app.id));
     let mut releases = Vec::new();
     for version in instances
         .iter()
@@ -110,9 +113,9 @@ pub async fn list(
     Ok(Json(dynos(&state, &app).await?))
 }
 
-/// One instance, by name (`web.1`).
+/// One instance, by name (`web.1`) or id.
 #[utoipa::path(get, path = "/apps/{app}/dynos/{dyno}", tag = "dynos",
-    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`")),
+    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`, or its id")),
     responses((status = 200, body = api::Dyno), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
 pub async fn info(
     State(state): State<AppState>,
@@ -122,7 +125,7 @@ pub async fn info(
     dynos(&state, &app)
         .await?
         .into_iter()
-        .find(|d| d.name == dyno)
+        .find(|d| d.name == dyno || d.id == dyno)
         .map(Json)
         .ok_or_else(|| {
             ApiError::not_found(format!(
@@ -131,6 +134,10 @@ pub async fn info(
             ))
         })
 }
+
+/// How long a restart or stop request waits for the instances to be replaced before it answers
+/// 202 while they go on being replaced (`restart_all`'s documentation says so).
+const RESTART_WAIT: Duration = Duration::from_secs(5);
 
 /// An instance by name (`web.1`), or, as Heroku's API takes it too, a whole process type (`web`).
 fn instance_or_type(dyno: String) -> Target {
@@ -143,29 +150,73 @@ fn instance_or_type(dyno: String) -> Target {
 
 async fn restart(state: &AppState, app: &str, target: Target) -> ApiResult<StatusCode> {
     let app = state.store.app(app).await?;
+    // A dyno's id is `<app id>.<name>`; Heroku's API takes either.
+    let target = match target {
+        Target::Instance(ident) => match ident.strip_prefix(&format!("{}.", app.id)) {
+            Some(name) => instance_or_type(name.to_owned()),
+            None => Target::Instance(ident),
+        },
+        other => other,
+    };
+    // A one-off process is stopped, not restarted, as on Heroku: by name, or all of a type.
+    let one_offs: Vec<String> = state
+        .control
+        .supervisor()
+        .one_offs(&app.id)
+        .into_iter()
+        .filter(|o| match &target {
+            Target::Instance(name) => o.name == *name,
+            Target::Type(kind) => o.process_type == *kind,
+            Target::All => false,
+        })
+        .map(|o| o.name)
+        .collect();
+    if !one_offs.is_empty() {
+        for name in &one_offs {
+            state.control.supervisor().stop_one_off(&app.id, name);
+        }
+        tracing::info!(app = %app.name, stopped = ?one_offs, "one-off processes stopped");
+        return Ok(StatusCode::ACCEPTED);
+    }
     let what = match &target {
         Target::All => "all processes".to_owned(),
         Target::Type(t) | Target::Instance(t) => t.clone(),
     };
-    state
-        .control
-        .backend()
-        .restart(&app.id, target)
-        .await
-        .map_err(|e| {
-            tracing::debug!(app = %app.name, error = %e, "nothing to restart");
-            ApiError::not_found(format!(
+    // In a task of its own, so that a restart outlasting the wait (a rolling restart of many
+    // instances, or of web ones slow to boot) goes on after the answer; the supervisor ends it
+    // when the server stops.
+    let control = state.control.clone();
+    let (app_id, name, restarting) = (app.id.clone(), app.name.clone(), target.clone());
+    let mut task = tokio::spawn(async move {
+        let restarted = control.backend().restart(&app_id, restarting).await;
+        if let Err(e) = &restarted {
+            tracing::debug!(app = %name, error = %e, "nothing to restart");
+        }
+        restarted
+    });
+    let finished = match tokio::time::timeout(RESTART_WAIT, &mut task).await {
+        Ok(joined) => Some(joined.map_err(ApiError::internal)?),
+        Err(_) => None,
+    };
+    if let Some(Err(_)) = finished {
+        // Restarting every process of an app that has none is done at once.
+        if target != Target::All {
+            return Err(ApiError::not_found(format!(
                 "`{}` has no process `{}`: `wharf ps -a {}` lists them",
                 app.name,
                 wharf_core::name::shown(&what),
                 app.name
-            ))
-        })?;
+            )));
+        }
+    }
     tracing::info!(app = %app.name, what = %what, "restart requested");
     Ok(StatusCode::ACCEPTED)
 }
 
 /// Restarts every instance of the app (web ones one at a time, each replacement up first).
+///
+/// This and the other restart and stop routes answer once the instances are replaced, or after
+/// 5 seconds while they go on being replaced (`wharf ps` shows how far it got).
 #[utoipa::path(delete, path = "/apps/{app}/dynos", tag = "dynos",
     params(("app" = String, Path, description = "The app's id or name")),
     responses((status = 202, description = "Restarting"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
@@ -176,9 +227,9 @@ pub async fn restart_all(
     restart(&state, &app, Target::All).await
 }
 
-/// Restarts one instance.
+/// Restarts one instance; a one-off process (`run.N`) is stopped instead, as on Heroku.
 #[utoipa::path(delete, path = "/apps/{app}/dynos/{dyno}", tag = "dynos",
-    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`, or a process type")),
+    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`, or its id, or a process type")),
     responses((status = 202, description = "Restarting"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
 pub async fn restart_one(
     State(state): State<AppState>,
@@ -199,9 +250,9 @@ pub async fn restart_type(
 }
 
 /// Stops an instance. As on Heroku, an instance the formation asks for is started again, fresh;
-/// to keep a type stopped, scale it to 0.
+/// to keep a type stopped, scale it to 0. A one-off process (`run.N`) is stopped for good.
 #[utoipa::path(post, path = "/apps/{app}/dynos/{dyno}/actions/stop", tag = "dynos",
-    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`, or a process type")),
+    params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`, or its id, or a process type")),
     responses((status = 202, description = "Stopping"), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
 pub async fn stop_one(
     State(state): State<AppState>,

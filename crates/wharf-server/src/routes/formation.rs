@@ -2,14 +2,14 @@
 //! Quantities arrive as the Heroku CLI sends them: an integer, or a string that may be relative
 //! (`"+1"`, `"-1"`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use wharf_core::api::{self, ErrorBody, FormationBatchUpdate, FormationUpdate, NamedRef};
 use wharf_core::formation::DynoSize;
 use wharf_store::{AppRecord, FormationChange, FormationRecord};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Body;
+use crate::extract::{Body, Path};
 use crate::AppState;
 
 // Fixed ids, so a size has the same id on every wharf.

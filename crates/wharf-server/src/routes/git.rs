@@ -3,18 +3,29 @@
 //! password; a request without one gets the 401 and `WWW-Authenticate` that make git ask.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use wharf_core::api::ErrorBody;
 
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::git::BackendRequest;
 use crate::AppState;
 
 /// The git services wharf serves.
 const SERVICES: [&str; 2] = ["git-upload-pack", "git-receive-pack"];
+
+/// A git service wharf serves.
+// The document shows this type; requests are checked against `SERVICES`, its twin.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used
+#[schema(rename_all = "kebab-case")]
+pub enum GitService {
+    GitUploadPack,
+    GitReceivePack,
+}
 
 /// The refs of the app's repository, for `git push` (`service=git-receive-pack`) or
 /// `git clone`/`fetch` (`service=git-upload-pack`). Basic auth with an API token as the
@@ -22,11 +33,11 @@ const SERVICES: [&str; 2] = ["git-upload-pack", "git-receive-pack"];
 #[utoipa::path(get, path = "/{repo}/info/refs", tag = "git", security(("basic" = [])),
     params(
         ("repo" = String, Path, description = "`<app>.git`"),
-        ("service" = String, Query, description = "`git-receive-pack` or `git-upload-pack`"),
+        ("service" = inline(GitService), Query, description = "`git-receive-pack` to push, `git-upload-pack` to fetch"),
     ),
     responses(
-        (status = 200, description = "git's ref advertisement", content_type = "application/x-git-receive-pack-advertisement"),
-        (status = 400, description = "No or an unknown `service` (wharf speaks git's smart protocol only)", body = ErrorBody),
+        (status = 200, description = "git's ref advertisement for the service asked for", content(("application/x-git-receive-pack-advertisement"), ("application/x-git-upload-pack-advertisement"))),
+        (status = 400, description = "No or an unknown `service` (wharf speaks git's smart protocol only), or a bad path", body = ErrorBody),
         (status = 401, description = "No valid token as the password", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
         (status = 406, body = ErrorBody),
@@ -56,9 +67,10 @@ pub async fn info_refs(
 /// and a failed build rejects the push.
 #[utoipa::path(post, path = "/{repo}/git-receive-pack", tag = "git", security(("basic" = [])),
     params(("repo" = String, Path, description = "`<app>.git`")),
-    request_body(content = Vec<u8>, content_type = "application/x-git-receive-pack-request"),
+    request_body(content = inline(crate::routes::RawBytes), content_type = "application/x-git-receive-pack-request", description = "git's pack and ref updates"),
     responses(
         (status = 200, description = "git's answer, with the deploy's output on its side band", content_type = "application/x-git-receive-pack-result"),
+        (status = 400, description = "A bad path", body = ErrorBody),
         (status = 401, description = "No valid token as the password", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
         (status = 406, body = ErrorBody),
@@ -86,9 +98,10 @@ pub async fn receive_pack(
 /// Serves a fetch or clone of the app's repository: what was last pushed.
 #[utoipa::path(post, path = "/{repo}/git-upload-pack", tag = "git", security(("basic" = [])),
     params(("repo" = String, Path, description = "`<app>.git`")),
-    request_body(content = Vec<u8>, content_type = "application/x-git-upload-pack-request"),
+    request_body(content = inline(crate::routes::RawBytes), content_type = "application/x-git-upload-pack-request", description = "git's wants and haves"),
     responses(
         (status = 200, description = "git's answer", content_type = "application/x-git-upload-pack-result"),
+        (status = 400, description = "A bad path", body = ErrorBody),
         (status = 401, description = "No valid token as the password", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
         (status = 406, body = ErrorBody),

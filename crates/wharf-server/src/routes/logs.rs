@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use wharf_core::api::{ErrorBody, LogSession, LogSessionCreate};
 use wharf_logs::{EventId, LogFilter, StoredLine};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Body;
+use crate::extract::{Body, Path, Query};
 use crate::routes::sources::Signature;
 use crate::AppState;
 
@@ -46,6 +46,17 @@ impl Session {
             process: self.dyno.clone(),
         }
     }
+}
+
+/// One event of a log stream, as a client's server-sent-events reader sees it (the document
+/// shows this type; `event` writes them).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used
+pub struct LogEvent {
+    /// The line's id: send it as `Last-Event-ID` to resume after it.
+    pub id: String,
+    /// The line, as Heroku writes it: `<time> <source>[<process>]: <message>`.
+    pub data: String,
 }
 
 fn stream_path(app_id: &str, token: &str) -> String {
@@ -123,9 +134,9 @@ fn event(line: StoredLine) -> Result<Event, Infallible> {
         Signature,
     ),
     responses(
-        (status = 200, description = "The lines", content_type = "text/event-stream", body = String),
-        (status = 403, description = "A missing, wrong or expired signature", body = ErrorBody),
+        (status = 200, description = "The lines, one event each (a first `retry:` sets the reconnect delay)", content_type = "text/event-stream", body = LogEvent),
         (status = 404, body = ErrorBody),
+        crate::routes::SignedErrors,
     ))]
 pub async fn stream(
     State(state): State<AppState>,

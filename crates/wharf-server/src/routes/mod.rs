@@ -17,11 +17,7 @@ pub mod sources;
 pub mod tokens;
 
 use wharf_core::api::{ErrorBody, Generation, NamedRef};
-
-/// wharf's one region.
-pub const REGION: &str = "local";
-/// wharf's one stack.
-pub const STACK: &str = "wharf-1";
+pub use wharf_core::api::{REGION, STACK};
 
 // Fixed ids, so the same thing has the same id on every wharf.
 const REGION_ID: &str = "7f8b61c7-7f5a-4c4e-9e52-6a2f0f5c1a01";
@@ -53,12 +49,40 @@ pub fn generation() -> Generation {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // only its derive is used, to document the shared error responses
 pub enum CommonErrors {
-    /// The request is malformed (bad JSON, a bad header)
+    /// The request is malformed (bad JSON, a bad header, path or query string)
     #[response(status = 400)]
     BadRequest(#[to_schema] ErrorBody),
     /// No valid token was sent
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+    /// The Accept header asks for an API version other than 3
+    #[response(status = 406)]
+    NotAcceptable(ErrorBody),
+}
+
+/// A request body of raw bytes (a tar archive, git's protocol, a process's input): its media
+/// type says what it is, and any bytes are the handler's to judge, so its schema admits anything.
+pub struct RawBytes;
+
+impl utoipa::PartialSchema for RawBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::Object::with_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RawBytes {}
+
+/// Error responses of the routes that need no token (signed URLs), as the document lists them.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only its derive is used, to document the shared error responses
+pub enum SignedErrors {
+    /// The request is malformed (a bad path or query string)
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// A missing, wrong or expired signature
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// The Accept header asks for an API version other than 3
     #[response(status = 406)]
     NotAcceptable(ErrorBody),

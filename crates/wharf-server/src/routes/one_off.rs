@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,9 +19,10 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use wharf_core::api::{self, DynoRelease, ErrorBody, NamedRef};
+use wharf_core::config::ConfigKey;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Body as JsonBody;
+use crate::extract::{Body as JsonBody, Path, Query};
 use crate::AppState;
 
 /// The media type of an attached run's response.
@@ -31,12 +32,13 @@ pub const ATTACH_MEDIA_TYPE: &str = "application/vnd.wharf.attach";
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DynoCreate {
     /// The command to run, through `sh -c`.
+    #[schema(min_length = 1)]
     pub command: String,
     /// `true`: the process waits for a client at the returned `attach_url` (Heroku's
     /// rendezvous protocol, over TLS); else its output goes to the app's log.
     #[serde(default)]
     pub attach: Option<bool>,
-    /// Extra environment variables for this process only.
+    /// Extra environment variables for this process only, named as config vars are.
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
     /// Accepted for Heroku compatibility; one-offs run at the default size.
@@ -47,10 +49,22 @@ pub struct DynoCreate {
     pub process_type: Option<String>,
     /// Accepted for Heroku compatibility.
     #[serde(default)]
+    #[schema(schema_with = time_to_live_schema)]
     pub time_to_live: Option<u64>,
     /// Accepted for Heroku compatibility (`force_no_tty`).
     #[serde(default)]
     pub force_no_tty: Option<bool>,
+}
+
+/// `time_to_live` as serde reads it: any `u64` (JSON Schema's `int64` format stops at `i64::MAX`).
+fn time_to_live_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(0))
+        .maximum(Some(u64::MAX))
+        .description(Some("Accepted for Heroku compatibility."))
+        .build()
 }
 
 /// The `command` of an attached run.
@@ -58,6 +72,7 @@ pub struct DynoCreate {
 #[into_params(parameter_in = Query)]
 pub struct RunQuery {
     /// The command to run, through `sh -c`.
+    #[param(required = true, min_length = 1)]
     pub command: Option<String>,
 }
 
@@ -83,6 +98,25 @@ fn check_command(command: &str) -> ApiResult<()> {
             "the command is empty: say what to run, e.g. `wharf run -- python manage.py migrate`",
         ));
     }
+    // A process's arguments and environment are C strings.
+    if command.contains('\0') {
+        return Err(ApiError::invalid_params(
+            "the command contains a NUL character, which no command can hold",
+        ));
+    }
+    Ok(())
+}
+
+/// A one-off's extra environment: names as config vars have them, values without NUL.
+fn check_env(env: &BTreeMap<String, String>) -> ApiResult<()> {
+    for (name, value) in env {
+        ConfigKey::parse(name).map_err(|e| ApiError::invalid_params(format!("env: {e}")))?;
+        if value.contains('\0') {
+            return Err(ApiError::invalid_params(format!(
+                "env: the value of `{name}` contains a NUL character, which no environment variable can hold"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -93,7 +127,7 @@ fn check_command(command: &str) -> ApiResult<()> {
     responses(
         (status = 201, body = api::Dyno),
         (status = 404, body = ErrorBody),
-        (status = 422, description = "An empty command, an app never deployed, or `attach: true` on a server without a rendezvous listener", body = ErrorBody),
+        (status = 422, description = "An empty command or one with a NUL, a bad `env` name or value, an app never deployed, or `attach: true` on a server without a rendezvous listener", body = ErrorBody),
         crate::routes::CommonErrors,
     ))]
 pub async fn create(
@@ -102,6 +136,8 @@ pub async fn create(
     JsonBody(body): JsonBody<DynoCreate>,
 ) -> ApiResult<(StatusCode, Json<api::Dyno>)> {
     check_command(&body.command)?;
+    let env = body.env.unwrap_or_default();
+    check_env(&env)?;
     let attach = body.attach == Some(true);
     if attach && state.rendezvous.address().is_none() {
         return Err(ApiError::invalid_params(
@@ -111,7 +147,7 @@ pub async fn create(
     }
     let app = state.store.app(&app).await?;
     let (release, mut spec) = release_spec(&state, &app).await?;
-    spec.env.extend(body.env.unwrap_or_default());
+    spec.env.extend(env);
     let one_off = state
         .control
         .supervisor()
@@ -203,11 +239,11 @@ impl Drop for KillOnDrop {
 /// output and ends with its exit status (see the module docs for the framing). wharf extension.
 #[utoipa::path(post, path = "/apps/{app}/run", tag = "dynos",
     params(("app" = String, Path, description = "The app's id or name"), RunQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The process's standard input"),
+    request_body(content = inline(crate::routes::RawBytes), content_type = "application/octet-stream", description = "The process's standard input"),
     responses(
-        (status = 200, description = "Framed output, then the exit status", content_type = "application/vnd.wharf.attach", body = Vec<u8>),
+        (status = 200, description = "Framed output, then the exit status", content(("application/vnd.wharf.attach"))),
         (status = 404, body = ErrorBody),
-        (status = 422, description = "An empty command, or an app never deployed", body = ErrorBody),
+        (status = 422, description = "An empty command or one with a NUL, or an app never deployed", body = ErrorBody),
         crate::routes::CommonErrors,
     ))]
 pub async fn attach(

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
@@ -20,7 +20,7 @@ use wharf_store::{ReleaseImage, ReleaseRecord, ReleaseRef};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{self, Body as JsonBody};
+use crate::extract::{self, Body as JsonBody, Path, Query};
 use crate::routes::sources::Signature;
 use crate::AppState;
 
@@ -85,11 +85,18 @@ pub fn to_api(state: &AppState, release: ReleaseRecord) -> api::Release {
     }
 }
 
+extract::range_header!(
+    /// The `Range` of release lists.
+    ReleasesRange,
+    ["version", "id"],
+    "`version ..; max=15, order=desc` (also `id`)"
+);
+
 /// The app's releases, oldest first (`Range: version ..; order=desc` for newest first).
 #[utoipa::path(get, path = "/apps/{app}/releases", tag = "releases",
     params(
         ("app" = String, Path, description = "The app's id or name"),
-        ("Range" = Option<String>, Header, description = "`version ..; max=15, order=desc` (also `id`)"),
+        ReleasesRange,
     ),
     responses(
         (status = 200, description = "Every remaining release", body = [api::Release]),
@@ -103,7 +110,7 @@ pub async fn list(
     Path(app): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let range = extract::range(&headers, &["version", "id"])?;
+    let range = extract::range(&headers, ReleasesRange::FIELDS)?;
     let app = state.store.app(&app).await?;
     let page = state.store.list_releases(&app.id, &range).await?;
     Ok(extract::page_response(&range, page, |r| to_api(&state, r)))
@@ -379,8 +386,8 @@ fn key_changes(
     params(("id" = String, Path, description = "The release's id"), Signature),
     responses(
         (status = 200, description = "The output, streamed", content_type = "text/plain", body = String),
-        (status = 403, description = "A missing, wrong or expired signature", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        crate::routes::SignedErrors,
     ))]
 pub async fn output(
     State(state): State<AppState>,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use wharf_core::api::{ErrorBody, Source, SourceBlob};
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{Path, Query};
 use crate::AppState;
 
 /// How long the URLs of a new source stay valid.
@@ -99,14 +100,14 @@ pub async fn create(State(state): State<AppState>) -> ApiResult<(StatusCode, Jso
 /// Uploads the source's archive (a gzipped tar), once. Needs the signed `put_url`, no token.
 #[utoipa::path(put, path = "/sources/{id}/blob", tag = "sources", security(()),
     params(("id" = String, Path, description = "The source's id"), Signature),
-    request_body(content = Vec<u8>, content_type = "application/gzip", description = "A gzipped tar archive of the app's source"),
+    request_body(content = inline(crate::routes::RawBytes), content_type = "application/gzip", description = "A gzipped tar archive of the app's source"),
     responses(
         (status = 200, description = "Stored and checked", body = Uploaded),
-        (status = 403, description = "A missing, wrong or expired signature", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Already uploaded", body = ErrorBody),
         (status = 413, description = "Larger than the upload limit", body = ErrorBody),
         (status = 422, description = "Not a gzipped tar, empty, or an entry that is refused (named in the message)", body = ErrorBody),
+        crate::routes::SignedErrors,
     ))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -205,9 +206,9 @@ async fn receive(body: Body, path: &std::path::Path, max: u64) -> ApiResult<(Str
 #[utoipa::path(get, path = "/sources/{id}/blob", tag = "sources", security(()),
     params(("id" = String, Path, description = "The source's id"), Signature),
     responses(
-        (status = 200, description = "The archive", content_type = "application/gzip", body = Vec<u8>),
-        (status = 403, description = "A missing, wrong or expired signature", body = ErrorBody),
+        (status = 200, description = "The archive", content(("application/gzip"))),
         (status = 404, description = "No such source, or not uploaded yet", body = ErrorBody),
+        crate::routes::SignedErrors,
     ))]
 pub async fn download(
     State(state): State<AppState>,

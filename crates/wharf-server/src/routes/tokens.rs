@@ -1,7 +1,7 @@
 //! `/oauth/authorizations`: API tokens, in the shape of Heroku's OAuth authorizations. A token's
 //! secret is shown once, when it is made; only its sha256 is stored. Revoking one ends it at once.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use wharf_core::api::{AccessToken, Authorization, AuthorizationCreate, ErrorBody, UserRef};
@@ -9,7 +9,7 @@ use wharf_store::{AccountRecord, TokenRecord};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Body;
+use crate::extract::{Body, Path};
 use crate::AppState;
 
 /// Longest description a token may have.

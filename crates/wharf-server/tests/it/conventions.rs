@@ -13,6 +13,8 @@ on_both_databases!(
     accept_must_ask_for_version_3,
     request_ids_are_echoed_or_made,
     unknown_routes_and_methods_get_json_errors,
+    request_bodies_must_be_json_objects,
+    bad_paths_and_query_strings_get_json_errors,
     shutdown_lets_requests_in_flight_finish,
 );
 
@@ -87,6 +89,78 @@ async fn unknown_routes_and_methods_get_json_errors(backend: Backend) {
     let method = server.send(server.request(Method::PUT, "/apps")).await;
     assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(method.error_id(), "method_not_allowed");
+    server.stop().await;
+}
+
+/// serde reads a struct from an array of its fields, so `[null, null]` used to create an app (and
+/// a token, and a log session); found by scripts/api-fuzz.
+async fn request_bodies_must_be_json_objects(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.create_app("objects").await;
+    for (method, path) in [
+        (Method::POST, "/apps"),
+        (Method::PATCH, "/apps/objects"),
+        (Method::PATCH, "/apps/objects/config-vars"),
+        (Method::POST, "/apps/objects/log-sessions"),
+        (Method::POST, "/oauth/authorizations"),
+    ] {
+        for body in ["[null, null]", "[]", "\"name\"", "7", "null"] {
+            let reply = server
+                .send(server.request(method.clone(), path).body(body))
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{method} {path} {body}: {reply:?}"
+            );
+            assert_eq!(reply.error_id(), "invalid_params");
+            assert_eq!(
+                reply.message(),
+                "the request body must be a JSON object, e.g. `{}`"
+            );
+        }
+        let broken = server
+            .send(server.request(method.clone(), path).body("[1,"))
+            .await;
+        assert_eq!(broken.status, StatusCode::BAD_REQUEST, "{broken:?}");
+        assert_eq!(broken.error_id(), "bad_request");
+    }
+    let apps = server.get("/apps").await.body;
+    assert_eq!(apps.as_array().unwrap().len(), 1, "no app was made: {apps}");
+    let tokens = server.get("/oauth/authorizations").await.body;
+    assert_eq!(
+        tokens.as_array().unwrap().len(),
+        1,
+        "no token was made: {tokens}"
+    );
+    server.stop().await;
+}
+
+/// axum's own rejections of a path or query string are plain text; the API answers every error
+/// as `{id, message}` JSON (found by scripts/api-fuzz).
+async fn bad_paths_and_query_strings_get_json_errors(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.create_app("shapes").await;
+    for (path, says) in [
+        (
+            "/apps/shapes/releases/1/diff/1?show_values=maybe",
+            "bad query string: show_values: provided string was not `true` or `false`",
+        ),
+        ("/apps/%FF", "bad path: Invalid UTF-8 in `app`"),
+        ("/builds/%FF/output", "bad path: Invalid UTF-8 in `id`"),
+    ] {
+        let reply = server.get(path).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}: {reply:?}");
+        assert!(
+            reply
+                .header("content-type")
+                .unwrap()
+                .starts_with("application/json"),
+            "{path}: {reply:?}"
+        );
+        assert_eq!(reply.error_id(), "bad_request", "{path}");
+        assert_eq!(reply.message(), says, "{path}");
+    }
     server.stop().await;
 }
 

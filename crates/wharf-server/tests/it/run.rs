@@ -10,7 +10,11 @@ use crate::builds::{archive, build, finish};
 use crate::harness::{Backend, TestServer};
 use crate::on_both_databases;
 
-on_both_databases!(a_deployed_app_runs_and_scales);
+on_both_databases!(
+    a_deployed_app_runs_and_scales,
+    one_off_input_no_process_can_take_is_refused,
+    dynos_are_found_by_id_and_restarting_nothing_is_accepted,
+);
 
 /// Polls the app's dynos until `done` holds for them; panics after a deadline.
 pub async fn wait_for_dynos(
@@ -322,6 +326,209 @@ async fn one_off_processes_run_with_the_release() {
         .post("/apps/once/dynos", json!({"command": "  "}))
         .await;
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A running one-off is a dyno: listed, found by name and id, and stopped (not restarted).
+    let long = server
+        .post("/apps/once/dynos", json!({"command": "sleep 1000"}))
+        .await;
+    assert_eq!(long.status, StatusCode::CREATED, "{long:?}");
+    let name = long.body["name"].as_str().unwrap().to_owned();
+    let listed = server.get("/apps/once/dynos").await.body;
+    let dyno = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} is listed: {listed:#}"))
+        .clone();
+    assert_eq!(dyno["type"], "run", "{dyno:#}");
+    assert_eq!(dyno["state"], "up", "{dyno:#}");
+    assert_eq!(dyno["command"], "sleep 1000", "{dyno:#}");
+    let by_id = server
+        .get(&format!(
+            "/apps/once/dynos/{}",
+            dyno["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(by_id.status, StatusCode::OK, "{by_id:?}");
+    let stopped = server
+        .post(&format!("/apps/once/dynos/{name}/actions/stop"), json!({}))
+        .await;
+    assert_eq!(stopped.status, StatusCode::ACCEPTED, "{stopped:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let info = server.get(&format!("/apps/once/dynos/{name}")).await;
+        if info.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} still runs: {info:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
+/// Creates and deploys an app that runs `worker: exec sleep 1000`.
+async fn deploy_sleeper(server: &TestServer, app: &str) {
+    server.create_app(app).await;
+    let started = build(
+        server,
+        app,
+        archive(&[("Procfile", "worker: exec sleep 1000\n", false)]),
+    )
+    .await;
+    let (output, done) = finish(server, app, &started).await;
+    assert_eq!(done["status"], "succeeded", "{output}");
+}
+
+/// A command or environment a process can't hold (a NUL, a name with `=`) was handed to the
+/// process spawner and failed there, as a 500; found by scripts/api-fuzz.
+async fn one_off_input_no_process_can_take_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    deploy_sleeper(&server, "strict").await;
+    for (body, says) in [
+        (
+            json!({"command": "echo a\u{0}b"}),
+            "the command contains a NUL character, which no command can hold",
+        ),
+        (
+            json!({"command": "true", "env": {"A=B": "x"}}),
+            "env: config var key `A=B` may only contain letters, digits and `_` (found '=')",
+        ),
+        (
+            json!({"command": "true", "env": {"": "x"}}),
+            "env: config var key is empty: use a name such as `DATABASE_URL`",
+        ),
+        (
+            json!({"command": "true", "env": {"A": "x\u{0}y"}}),
+            "env: the value of `A` contains a NUL character, which no environment variable can hold",
+        ),
+    ] {
+        let reply = server.post("/apps/strict/dynos", body.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {reply:?}"
+        );
+        assert_eq!(reply.error_id(), "invalid_params");
+        assert_eq!(reply.message(), says);
+    }
+    let attached = server
+        .send(
+            server
+                .request(reqwest::Method::POST, "/apps/strict/run?command=echo%00hi")
+                .body(""),
+        )
+        .await;
+    assert_eq!(
+        attached.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{attached:?}"
+    );
+    assert_eq!(
+        attached.message(),
+        "the command contains a NUL character, which no command can hold"
+    );
+    // What is allowed still runs.
+    let fine = server
+        .post(
+            "/apps/strict/dynos",
+            json!({"command": "echo ok", "env": {"_EXTRA_1": "x"}}),
+        )
+        .await;
+    assert_eq!(fine.status, StatusCode::CREATED, "{fine:?}");
+    server.stop().await;
+}
+
+/// A dyno's `id` (`<app id>.<name>`) is what Heroku's API addresses it by, too; and restarting
+/// every process of an app that runs none used to answer 404 "has no process `all processes`".
+/// Found by scripts/api-fuzz.
+async fn dynos_are_found_by_id_and_restarting_nothing_is_accepted(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let idle = server.create_app("idle").await;
+    let restarted = server.delete("/apps/idle/dynos").await;
+    assert_eq!(restarted.status, StatusCode::ACCEPTED, "{restarted:?}");
+    let by_id = server
+        .delete(&format!("/apps/{}/dynos", idle["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(by_id.status, StatusCode::ACCEPTED, "{by_id:?}");
+
+    deploy_sleeper(&server, "sleeper").await;
+    server
+        .patch("/apps/sleeper/formation/worker", json!({"quantity": 1}))
+        .await;
+    let dynos = wait_for_dynos(&server, "sleeper", "a worker up", |d| {
+        count(d, "worker", "up") == 1
+    })
+    .await;
+    let id = dynos[0]["id"].as_str().unwrap().to_owned();
+    let pid = dynos[0]["pid"].clone();
+    assert!(id.ends_with(".worker.1"), "{id}");
+    let found = server.get(&format!("/apps/sleeper/dynos/{id}")).await;
+    assert_eq!(found.status, StatusCode::OK, "{found:?}");
+    assert_eq!(found.body["name"], "worker.1");
+    let stopped = server
+        .post(&format!("/apps/sleeper/dynos/{id}/actions/stop"), json!({}))
+        .await;
+    assert_eq!(stopped.status, StatusCode::ACCEPTED, "{stopped:?}");
+    wait_for_dynos(&server, "sleeper", "a fresh worker.1", |d| {
+        d.iter()
+            .any(|x| x["name"] == "worker.1" && x["state"] == "up" && x["pid"] != pid)
+    })
+    .await;
+    // An instance no app has is still not found.
+    let other = server
+        .post(
+            &format!(
+                "/apps/sleeper/dynos/{}.worker.1/actions/stop",
+                idle["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{other:?}");
+    server.stop().await;
+}
+
+/// A restart answers 202 once its instances are replaced, or after a few seconds while they go on
+/// being replaced: it used to hold the request until the last one was up, which for slow-booting
+/// web instances (or a hundred workers) outlasted clients' timeouts. Found by scripts/api-fuzz.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_restart_is_answered_before_it_ends() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.create_app("slowboot").await;
+    let started = build(
+        &server,
+        "slowboot",
+        archive(&[(
+            "Procfile",
+            "web: sleep 15; exec python3 -m http.server $PORT\n",
+            false,
+        )]),
+    )
+    .await;
+    let (output, done) = finish(&server, "slowboot", &started).await;
+    assert_eq!(done["status"], "succeeded", "{output}");
+    let dynos = wait_for_dynos(&server, "slowboot", "web up", |d| {
+        count(d, "web", "up") == 1
+    })
+    .await;
+    let pid = dynos[0]["pid"].clone();
+
+    let asked = std::time::Instant::now();
+    let restarted = server.delete("/apps/slowboot/formations/web").await;
+    let waited = asked.elapsed();
+    assert_eq!(restarted.status, StatusCode::ACCEPTED, "{restarted:?}");
+    assert!(
+        waited < Duration::from_secs(12),
+        "the answer waited for the new instance to boot: {waited:?}"
+    );
+    wait_for_dynos(&server, "slowboot", "the new web up", |d| {
+        d.len() == 1 && count(d, "web", "up") == 1 && d[0]["pid"] != pid
+    })
+    .await;
     server.stop().await;
 }
 
