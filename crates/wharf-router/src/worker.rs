@@ -8,6 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -177,21 +178,27 @@ impl Run {
         INDEX.with(|i| i.set(index));
         HOME.with(|h| *h.borrow_mut() = Some(home));
         runtime.block_on(async {
-            while let Some((ctx, stream)) = rx.recv().await {
-                let stream = match tokio::net::TcpStream::from_std(stream) {
-                    Ok(stream) => stream,
-                    Err(error) => {
-                        tracing::warn!(%error, "a worker cannot take a connection");
+            let accept = async {
+                while let Some((ctx, stream)) = rx.recv().await {
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::warn!(%error, "a worker cannot take a connection");
+                            open.fetch_sub(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    };
+                    let builder = Arc::clone(&builder);
+                    let open = Arc::clone(&open);
+                    serving.tasks.spawn(async move {
+                        connection(ctx, stream, builder).await;
                         open.fetch_sub(1, Ordering::Relaxed);
-                        continue;
-                    }
-                };
-                let builder = Arc::clone(&builder);
-                let open = Arc::clone(&open);
-                serving.tasks.spawn(async move {
-                    connection(ctx, stream, builder).await;
-                    open.fetch_sub(1, Ordering::Relaxed);
-                });
+                    });
+                }
+            };
+            tokio::select! {
+                () = accept => {}
+                never = keep_a_timer_near() => match never {},
             }
             // No more connections: the ones open here (and their tunnels) finish as the caller
             // drains them. The tracker is closed by then.
@@ -199,5 +206,21 @@ impl Run {
         });
         drop(runtime);
         HOME.with(|h| h.borrow_mut().take());
+    }
+}
+
+/// How often [`keep_a_timer_near`] ticks: well below any request timeout.
+const NEAR_TIMER: Duration = Duration::from_millis(500);
+
+/// Keeps a timer due within [`NEAR_TIMER`] on this worker's runtime. tokio's timer driver wakes
+/// its thread's poller (an eventfd write, then one more `epoll_wait` round) whenever a timer is
+/// set that is due before every timer it already holds. Each request sets one (its time to first
+/// byte), and between requests there may be none left, so without a nearer timer most requests
+/// paid that wake-up; with one, a request's timer is never the earliest.
+async fn keep_a_timer_near() -> std::convert::Infallible {
+    let mut tick = tokio::time::interval(NEAR_TIMER);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
     }
 }
