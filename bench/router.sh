@@ -18,11 +18,12 @@
 # machine's cores, so the figures compare the proxies with each other more than they measure
 # any of them alone.
 #
-# Prints a table: requests/s, latency p50 and p99, and throughput as a ratio of direct; then a
-# second one (bench/deploys.sh): requests that failed during DEPLOYS (10) deploys under load.
+# Prints a table: requests/s, latency p50 and p99, and throughput as a ratio of direct, each the
+# median of ROUNDS (3) rounds that measure every path in turn; then a second one
+# (bench/deploys.sh): requests that failed during DEPLOYS (10) deploys under load.
 #
 #   bench/router.sh                              # wrk -t2 -c64 -d10s
-#   THREADS=2 CONNECTIONS=128 DURATION=20s bench/router.sh
+#   THREADS=2 CONNECTIONS=128 DURATION=20s ROUNDS=5 bench/router.sh
 #   ROUTE_BIN=/path/to/route bench/router.sh     # no build
 #   ROUTE_BIN_B=/path/to/other/route bench/router.sh
 #                                                # also measures a second build of the route
@@ -35,7 +36,8 @@ THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
-TIMEOUT=${TIMEOUT:-300} # the whole measurement, seconds (the build is not counted)
+ROUNDS=${ROUNDS:-3}
+TIMEOUT=${TIMEOUT:-900} # the whole measurement, seconds (the build is not counted)
 HOST=bench.local
 
 export DEBIAN_FRONTEND=noninteractive
@@ -208,7 +210,7 @@ for entry in "${entries[@]}"; do
   [ "$body" = "Hello, world!" ] || { echo "bench: port $port answered '$body'" >&2; exit 1; }
 done
 
-# Runs wrk; prints "requests/s p50 p99".
+# Runs wrk; prints "requests/s p50 p99", the latencies in microseconds.
 measure() {
   local port=$1 out
   check_deadline
@@ -221,23 +223,62 @@ measure() {
     exit 1
   fi
   awk '
+    function us(v) {
+      if (v ~ /us$/) return v + 0
+      if (v ~ /ms$/) return v * 1000
+      if (v ~ /s$/) return v * 1000000
+      return v + 0
+    }
     /Requests\/sec:/ { rps = $2 }
-    $1 == "50%" { p50 = $2 }
-    $1 == "99%" { p99 = $2 }
+    $1 == "50%" { p50 = us($2) }
+    $1 == "99%" { p99 = us($2) }
     END { print rps, p50, p99 }
   ' <<<"$out"
 }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-14s %12s %10s %10s %9s\n' proxy requests/s p50 p99 vs-direct
+# Microseconds as wrk shows them.
+show_us() {
+  awk -v v="$1" 'BEGIN {
+    if (v >= 1000000) printf "%.2fs", v / 1000000
+    else if (v >= 1000) printf "%.2fms", v / 1000
+    else printf "%.0fus", v
+  }'
+}
+
+# The median of the numbers given.
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ROUNDS rounds, each measuring every path once; each round starts one path further down the
+# list, so that no path is always measured right after the same neighbour or at the same point
+# of a drift in the machine's load. The table shows each path's median over the rounds, and the
+# lowest and highest requests/s it had.
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up), $ROUNDS rounds, medians; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A results # name -> "rps p50 p99" lines, one per round
+n=${#entries[@]}
+for ((round = 0; round < ROUNDS; round++)); do
+  for ((i = 0; i < n; i++)); do
+    entry=${entries[$(((i + round) % n))]}
+    name=${entry%%:*}
+    port=${entry##*:}
+    results[$name]+="$(measure "$port")"$'\n'
+  done
+done
+printf '%-14s %12s %10s %10s %9s %17s\n' proxy requests/s p50 p99 vs-direct "rounds' range"
 direct_rps=
 for entry in "${entries[@]}"; do
   name=${entry%%:*}
-  port=${entry##*:}
-  read -r rps p50 p99 < <(measure "$port")
+  mapfile -t rows < <(printf '%s' "${results[$name]}")
+  rps=$(median $(printf '%s\n' "${rows[@]}" | cut -d' ' -f1))
+  p50=$(median $(printf '%s\n' "${rows[@]}" | cut -d' ' -f2))
+  p99=$(median $(printf '%s\n' "${rows[@]}" | cut -d' ' -f3))
+  low=$(printf '%s\n' "${rows[@]}" | cut -d' ' -f1 | sort -g | head -1)
+  high=$(printf '%s\n' "${rows[@]}" | cut -d' ' -f1 | sort -g | tail -1)
   [ -n "$direct_rps" ] || direct_rps=$rps
   ratio=$(awk -v a="$rps" -v b="$direct_rps" 'BEGIN { printf "%.2f", a / b }')
-  printf '%-14s %12.0f %10s %10s %9s\n' "$name" "$rps" "$p50" "$p99" "$ratio"
+  printf '%-14s %12.0f %10s %10s %9s %8.0f-%-8.0f\n' "$name" "$rps" "$(show_us "$p50")" \
+    "$(show_us "$p99")" "$ratio" "$low" "$high"
 done
 
 # Every log line has an id, one more than the line before (older segments may be gone already);
