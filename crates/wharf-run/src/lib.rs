@@ -25,6 +25,7 @@ mod error;
 pub mod events;
 mod health;
 mod ports;
+mod pty;
 mod runtime;
 mod sandbox;
 mod stale;
@@ -36,8 +37,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::RunError;
+pub use pty::TtySize;
 pub use sandbox::{ParseSandboxModeError, SandboxMode};
-pub use supervisor::{OneOff, Supervisor};
+pub use supervisor::{OneOff, OneOffInput, Supervisor};
 pub use tree::TreeCollection;
 pub use wharf_core::backend::{
     Backend, BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, ProcessSpec,

@@ -25,6 +25,8 @@ pub(crate) struct ProcStat {
     pub comm: String,
     pub ppid: i32,
     pub pgrp: i32,
+    /// The session: a terminal one-off's jobs share it across process groups.
+    pub session: i32,
     pub zombie: bool,
     /// Field 22: clock ticks after boot; with the pid it names a process uniquely.
     pub start_time: u64,
@@ -43,6 +45,7 @@ pub(crate) fn parse_stat(pid: i32, stat: &str) -> Option<ProcStat> {
         comm,
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         zombie: state == "Z" || state == "X",
         start_time: fields.get(19)?.parse().ok()?,
     })
@@ -125,6 +128,29 @@ pub(crate) async fn kill_group(pgid: i32, within: Duration) -> bool {
             return true;
         }
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Kills whatever is left of session `sid` (a terminal one-off's: a shell's jobs have process
+/// groups of their own) and waits (up to `within`) until it is gone.
+pub(crate) async fn kill_session(sid: i32, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left: Vec<i32> = process_table()
+            .iter()
+            .filter(|p| p.session == sid && !p.zombie)
+            .map(|p| p.pid)
+            .collect();
+        if left.is_empty() {
+            return true;
+        }
+        for pid in left {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         if tokio::time::Instant::now() >= deadline {
             return false;
         }

@@ -109,6 +109,10 @@ pub(crate) struct Launch<'a> {
     pub command: &'a str,
     pub env: &'a BTreeMap<String, String>,
     pub stdin: bool,
+    /// Attached to a terminal (the caller sets its stdio to the terminal's slave end): the
+    /// command starts through `setsid --ctty` at `setsid`, in a session of its own with that
+    /// terminal as its controlling one, instead of in a new process group.
+    pub setsid: Option<&'a Path>,
     /// The app's user, when there are app users.
     pub user: Option<u32>,
     /// `cgroup.procs` files of the instance's cgroups, joined before the program runs.
@@ -207,7 +211,7 @@ impl Isolation {
         } else {
             crate::supervisor::own_executable()
         };
-        let (program, dir, mut user): (Vec<OsString>, &Path, Option<u32>) = match self {
+        let (mut program, dir, mut user): (Vec<OsString>, &Path, Option<u32>) = match self {
             Isolation::Plain { .. } => (
                 vec!["/bin/sh".into(), "-c".into(), shell_command.into()],
                 launch.tree,
@@ -230,6 +234,10 @@ impl Isolation {
                 (program, launch.home, None)
             }
         };
+        if let Some(setsid) = launch.setsid {
+            // The session's id is the process's own, so it is also the group wharf signals.
+            program.splice(0..0, [setsid.into(), "--ctty".into()]);
+        }
         let mut cmd = match launcher {
             Some(launcher) => {
                 let mut c = tokio::process::Command::new(launcher);
@@ -265,10 +273,13 @@ impl Isolation {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         // A dropped handle must not kill: a crashed server's instances are stopped by the
         // next one (see the crate docs), and shutdown stops them explicitly.
         .kill_on_drop(false);
+        if launch.setsid.is_none() {
+            // (`setsid` makes its own session, and group, of the same id.)
+            cmd.process_group(0);
+        }
         cmd
     }
 }

@@ -23,11 +23,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::process::ChildStdin;
+use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +36,7 @@ use wharf_image::ImageStore;
 
 use crate::cgroup::Cgroups;
 use crate::ports::PortPool;
+use crate::pty::{self, TtySize};
 use crate::runtime::{self, InstanceDir};
 use crate::sandbox::{Isolation, Launch, DEFAULT_PATH};
 use crate::tree::{Releases, TreeCollection};
@@ -251,16 +253,45 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Attached: `stdin` and `output` are `Some`; `output` yields stdout and stderr as they come,
 /// in chunks (not lines), and closes when the process and everything it left in its group are
 /// gone. Detached: both are `None` and the output goes to the app's log as lines of `run.N`.
+/// In a terminal ([`Supervisor::run_one_off_in_terminal`], `tty` set), `stdin` is typed at the
+/// terminal (its line discipline echoes it, Ctrl-D ends input, Ctrl-C interrupts) and `output`
+/// is what the terminal shows.
 /// `exit` resolves with the exit code, or 128 + the signal number when it was killed; it is
 /// dropped without a value only if the process could not be waited for.
-#[derive(Debug)]
 pub struct OneOff {
     /// `run.N`
     pub name: String,
     pub pid: Option<u32>,
-    pub stdin: Option<ChildStdin>,
+    pub stdin: Option<OneOffInput>,
     pub output: Option<mpsc::Receiver<Vec<u8>>>,
     pub exit: oneshot::Receiver<i32>,
+    /// Runs attached to a terminal.
+    pub tty: bool,
+}
+
+/// An attached one-off's input: its stdin pipe, or its terminal.
+pub type OneOffInput = Box<dyn AsyncWrite + Send + Unpin>;
+
+impl std::fmt::Debug for OneOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneOff")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("attached", &self.output.is_some())
+            .field("tty", &self.tty)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a one-off's input comes from and its output goes.
+#[derive(Debug, Clone, Copy)]
+enum OneOffIo {
+    /// Output to the app's log; no input.
+    Log,
+    /// stdin, stdout and stderr are pipes to the caller.
+    Pipes,
+    /// A terminal of this size is its stdin, stdout and stderr.
+    Terminal(TtySize),
 }
 
 impl Supervisor {
@@ -519,8 +550,34 @@ impl Supervisor {
         attach: bool,
         log: Arc<dyn LogSink>,
     ) -> Result<OneOff, RunError> {
-        self.start_one_off("run", app_id, release, command, attach, log)
+        let io = if attach {
+            OneOffIo::Pipes
+        } else {
+            OneOffIo::Log
+        };
+        self.start_one_off("run", app_id, release, command, io, log)
             .await
+    }
+
+    /// Runs a one-off process attached to a terminal of `size`, as `heroku run` expects
+    /// (interactive shells and consoles): see [`OneOff`]. Needs util-linux's `setsid`.
+    pub async fn run_one_off_in_terminal(
+        &self,
+        app_id: &str,
+        release: &ReleaseSpec,
+        command: &str,
+        size: TtySize,
+        log: Arc<dyn LogSink>,
+    ) -> Result<OneOff, RunError> {
+        self.start_one_off(
+            "run",
+            app_id,
+            release,
+            command,
+            OneOffIo::Terminal(size),
+            log,
+        )
+        .await
     }
 
     /// Runs a release's release phase (`DYNO=release.N`): a one-off process like
@@ -532,7 +589,7 @@ impl Supervisor {
         command: &str,
         log: Arc<dyn LogSink>,
     ) -> Result<OneOff, RunError> {
-        self.start_one_off("release", app_id, release, command, true, log)
+        self.start_one_off("release", app_id, release, command, OneOffIo::Pipes, log)
             .await
     }
 
@@ -542,13 +599,25 @@ impl Supervisor {
         app_id: &str,
         release: &ReleaseSpec,
         command: &str,
-        attach: bool,
+        io: OneOffIo,
         log: Arc<dyn LogSink>,
     ) -> Result<OneOff, RunError> {
         let inner = &self.inner;
         if inner.shutdown.is_cancelled() {
             return Err(RunError::ShuttingDown);
         }
+        let setsid = match io {
+            OneOffIo::Terminal(_) => {
+                Some(wharf_sandbox::find_setsid().ok_or_else(|| RunError::Spawn {
+                    command: command.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "a terminal needs `setsid` (util-linux), which is not installed",
+                    ),
+                })?)
+            }
+            _ => None,
+        };
         let number = {
             let mut counters = lock(&inner.one_offs);
             let n = counters.entry(app_id.to_owned()).or_insert(0);
@@ -573,25 +642,35 @@ impl Supervisor {
         let started = (|| {
             dir.prepare(user)?;
             let env = inner.environment(release, &tree, &dir, port, &name);
+            let spawn_error = |source| RunError::Spawn {
+                command: command.to_owned(),
+                source,
+            };
             let launch = Launch {
                 tree: &tree,
                 home: &dir.home(),
                 tmp: &dir.tmp(),
                 command,
                 env: &env,
-                stdin: attach,
+                stdin: !matches!(io, OneOffIo::Log),
+                setsid: setsid.as_deref(),
                 user,
                 cgroups: &cgroups,
             };
-            let mut child =
-                inner
-                    .isolation
-                    .command(&launch)
-                    .spawn()
-                    .map_err(|source| RunError::Spawn {
-                        command: command.to_owned(),
-                        source,
-                    })?;
+            let mut command = inner.isolation.command(&launch);
+            let terminal = match io {
+                OneOffIo::Terminal(size) => {
+                    let pair = pty::open(size).map_err(spawn_error)?;
+                    let master = pty::master_io(pair.master).map_err(spawn_error)?;
+                    let slave = || pair.slave.try_clone().map(Stdio::from).map_err(spawn_error);
+                    command.stdin(slave()?).stdout(slave()?).stderr(slave()?);
+                    // `pair.slave` and `command`'s copies close at the end of this block: the
+                    // process's are then the only ones, and the master reads EIO once they close.
+                    Some(master)
+                }
+                _ => None,
+            };
+            let mut child = command.spawn().map_err(spawn_error)?;
             let pgid = child.id().map(|p| p as i32);
             if let Some(pgid) = pgid {
                 if let Some(stat) = runtime::proc_stat(pgid) {
@@ -603,9 +682,9 @@ impl Supervisor {
             }
             let stdout = child.stdout.take();
             let stderr = child.stderr.take();
-            Ok::<_, RunError>((child, pgid, stdout, stderr))
+            Ok::<_, RunError>((child, pgid, stdout, stderr, terminal))
         })();
-        let (mut child, pgid, stdout, stderr) = match started {
+        let (mut child, pgid, stdout, stderr, terminal) = match started {
             Ok(s) => s,
             Err(e) => {
                 limits.remove();
@@ -639,7 +718,15 @@ impl Supervisor {
             });
         log.event(&name, &events::starting(command));
         let mut pumps = Vec::new();
-        let (output, stdin) = if attach {
+        let (output, stdin): (_, Option<OneOffInput>) = if let Some((reader, writer)) = terminal {
+            let (tx, rx) = mpsc::channel(64);
+            pumps.push(
+                inner
+                    .tasks
+                    .spawn_on(runtime::pump_chunks(reader, tx), &inner.runtime),
+            );
+            (Some(rx), Some(Box::new(writer)))
+        } else if matches!(io, OneOffIo::Pipes) {
             let (tx, rx) = mpsc::channel(64);
             if let Some(out) = stdout {
                 pumps.push(
@@ -655,7 +742,13 @@ impl Supervisor {
                         .spawn_on(runtime::pump_chunks(err, tx), &inner.runtime),
                 );
             }
-            (Some(rx), child.stdin.take())
+            (
+                Some(rx),
+                child
+                    .stdin
+                    .take()
+                    .map(|stdin| Box::new(stdin) as OneOffInput),
+            )
         } else {
             if let Some(out) = stdout {
                 pumps.push(inner.tasks.spawn_on(
@@ -699,6 +792,10 @@ impl Supervisor {
                 };
                 if let Some(pgid) = pgid {
                     runtime::kill_group(pgid, Duration::from_secs(5)).await;
+                    if matches!(io, OneOffIo::Terminal(_)) {
+                        // Its shell's jobs, in groups of their own, hold the terminal open.
+                        runtime::kill_session(pgid, Duration::from_secs(5)).await;
+                    }
                 }
                 for pump in pumps {
                     let _ = tokio::time::timeout(DRAIN, pump).await;
@@ -734,6 +831,7 @@ impl Supervisor {
             stdin,
             output,
             exit: exit_rx,
+            tty: matches!(io, OneOffIo::Terminal(_)),
         })
     }
 
@@ -1233,6 +1331,7 @@ impl InstanceRun {
             command: &command,
             env: &env,
             stdin: false,
+            setsid: None,
             user,
             cgroups: &cgroups,
         };

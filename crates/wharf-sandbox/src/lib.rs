@@ -12,9 +12,20 @@ pub mod users;
 
 /// Finds util-linux's `setpriv`, which drops a sandboxed command from root to its app's user.
 pub fn find_setpriv() -> Option<PathBuf> {
-    ["/usr/bin/setpriv", "/bin/setpriv", "/usr/local/bin/setpriv"]
+    find_system_program("setpriv")
+}
+
+/// Finds util-linux's `setsid`, which starts a process attached to a terminal in a session of
+/// its own with that terminal as its controlling one (`setsid --ctty`).
+pub fn find_setsid() -> Option<PathBuf> {
+    find_system_program("setsid")
+}
+
+/// A program of the system's, in the usual places (never on the app's or a user's `PATH`).
+fn find_system_program(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/local/bin"]
         .iter()
-        .map(PathBuf::from)
+        .map(|dir| Path::new(dir).join(name))
         .find(|p| p.is_file())
 }
 

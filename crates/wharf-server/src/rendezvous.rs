@@ -4,7 +4,9 @@
 //! `attach_url` (`rendezvous://host:port/<secret>`). The client connects over TLS (wharf's
 //! certificate) and writes `<secret>\r\n`; wharf answers one line, `rendezvous\r\n`, then
 //! streams the process's output, and takes the client's bytes as its input until an EOT byte
-//! (0x04), which ends the input. The connection closes when the process has exited and its
+//! (0x04), which ends the input. Unless the client asked for none (`force_no_tty`), the
+//! process runs in a terminal, as on Heroku: the client's bytes are then typed at it, EOT
+//! included, and its output is what the terminal shows. The connection closes when the process has exited and its
 //! output is sent. A process nobody claims within [`CLAIM_TIMEOUT`] is killed; so is one whose
 //! client goes away.
 
@@ -184,9 +186,11 @@ impl Rendezvous {
         writer.flush().await?;
 
         // The client's bytes are the process's input, up to EOT. The end of the connection
-        // without one means the client went away.
+        // without one means the client went away. In a terminal, EOT is the terminal's to read
+        // (Ctrl-D: end of input for whatever reads it then), as are Ctrl-C and the rest.
         let gone = CancellationToken::new();
         let client_gone = gone.clone();
+        let tty = process.tty;
         let input = process.stdin.map(|mut stdin| {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
@@ -200,8 +204,8 @@ impl Rendezvous {
                     };
                     let chunk = &buf[..n];
                     let (data, ended) = match chunk.iter().position(|&b| b == END_OF_INPUT) {
-                        Some(at) => (&chunk[..at], true),
-                        None => (chunk, false),
+                        Some(at) if !tty => (&chunk[..at], true),
+                        _ => (chunk, false),
                     };
                     if stdin.write_all(data).await.is_err() || stdin.flush().await.is_err() {
                         break;

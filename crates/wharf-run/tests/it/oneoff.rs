@@ -108,3 +108,107 @@ async fn one_offs_are_listed_limited_and_stopped_by_name() {
     assert!(sink.has_event(&one.name, "Stopping all processes with SIGTERM"));
     fx.sup.shutdown().await;
 }
+
+/// Reads a one-off's output until `needle` shows up (or the output ends); what it read.
+async fn read_until(rx: &mut tokio::sync::mpsc::Receiver<Vec<u8>>, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(chunk)) => seen.extend(chunk),
+            Ok(None) => break,
+            Err(_) => panic!(
+                "no `{needle}` within 20 s; the terminal showed {:?}",
+                String::from_utf8_lossy(&seen)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// In a terminal (as `heroku run bash` has), a one-off sees a terminal of the size asked for,
+/// its input is echoed and read a line at a time, and Ctrl-C interrupts it.
+async fn terminal_session(mode: SandboxMode) {
+    let fx = Fixture::new(mode).await;
+    let sink = Sink::new();
+    let r = fx.release(1);
+    let size = wharf_run::TtySize {
+        rows: 33,
+        cols: 101,
+    };
+
+    let script = "test -t 0 && test -t 1 && test -t 2 && echo all-terminal; stty size; \
+                  read line; echo got:$line; sleep 1000";
+    let mut one = fx
+        .sup
+        .run_one_off_in_terminal("app1", &r, script, size, sink.clone())
+        .await
+        .unwrap();
+    assert!(one.tty);
+    let mut rx = one.output.take().unwrap();
+    let mut stdin = one.stdin.take().unwrap();
+    let seen = read_until(&mut rx, "33 101").await;
+    assert!(seen.contains("all-terminal"), "{seen:?}");
+    stdin.write_all(b"hello\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    // The terminal echoes the typed line, then the shell reads it.
+    let seen = read_until(&mut rx, "got:hello").await;
+    assert!(seen.contains("hello\r\n"), "no echo in {seen:?}");
+    // Ctrl-C: SIGINT to the foreground job (the sleep, and the shell waiting for it).
+    stdin.write_all(b"\x03").await.unwrap();
+    stdin.flush().await.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(20), one.exit)
+        .await
+        .expect("Ctrl-C ended the process")
+        .unwrap();
+    assert_eq!(code, 130, "128 + SIGINT");
+    fx.sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_one_off_in_a_terminal_behaves_like_one() {
+    terminal_session(SandboxMode::None).await;
+}
+
+#[tokio::test]
+async fn a_one_off_in_a_terminal_behaves_like_one_in_namespaces() {
+    terminal_session(SandboxMode::Namespaces).await;
+}
+
+/// A job the shell put in a process group of its own still holds the terminal: it goes when
+/// the one-off ends, and so the output ends.
+#[tokio::test]
+async fn a_terminal_one_off_takes_its_jobs_with_it() {
+    let fx = Fixture::new(SandboxMode::None).await;
+    let sink = Sink::new();
+    let r = fx.release(1);
+    let mut one = fx
+        .sup
+        .run_one_off_in_terminal(
+            "app1",
+            &r,
+            "set -m; sleep 1000 & echo bg=$!; exit 0",
+            wharf_run::TtySize::default(),
+            sink.clone(),
+        )
+        .await
+        .unwrap();
+    let mut rx = one.output.take().unwrap();
+    let seen = read_until(&mut rx, "\n").await;
+    let bg: i32 = seen
+        .split("bg=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {seen:?}"));
+    assert_eq!(one.exit.await.unwrap(), 0);
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while rx.recv().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the terminal's output never ended");
+    let alive = std::fs::read_to_string(format!("/proc/{bg}/stat"))
+        .is_ok_and(|stat| !stat.contains(") Z "));
+    assert!(!alive, "the background job {bg} outlived its one-off");
+    fx.sup.shutdown().await;
+}

@@ -51,7 +51,8 @@ pub struct DynoCreate {
     #[serde(default)]
     #[schema(schema_with = time_to_live_schema)]
     pub time_to_live: Option<u64>,
-    /// Accepted for Heroku compatibility (`force_no_tty`).
+    /// `true`: an attached process runs without a terminal (its input and output are plain
+    /// streams). Otherwise it runs in one, as on Heroku.
     #[serde(default)]
     pub force_no_tty: Option<bool>,
 }
@@ -147,19 +148,25 @@ pub async fn create(
     }
     let app = state.store.app(&app).await?;
     let (release, mut spec) = release_spec(&state, &app).await?;
+    // Attached the Heroku way, the process gets a terminal unless the client says not to; its
+    // size is what the client sends as `LINES` and `COLUMNS` (80 × 24 without them).
+    let terminal = (attach && body.force_no_tty != Some(true)).then(|| terminal_size(&env));
     spec.env.extend(env);
-    let one_off = state
-        .control
-        .supervisor()
-        .run_one_off(
-            &app.id,
-            &spec,
-            &body.command,
-            attach,
-            state.control.sink(&app.id),
-        )
-        .await
-        .map_err(ApiError::internal)?;
+    let supervisor = state.control.supervisor();
+    let sink = state.control.sink(&app.id);
+    let one_off = match terminal {
+        Some(size) => {
+            supervisor
+                .run_one_off_in_terminal(&app.id, &spec, &body.command, size, sink)
+                .await
+        }
+        None => {
+            supervisor
+                .run_one_off(&app.id, &spec, &body.command, attach, sink)
+                .await
+        }
+    }
+    .map_err(ApiError::internal)?;
     tracing::info!(app = %app.name, dyno = %one_off.name, attach, "one-off process started");
     let (name, pid) = (one_off.name.clone(), one_off.pid);
     let attach_url = if attach {
@@ -200,6 +207,21 @@ pub async fn create(
             updated_at: at,
         }),
     ))
+}
+
+/// A one-off's terminal size from the `LINES` and `COLUMNS` its client sent (as `heroku run`
+/// does when its output is a terminal); 80 × 24 where they are missing or not sizes.
+fn terminal_size(env: &BTreeMap<String, String>) -> wharf_run::TtySize {
+    let cells = |name: &str| {
+        env.get(name)
+            .and_then(|v| v.trim().parse::<u16>().ok())
+            .filter(|n| (1..=4096).contains(n))
+    };
+    let default = wharf_run::TtySize::default();
+    wharf_run::TtySize {
+        rows: cells("LINES").unwrap_or(default.rows),
+        cols: cells("COLUMNS").unwrap_or(default.cols),
+    }
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Bytes {

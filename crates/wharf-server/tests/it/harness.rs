@@ -115,11 +115,14 @@ impl TestServer {
         };
         let (state, _) = wharf_server::prepare(&config).await.unwrap();
         let shutdown = CancellationToken::new();
+        // Heroku's rendezvous for attached one-offs, on wharf's certificate (which names
+        // 127.0.0.1 whatever the port).
+        let rendezvous = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let listeners = wharf_server::Listeners {
             api: listener,
             apps,
             tls: None,
-            rendezvous: None,
+            rendezvous: Some(rendezvous),
         };
         let task = tokio::spawn(wharf_server::serve(
             listeners,

@@ -532,6 +532,119 @@ async fn a_slow_restart_is_answered_before_it_ends() {
     server.stop().await;
 }
 
+/// A client of Heroku's rendezvous protocol, as `heroku run` is: TLS to the `attach_url`,
+/// trusting wharf's CA, then the secret; answers the connection after wharf's greeting.
+async fn rendezvous(
+    server: &TestServer,
+    attach_url: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = attach_url
+        .strip_prefix("rendezvous://")
+        .unwrap_or_else(|| panic!("not a rendezvous URL: {attach_url}"));
+    let (address, secret) = rest.split_once('/').unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = wharf_server::tls::ca_path(&server.data_dir);
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let host = address.rsplit_once(':').unwrap().0.to_owned();
+    let name = rustls::pki_types::ServerName::try_from(host).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("wharf's certificate verifies against its CA");
+    tls.write_all(format!("{secret}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut greeting = [0u8; 12];
+    tls.read_exact(&mut greeting).await.unwrap();
+    assert_eq!(&greeting, b"rendezvous\r\n");
+    tls
+}
+
+/// Reads from `stream` until `needle` shows up or the stream ends; everything read.
+async fn read_until(stream: &mut (impl tokio::io::AsyncRead + Unpin), needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => panic!("reading the session failed: {e}"),
+            Err(_) => panic!(
+                "no `{needle}` within 30 s: {:?}",
+                String::from_utf8_lossy(&seen)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// `heroku run` the Heroku way (`attach: true`, then the rendezvous): the process gets a
+/// terminal of the size the client sends in `LINES` and `COLUMNS`, as on Heroku, so shells and
+/// consoles are interactive; with `force_no_tty` its input and output are plain streams, and
+/// EOT ends its input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_runs_get_a_terminal_unless_the_client_says_not() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(Backend::Sqlite).await;
+    deploy_sleeper(&server, "term").await;
+
+    let started = server
+        .post(
+            "/apps/term/dynos",
+            json!({
+                "command": "test -t 0 && echo in-a-terminal; stty size; read line; echo got:$line",
+                "attach": true,
+                "env": {"LINES": "40", "COLUMNS": "120", "TERM": "xterm"},
+            }),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{started:?}");
+    let url = started.body["attach_url"].as_str().unwrap().to_owned();
+    let mut session = rendezvous(&server, &url).await;
+    let seen = read_until(&mut session, "40 120").await;
+    assert!(seen.contains("in-a-terminal"), "{seen:?}");
+    session.write_all(b"hello\r").await.unwrap();
+    session.flush().await.unwrap();
+    // Typed at a terminal: echoed, then read as a line.
+    let seen = read_until(&mut session, "got:hello").await;
+    assert!(seen.starts_with("hello"), "no echo: {seen:?}");
+    // The process has ended: the session ends.
+    read_until(&mut session, "\u{0}never").await;
+
+    let started = server
+        .post(
+            "/apps/term/dynos",
+            json!({
+                "command": "test -t 0 || echo no-terminal; cat",
+                "attach": true,
+                "force_no_tty": true,
+            }),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{started:?}");
+    let url = started.body["attach_url"].as_str().unwrap().to_owned();
+    let mut session = rendezvous(&server, &url).await;
+    session.write_all(b"piped\n\x04").await.unwrap();
+    session.flush().await.unwrap();
+    let seen = read_until(&mut session, "\u{0}never").await;
+    assert_eq!(seen, "no-terminal\npiped\n");
+    server.stop().await;
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| {

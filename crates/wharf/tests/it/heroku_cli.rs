@@ -326,6 +326,21 @@ fn the_heroku_cli_drives_wharf() {
     assert!(run.stdout.contains("hello from run"), "{run:#?}");
     let failed = heroku.run(&["run", "-x", "-a", "hk-app", "--", "false"]);
     assert_eq!(failed.code, Some(1), "{failed:#?}");
+    // In a terminal, as on Heroku (`heroku run bash` is interactive); `--no-tty` opts out.
+    let tty = heroku.run(&["run", "-x", "-a", "hk-app", "--", "test -t 0 && tty"]);
+    assert_eq!(tty.code, Some(0), "{tty:#?}");
+    assert!(tty.stdout.contains("/dev/pts/"), "{tty:#?}");
+    let no_tty = heroku.run(&[
+        "run",
+        "-x",
+        "--no-tty",
+        "-a",
+        "hk-app",
+        "--",
+        "test -t 0 || echo no-terminal",
+    ]);
+    assert_eq!(no_tty.code, Some(0), "{no_tty:#?}");
+    assert!(no_tty.stdout.contains("no-terminal"), "{no_tty:#?}");
     let detached = heroku.ok(&["run:detached", "-a", "hk-app", "--", "echo detached-output"]);
     assert!(detached.stdout.contains("run."), "{detached:#?}");
     wait_until(

@@ -1,0 +1,58 @@
+//! Terminals for attached one-off processes (`heroku run bash`): a pseudo-terminal pair whose
+//! slave end becomes the process's stdin, stdout, stderr and controlling terminal (through
+//! util-linux's `setsid --ctty`), and whose master end wharf reads the output from and writes
+//! the client's keystrokes to. The terminal's line discipline then does what users expect of
+//! an interactive session: echo, line editing, Ctrl-C as SIGINT to the foreground job, Ctrl-D
+//! as end of input, and programs see a terminal (`isatty`, `stty size`, prompts, colours).
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use nix::pty::{openpty, Winsize};
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+impl Default for TtySize {
+    /// The classic 80 × 24, for clients that don't say.
+    fn default() -> TtySize {
+        TtySize { rows: 24, cols: 80 }
+    }
+}
+
+/// A new terminal pair: the master end (wharf's) and the slave end (the process's).
+pub(crate) struct Pair {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+pub(crate) fn open(size: TtySize) -> io::Result<Pair> {
+    let winsize = Winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pair = openpty(&winsize, None).map_err(io::Error::from)?;
+    Ok(Pair {
+        master: pair.master,
+        slave: pair.slave,
+    })
+}
+
+/// The master end as a reader of what the terminal shows and a writer of what is typed at it.
+/// Reads end with an error (EIO) once no process holds the slave end any more. (Blocking reads
+/// on tokio's blocking pool: a terminal is not a socket or pipe its reactor could watch
+/// without `unsafe`.)
+pub(crate) fn master_io(master: OwnedFd) -> io::Result<(tokio::fs::File, tokio::fs::File)> {
+    let reader = std::fs::File::from(master.try_clone()?);
+    let writer = std::fs::File::from(master);
+    Ok((
+        tokio::fs::File::from_std(reader),
+        tokio::fs::File::from_std(writer),
+    ))
+}
