@@ -473,15 +473,23 @@ impl Client {
     }
 
     /// Runs `command` attached: `stdin` streams to the process; the response streams its output
-    /// in frames (`o`/`x`, big-endian u32 length, payload) ending with the exit status.
+    /// in frames (`o`/`x`, big-endian u32 length, payload) ending with the exit status. With a
+    /// `terminal`, the process runs in one of that size and `stdin` is typed at it.
     pub async fn run_attached(
         &self,
         app: &str,
         command: &str,
+        terminal: Option<TerminalSize>,
         stdin: reqwest::Body,
     ) -> Result<reqwest::Response> {
         let mut url = self.url(&["apps", app, "run"]);
         url.query_pairs_mut().append_pair("command", command);
+        if let Some(size) = terminal {
+            url.query_pairs_mut()
+                .append_pair("tty", "true")
+                .append_pair("rows", &size.rows.to_string())
+                .append_pair("cols", &size.cols.to_string());
+        }
         let mut request = self
             .http
             .post(url)
@@ -493,4 +501,11 @@ impl Client {
         }
         self.send(request).await
     }
+}
+
+/// The size of the terminal an attached one-off runs in, in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
 }

@@ -508,6 +508,10 @@ pub struct RunArgs {
     /// Don't wait: the output goes to the app's log
     #[arg(short, long)]
     pub detach: bool,
+    /// Don't run the process in a terminal, even when this one is (input and output are then
+    /// plain streams; a terminal is used only when both are this terminal)
+    #[arg(long)]
+    pub no_tty: bool,
     /// The command and its arguments (after `--`)
     #[arg(
         trailing_var_arg = true,

@@ -1,6 +1,10 @@
-//! `wharf run [--detach] -- COMMAND`: a one-off process with the app's current release. Attached,
-//! it reads this terminal's input and prints the process's output, and `wharf` exits with the
-//! process's exit status; detached, the output goes to the app's log.
+//! `wharf run [--detach] [--no-tty] -- COMMAND`: a one-off process with the app's current
+//! release. Attached, it reads this terminal's input and prints the process's output, and
+//! `wharf` exits with the process's exit status; detached, the output goes to the app's log.
+//! When both its input and output are a terminal (and not `--no-tty`), the process runs in a
+//! terminal of the same size and this one is put in raw mode meanwhile, so keys reach the
+//! process as typed: `wharf run bash` is an interactive shell, Ctrl-C interrupts what runs
+//! there and Ctrl-D ends its input.
 
 use std::io::Write;
 
@@ -23,6 +27,10 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
         println!("Running `{command}` on {app} as {} (detached): `wharf logs --dyno {} -a {app}` shows its output", dyno.name, dyno.name);
         return Ok(());
     }
+    let terminal = (!args.no_tty)
+        .then(RawTerminal::enter)
+        .flatten()
+        .transpose()?;
     // Standard input flows to the process as the request body, as it arrives.
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(16);
     tokio::spawn(async move {
@@ -44,7 +52,9 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
         }
     });
     let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let response = client.run_attached(&app, &command, body).await?;
+    let response = client
+        .run_attached(&app, &command, terminal.as_ref().map(|t| t.size), body)
+        .await?;
     let mut stream = response.bytes_stream();
     let mut pending: Vec<u8> = Vec::new();
     let mut stdout = std::io::stdout();
@@ -69,12 +79,66 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // Back to the terminal's own mode before anything else is printed (and before exiting,
+    // which runs no destructor).
+    drop(terminal);
     match exit {
         Some(code) => {
             stdout.flush()?;
             std::process::exit(code);
         }
         None => bail!("the connection to the process ended before it did"),
+    }
+}
+
+/// This terminal in raw mode while a process runs in a terminal of its size; its mode comes
+/// back when dropped.
+struct RawTerminal {
+    size: wharf_client::TerminalSize,
+    saved: rustix::termios::Termios,
+}
+
+impl RawTerminal {
+    /// `None` unless standard input and output are both a terminal.
+    fn enter() -> Option<anyhow::Result<RawTerminal>> {
+        use rustix::termios;
+        let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+        if !termios::isatty(&stdin) || !termios::isatty(&stdout) {
+            return None;
+        }
+        Some((|| {
+            let winsize =
+                termios::tcgetwinsize(&stdout).context("cannot read the terminal's size")?;
+            let default = wharf_client::TerminalSize { rows: 24, cols: 80 };
+            let size = wharf_client::TerminalSize {
+                rows: if winsize.ws_row == 0 {
+                    default.rows
+                } else {
+                    winsize.ws_row.min(4096)
+                },
+                cols: if winsize.ws_col == 0 {
+                    default.cols
+                } else {
+                    winsize.ws_col.min(4096)
+                },
+            };
+            let saved = termios::tcgetattr(&stdin).context("cannot read the terminal's mode")?;
+            let mut raw = saved.clone();
+            raw.make_raw();
+            termios::tcsetattr(&stdin, termios::OptionalActions::Now, &raw)
+                .context("cannot put the terminal in raw mode")?;
+            Ok(RawTerminal { size, saved })
+        })())
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
     }
 }
 

@@ -75,6 +75,15 @@ pub struct RunQuery {
     /// The command to run, through `sh -c`.
     #[param(required = true, min_length = 1)]
     pub command: Option<String>,
+    /// `true`: run in a terminal (`rows` × `cols`, 24 × 80 by default); the body is then typed
+    /// at it and the output is what it shows.
+    pub tty: Option<bool>,
+    /// The terminal's height in lines.
+    #[param(minimum = 1, maximum = 4096)]
+    pub rows: Option<u16>,
+    /// The terminal's width in columns.
+    #[param(minimum = 1, maximum = 4096)]
+    pub cols: Option<u16>,
 }
 
 async fn release_spec(
@@ -258,14 +267,16 @@ impl Drop for KillOnDrop {
 }
 
 /// Runs a one-off process attached: the request body is its stdin, the response streams its
-/// output and ends with its exit status (see the module docs for the framing). wharf extension.
+/// output and ends with its exit status (see the module docs for the framing); with `tty=true`
+/// it runs in a terminal, as `wharf run` asks when its own input and output are one. wharf
+/// extension.
 #[utoipa::path(post, path = "/apps/{app}/run", tag = "dynos",
     params(("app" = String, Path, description = "The app's id or name"), RunQuery),
     request_body(content = inline(crate::routes::RawBytes), content_type = "application/octet-stream", description = "The process's standard input"),
     responses(
         (status = 200, description = "Framed output, then the exit status", content(("application/vnd.wharf.attach"))),
         (status = 404, body = ErrorBody),
-        (status = 422, description = "An empty command or one with a NUL, or an app never deployed", body = ErrorBody),
+        (status = 422, description = "An empty command or one with a NUL, a terminal size out of range, or an app never deployed", body = ErrorBody),
         crate::routes::CommonErrors,
     ))]
 pub async fn attach(
@@ -276,14 +287,32 @@ pub async fn attach(
 ) -> ApiResult<Response> {
     let command = query.command.unwrap_or_default();
     check_command(&command)?;
+    let default = wharf_run::TtySize::default();
+    let size = wharf_run::TtySize {
+        rows: query.rows.unwrap_or(default.rows),
+        cols: query.cols.unwrap_or(default.cols),
+    };
+    for (name, cells) in [("rows", size.rows), ("cols", size.cols)] {
+        if !(1..=4096).contains(&cells) {
+            return Err(ApiError::invalid_params(format!(
+                "{name} must be between 1 and 4096 (a terminal's size in character cells)"
+            )));
+        }
+    }
     let app = state.store.app(&app).await?;
     let (_, spec) = release_spec(&state, &app).await?;
-    let one_off = state
-        .control
-        .supervisor()
-        .run_one_off(&app.id, &spec, &command, true, state.control.sink(&app.id))
-        .await
-        .map_err(ApiError::internal)?;
+    let supervisor = state.control.supervisor();
+    let sink = state.control.sink(&app.id);
+    let one_off = if query.tty == Some(true) {
+        supervisor
+            .run_one_off_in_terminal(&app.id, &spec, &command, size, sink)
+            .await
+    } else {
+        supervisor
+            .run_one_off(&app.id, &spec, &command, true, sink)
+            .await
+    }
+    .map_err(ApiError::internal)?;
     tracing::info!(app = %app.name, dyno = %one_off.name, "attached one-off process started");
     if let Some(mut child_stdin) = one_off.stdin {
         tokio::spawn(async move {

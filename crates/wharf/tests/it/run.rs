@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::assert_cli_snapshot;
-use crate::harness::{send_signal, wait_until, Cli, Server, WHARF};
+use crate::harness::{run_to_end, send_signal, wait_until, Cli, Server, WHARF};
 
 /// A web process that is up once it listens, and a worker that says hello, then idles.
 const PROCFILE: &str = "web: python3 -m http.server $PORT --bind 127.0.0.1\n\
@@ -658,4 +658,43 @@ pub(crate) fn nix_is_root() -> bool {
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// `wharf run`: attached, its input reaches the process and `wharf` exits with the process's
+/// status; when its input and output are a terminal (here, one `script` provides), the process
+/// runs in a terminal too, so shells and consoles are interactive; `--no-tty` opts out.
+#[test]
+fn wharf_run_attaches_and_brings_a_terminal_when_it_has_one() {
+    let server = server("33900-33949", "auto");
+    let cli = Cli::logged_in(&server);
+    deploy(&cli, "oneoff", "worker: exec sleep 1000\n");
+
+    let piped = cli.run_with_stdin(
+        &[
+            "run",
+            "-a",
+            "oneoff",
+            "--",
+            "read x; test -t 0 || echo plain; echo got:$x; exit 3",
+        ],
+        "hi\n",
+    );
+    assert_eq!(piped.code, Some(3), "{piped:#?}");
+    assert_eq!(piped.stdout, "plain\ngot:hi\n", "{piped:#?}");
+
+    // `script` runs `wharf run` on a terminal of its own; what it printed is in the output.
+    let in_terminal = |flags: &str| {
+        let inner = format!(
+            "{WHARF} run {flags} -a oneoff -- 'test -t 0 && echo terminal-$((6*7)) || echo none-$((6*7))'"
+        );
+        let mut script = cli.command("script");
+        script.args(["-q", "-e", "-c", &inner, "/dev/null"]);
+        run_to_end(script, &["script", &inner], None, SETTLE)
+    };
+    let with = in_terminal("");
+    assert_eq!(with.code, Some(0), "{with:#?}");
+    assert!(with.stdout.contains("terminal-42"), "{with:#?}");
+    let without = in_terminal("--no-tty");
+    assert_eq!(without.code, Some(0), "{without:#?}");
+    assert!(without.stdout.contains("none-42"), "{without:#?}");
 }
