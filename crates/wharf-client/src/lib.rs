@@ -479,16 +479,19 @@ impl Client {
         &self,
         app: &str,
         command: &str,
-        terminal: Option<TerminalSize>,
+        terminal: Option<&Terminal>,
         stdin: reqwest::Body,
     ) -> Result<reqwest::Response> {
         let mut url = self.url(&["apps", app, "run"]);
         url.query_pairs_mut().append_pair("command", command);
-        if let Some(size) = terminal {
+        if let Some(terminal) = terminal {
             url.query_pairs_mut()
                 .append_pair("tty", "true")
-                .append_pair("rows", &size.rows.to_string())
-                .append_pair("cols", &size.cols.to_string());
+                .append_pair("rows", &terminal.rows.to_string())
+                .append_pair("cols", &terminal.cols.to_string());
+            if let Some(term) = &terminal.term {
+                url.query_pairs_mut().append_pair("term", term);
+            }
         }
         let mut request = self
             .http
@@ -503,9 +506,11 @@ impl Client {
     }
 }
 
-/// The size of the terminal an attached one-off runs in, in character cells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TerminalSize {
+/// The terminal an attached one-off runs in: its size in character cells, and its type
+/// (`TERM`), if known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminal {
     pub rows: u16,
     pub cols: u16,
+    pub term: Option<String>,
 }

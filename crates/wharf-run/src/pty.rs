@@ -8,7 +8,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use nix::pty::{openpty, Winsize};
+use rustix::pty::OpenptFlags;
 
 /// A terminal's size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,18 +30,25 @@ pub(crate) struct Pair {
     pub slave: OwnedFd,
 }
 
+/// Opens a terminal pair of `size`. Both ends are close-on-exec from the start: no other
+/// process wharf starts meanwhile (another app's, say) inherits either, and the process gets
+/// the slave end only as its stdin, stdout and stderr.
 pub(crate) fn open(size: TtySize) -> io::Result<Pair> {
-    let winsize = Winsize {
-        ws_row: size.rows,
-        ws_col: size.cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pair = openpty(&winsize, None).map_err(io::Error::from)?;
-    Ok(Pair {
-        master: pair.master,
-        slave: pair.slave,
-    })
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = rustix::pty::openpt(flags)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, flags)?;
+    rustix::termios::tcsetwinsize(
+        &slave,
+        rustix::termios::Winsize {
+            ws_row: size.rows,
+            ws_col: size.cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )?;
+    Ok(Pair { master, slave })
 }
 
 /// The master end as a reader of what the terminal shows and a writer of what is typed at it.

@@ -110,8 +110,9 @@ pub(crate) struct Launch<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub stdin: bool,
     /// Attached to a terminal (the caller sets its stdio to the terminal's slave end): the
-    /// command starts through `setsid --ctty` at `setsid`, in a session of its own with that
-    /// terminal as its controlling one, instead of in a new process group.
+    /// shell starts through `setsid --ctty` at `setsid`, in a session of its own with that
+    /// terminal as its controlling one (without bubblewrap, instead of in a new process group;
+    /// with it, inside the sandbox).
     pub setsid: Option<&'a Path>,
     /// The app's user, when there are app users.
     pub user: Option<u32>,
@@ -211,12 +212,18 @@ impl Isolation {
         } else {
             crate::supervisor::own_executable()
         };
-        let (mut program, dir, mut user): (Vec<OsString>, &Path, Option<u32>) = match self {
-            Isolation::Plain { .. } => (
-                vec!["/bin/sh".into(), "-c".into(), shell_command.into()],
-                launch.tree,
-                launch.user,
-            ),
+        // In a terminal, `setsid --ctty` starts the shell in a session of its own with the
+        // terminal as its controlling one.
+        let shell: Vec<OsString> = launch
+            .setsid
+            .map(|setsid| vec![setsid.into(), "--ctty".into()])
+            .unwrap_or_default()
+            .into_iter()
+            .chain(["/bin/sh".into(), "-c".into(), shell_command.into()])
+            .collect();
+        let (program, dir, mut user): (Vec<OsString>, &Path, Option<u32>) = match self {
+            // The session's id is the process's own pid, so it is also the group wharf signals.
+            Isolation::Plain { .. } => (shell, launch.tree, launch.user),
             Isolation::Bubblewrap {
                 bwrap,
                 hidden,
@@ -229,15 +236,13 @@ impl Isolation {
                 if let Some((setpriv, uid)) = as_user {
                     program.extend(wharf_sandbox::as_user(setpriv, uid));
                 }
-                program.extend(["/bin/sh".into(), "-c".into(), shell_command.into()]);
+                // Inside the sandbox (the host's `/usr` is there): bwrap stays in the group wharf
+                // made for it and out of the terminal's, so Ctrl-C reaches the app, not bwrap.
+                program.extend(shell);
                 // bwrap itself starts in a directory that exists on the host, and as root.
                 (program, launch.home, None)
             }
         };
-        if let Some(setsid) = launch.setsid {
-            // The session's id is the process's own, so it is also the group wharf signals.
-            program.splice(0..0, [setsid.into(), "--ctty".into()]);
-        }
         let mut cmd = match launcher {
             Some(launcher) => {
                 let mut c = tokio::process::Command::new(launcher);
@@ -276,8 +281,8 @@ impl Isolation {
         // A dropped handle must not kill: a crashed server's instances are stopped by the
         // next one (see the crate docs), and shutdown stops them explicitly.
         .kill_on_drop(false);
-        if launch.setsid.is_none() {
-            // (`setsid` makes its own session, and group, of the same id.)
+        if launch.setsid.is_none() || matches!(self, Isolation::Bubblewrap { .. }) {
+            // (Without bubblewrap, `setsid` makes the session, and group, of the same id.)
             cmd.process_group(0);
         }
         cmd

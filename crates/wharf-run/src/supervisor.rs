@@ -641,7 +641,13 @@ impl Supervisor {
         let cgroups = limits.procs_files();
         let started = (|| {
             dir.prepare(user)?;
-            let env = inner.environment(release, &tree, &dir, port, &name);
+            let mut env = inner.environment(release, &tree, &dir, port, &name);
+            if matches!(io, OneOffIo::Terminal(_)) {
+                // Full-screen programs (`less`, `top`, editors) need to know the terminal; a
+                // client that says which it has sets `TERM` itself.
+                env.entry("TERM".to_owned())
+                    .or_insert_with(|| "xterm-256color".to_owned());
+            }
             let spawn_error = |source| RunError::Spawn {
                 command: command.to_owned(),
                 source,
@@ -792,8 +798,9 @@ impl Supervisor {
                 };
                 if let Some(pgid) = pgid {
                     runtime::kill_group(pgid, Duration::from_secs(5)).await;
-                    if matches!(io, OneOffIo::Terminal(_)) {
+                    if matches!(io, OneOffIo::Terminal(_)) && !sandboxed {
                         // Its shell's jobs, in groups of their own, hold the terminal open.
+                        // (In the sandbox, they ended with its pid namespace.)
                         runtime::kill_session(pgid, Duration::from_secs(5)).await;
                     }
                 }

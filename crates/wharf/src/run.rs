@@ -31,15 +31,48 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
         .then(RawTerminal::enter)
         .flatten()
         .transpose()?;
+    if terminal.is_some() {
+        // In raw mode no key makes a signal here: a stop from elsewhere still gives the
+        // terminal back its mode.
+        tokio::spawn(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
+                return;
+            };
+            let code = tokio::select! {
+                _ = term.recv() => 128 + 15,
+                _ = hup.recv() => 128 + 1,
+            };
+            RawTerminal::restore();
+            std::process::exit(code);
+        });
+    }
+    let raw = terminal.is_some();
     // Standard input flows to the process as the request body, as it arrives.
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(16);
     tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
         let mut buf = vec![0u8; 16 * 1024];
+        let mut interrupts: Vec<std::time::Instant> = Vec::new();
         loop {
             match stdin.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
+                    // Ctrl-C goes to the process; four within a second leave it, as with
+                    // `heroku run`, for when it (or the connection) no longer answers.
+                    if raw && buf[..n].contains(&0x03) {
+                        let now = std::time::Instant::now();
+                        interrupts.retain(|t| now.duration_since(*t).as_secs_f32() < 1.0);
+                        interrupts.push(now);
+                        if interrupts.len() >= 4 {
+                            RawTerminal::restore();
+                            eprintln!("\r\nwharf: left the process (four Ctrl-C within a second); it goes on running until it ends");
+                            std::process::exit(130);
+                        }
+                    }
                     if tx.send(Ok(buf[..n].to_vec())).await.is_err() {
                         break;
                     }
@@ -53,7 +86,7 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
     });
     let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let response = client
-        .run_attached(&app, &command, terminal.as_ref().map(|t| t.size), body)
+        .run_attached(&app, &command, terminal.as_ref().map(|t| &t.terminal), body)
         .await?;
     let mut stream = response.bytes_stream();
     let mut pending: Vec<u8> = Vec::new();
@@ -92,11 +125,13 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// This terminal in raw mode while a process runs in a terminal of its size; its mode comes
-/// back when dropped.
+/// back when dropped (or through [`RawTerminal::restore`] before an exit).
 struct RawTerminal {
-    size: wharf_client::TerminalSize,
-    saved: rustix::termios::Termios,
+    terminal: wharf_client::Terminal,
 }
+
+/// The terminal's mode before raw mode.
+static SAVED_MODE: std::sync::OnceLock<rustix::termios::Termios> = std::sync::OnceLock::new();
 
 impl RawTerminal {
     /// `None` unless standard input and output are both a terminal.
@@ -109,36 +144,44 @@ impl RawTerminal {
         Some((|| {
             let winsize =
                 termios::tcgetwinsize(&stdout).context("cannot read the terminal's size")?;
-            let default = wharf_client::TerminalSize { rows: 24, cols: 80 };
-            let size = wharf_client::TerminalSize {
-                rows: if winsize.ws_row == 0 {
-                    default.rows
-                } else {
-                    winsize.ws_row.min(4096)
-                },
-                cols: if winsize.ws_col == 0 {
-                    default.cols
-                } else {
-                    winsize.ws_col.min(4096)
-                },
+            let cells = |n: u16, default: u16| if n == 0 { default } else { n.min(4096) };
+            // What the process's terminal should behave like: this one's type, if it says.
+            let term = std::env::var("TERM").ok().filter(|t| {
+                !t.is_empty()
+                    && t.len() <= 64
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+            });
+            let terminal = wharf_client::Terminal {
+                rows: cells(winsize.ws_row, 24),
+                cols: cells(winsize.ws_col, 80),
+                term,
             };
             let saved = termios::tcgetattr(&stdin).context("cannot read the terminal's mode")?;
             let mut raw = saved.clone();
             raw.make_raw();
+            let _ = SAVED_MODE.set(saved);
             termios::tcsetattr(&stdin, termios::OptionalActions::Now, &raw)
                 .context("cannot put the terminal in raw mode")?;
-            Ok(RawTerminal { size, saved })
+            Ok(RawTerminal { terminal })
         })())
+    }
+
+    /// Gives the terminal back the mode it had before.
+    fn restore() {
+        if let Some(saved) = SAVED_MODE.get() {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin(),
+                rustix::termios::OptionalActions::Now,
+                saved,
+            );
+        }
     }
 }
 
 impl Drop for RawTerminal {
     fn drop(&mut self) {
-        let _ = rustix::termios::tcsetattr(
-            std::io::stdin(),
-            rustix::termios::OptionalActions::Now,
-            &self.saved,
-        );
+        RawTerminal::restore();
     }
 }
 

@@ -138,7 +138,8 @@ async fn terminal_session(mode: SandboxMode) {
     };
 
     let script = "test -t 0 && test -t 1 && test -t 2 && echo all-terminal; stty size; \
-                  read line; echo got:$line; sleep 1000";
+                  echo term=$TERM; read line; echo got:$line; \
+                  trap 'echo interrupted' INT; sleep 1000; echo after; exit 5";
     let mut one = fx
         .sup
         .run_one_off_in_terminal("app1", &r, script, size, sink.clone())
@@ -147,21 +148,44 @@ async fn terminal_session(mode: SandboxMode) {
     assert!(one.tty);
     let mut rx = one.output.take().unwrap();
     let mut stdin = one.stdin.take().unwrap();
-    let seen = read_until(&mut rx, "33 101").await;
+    let seen = read_until(&mut rx, "term=").await;
     assert!(seen.contains("all-terminal"), "{seen:?}");
+    assert!(seen.contains("33 101"), "{seen:?}");
+    // No other process wharf starts meanwhile holds either end of this terminal.
+    let mut probe = fx
+        .sup
+        .run_one_off(
+            "app1",
+            &r,
+            "ls -l /proc/$$/fd | grep -c ptmx || true",
+            true,
+            sink.clone(),
+        )
+        .await
+        .unwrap();
+    let probed = read_until(probe.output.as_mut().unwrap(), "\n").await;
+    assert_eq!(
+        probed.trim(),
+        "0",
+        "a terminal's master leaked into another process"
+    );
+    assert_eq!(probe.exit.await.unwrap(), 0);
     stdin.write_all(b"hello\n").await.unwrap();
     stdin.flush().await.unwrap();
     // The terminal echoes the typed line, then the shell reads it.
     let seen = read_until(&mut rx, "got:hello").await;
     assert!(seen.contains("hello\r\n"), "no echo in {seen:?}");
-    // Ctrl-C: SIGINT to the foreground job (the sleep, and the shell waiting for it).
+    // Ctrl-C: SIGINT to the foreground job, the sleep and the shell waiting for it (and to
+    // nothing else: not to bubblewrap), which traps it and goes on.
     stdin.write_all(b"\x03").await.unwrap();
     stdin.flush().await.unwrap();
+    let seen = read_until(&mut rx, "after").await;
+    assert!(seen.contains("interrupted"), "{seen:?}");
     let code = tokio::time::timeout(Duration::from_secs(20), one.exit)
         .await
-        .expect("Ctrl-C ended the process")
+        .expect("the process ended")
         .unwrap();
-    assert_eq!(code, 130, "128 + SIGINT");
+    assert_eq!(code, 5);
     fx.sup.shutdown().await;
 }
 

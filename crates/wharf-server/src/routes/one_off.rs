@@ -84,6 +84,9 @@ pub struct RunQuery {
     /// The terminal's width in columns.
     #[param(minimum = 1, maximum = 4096)]
     pub cols: Option<u16>,
+    /// The terminal's type, the process's `TERM` (`xterm-256color` if not given).
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._+-]+$")]
+    pub term: Option<String>,
 }
 
 async fn release_spec(
@@ -299,8 +302,22 @@ pub async fn attach(
             )));
         }
     }
+    if let Some(term) = &query.term {
+        let valid = (1..=64).contains(&term.len())
+            && term
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+        if !valid {
+            return Err(ApiError::invalid_params(
+                "term must be a terminal type such as `xterm-256color` (letters, digits, `.`, `_`, `+`, `-`; at most 64)",
+            ));
+        }
+    }
     let app = state.store.app(&app).await?;
-    let (_, spec) = release_spec(&state, &app).await?;
+    let (_, mut spec) = release_spec(&state, &app).await?;
+    if let (Some(true), Some(term)) = (query.tty, query.term) {
+        spec.env.insert("TERM".to_owned(), term);
+    }
     let supervisor = state.control.supervisor();
     let sink = state.control.sink(&app.id);
     let one_off = if query.tty == Some(true) {

@@ -685,15 +685,18 @@ fn wharf_run_attaches_and_brings_a_terminal_when_it_has_one() {
     // `script` runs `wharf run` on a terminal of its own; what it printed is in the output.
     let in_terminal = |flags: &str| {
         let inner = format!(
-            "{WHARF} run {flags} -a oneoff -- 'test -t 0 && echo terminal-$((6*7)) || echo none-$((6*7))'"
+            "{WHARF} run {flags} -a oneoff -- 'test -t 0 && echo terminal-$((6*7)) $TERM || echo none-$((6*7))'"
         );
         let mut script = cli.command("script");
-        script.args(["-q", "-e", "-c", &inner, "/dev/null"]);
+        script
+            .args(["-q", "-e", "-c", &inner, "/dev/null"])
+            .env("TERM", "vt100");
         run_to_end(script, &["script", &inner], None, SETTLE)
     };
     let with = in_terminal("");
     assert_eq!(with.code, Some(0), "{with:#?}");
-    assert!(with.stdout.contains("terminal-42"), "{with:#?}");
+    // The process's terminal is of the type this one is.
+    assert!(with.stdout.contains("terminal-42 vt100"), "{with:#?}");
     let without = in_terminal("--no-tty");
     assert_eq!(without.code, Some(0), "{without:#?}");
     assert!(without.stdout.contains("none-42"), "{without:#?}");
