@@ -189,6 +189,19 @@ fn a_soak_of_deploys_scaling_and_requests_loses_nothing_and_leaks_nothing() {
         peak.1,
     );
     assert!(requests >= 100, "only {requests} requests were made");
+    if !failures.is_empty() {
+        // What the platform did to the apps that failed requests, to tell why.
+        let mut failed_apps: Vec<&str> = APPS
+            .iter()
+            .copied()
+            .filter(|app| failures.iter().any(|f| f.starts_with(&format!("{app}:"))))
+            .collect();
+        failed_apps.dedup();
+        for app in failed_apps {
+            let log = cli.run(&["logs", "-n", "1500", "--source", "wharf", "-a", app]);
+            eprintln!("--- wharf's log lines of {app}:\n{}", log.stdout);
+        }
+    }
     assert!(failures.is_empty(), "failed requests: {failures:#?}");
 
     assert!(
