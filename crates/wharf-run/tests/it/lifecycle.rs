@@ -296,18 +296,50 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
             let sup = Supervisor::start(config, images, Default::default())
                 .await
                 .unwrap();
+            let release = desired.release.clone();
             sup.apply(desired, Sink::new());
             let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
+            let mut pids = loop {
                 let s = sup.status("app1");
                 if s.len() == 2 && s.iter().all(|i| i.state == InstanceState::Up) {
                     break s.iter().map(|i| i.pid.unwrap() as i32).collect::<Vec<_>>();
                 }
                 assert!(Instant::now() < deadline);
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            // A terminal one-off whose shell put a job in a group of its own: when this server
+            // dies, its terminal hangs up and the shell goes, but the job lives on.
+            let mut one = sup
+                .run_one_off_in_terminal(
+                    "app1",
+                    &release,
+                    "set -m; sleep 1000 & echo bg=$!; exec sleep 1000",
+                    wharf_run::TtySize::default(),
+                    Sink::new(),
+                )
+                .await
+                .unwrap();
+            let mut seen = String::new();
+            let rx = one.output.as_mut().unwrap();
+            while !seen.contains('\n') {
+                let chunk = tokio::time::timeout_at(deadline.into(), rx.recv())
+                    .await
+                    .expect("the one-off printed its job's pid")
+                    .expect("the one-off's output");
+                seen.push_str(&String::from_utf8_lossy(&chunk));
             }
+            let job: i32 = seen
+                .split("bg=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("no pid in {seen:?}"));
+            pids.push(job);
+            pids
         });
-        drop(rt);
+        // Gone as a crash goes: nothing waits (not even for the terminal's reader, which
+        // blocks until the terminal closes).
+        rt.shutdown_background();
         pids
     };
     assert!(
