@@ -1,6 +1,7 @@
 //! Process mechanics shared by instances and one-off processes: the process table, signalling a
 //! process group, exit texts, pid files, scratch directories and draining output into the log.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
@@ -132,6 +133,36 @@ pub(crate) async fn kill_group(pgid: i32, within: Duration) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends SIGHUP to a terminal one-off started as `pgid`, as a closing terminal would: to its
+/// session (led by `pgid`), or under bubblewrap to everything the sandbox runs (the session is
+/// inside; bwrap itself is spared, as in [`signal_group`]).
+pub(crate) fn hang_up(pgid: i32, sandboxed: bool) {
+    let table = process_table();
+    let parents: HashMap<i32, i32> = table.iter().map(|p| (p.pid, p.ppid)).collect();
+    let below = |mut pid: i32| {
+        // Up the parent links (bounded: a cycle can't happen, but a table read mid-change
+        // may hold odd links).
+        for _ in 0..64 {
+            match parents.get(&pid) {
+                Some(&parent) if parent == pgid => return true,
+                Some(&parent) if parent > 1 => pid = parent,
+                _ => return false,
+            }
+        }
+        false
+    };
+    for p in &table {
+        let ours = if sandboxed {
+            p.comm != "bwrap" && below(p.pid)
+        } else {
+            p.session == pgid
+        };
+        if ours && !p.zombie {
+            let _ = kill(Pid::from_raw(p.pid), Signal::SIGHUP);
+        }
     }
 }
 

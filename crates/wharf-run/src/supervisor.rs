@@ -782,6 +782,11 @@ impl Supervisor {
                     // Stopped by name, or the server is shutting down.
                     _ = stop.cancelled() => {
                         if let Some(pgid) = pgid {
+                            if matches!(io, OneOffIo::Terminal(_)) {
+                                // What closing a terminal does; interactive shells, which
+                                // ignore SIGTERM, end on it.
+                                runtime::hang_up(pgid, sandboxed);
+                            }
                             log.event(&task_name, &events::stopping_all(nix::sys::signal::Signal::SIGTERM));
                             runtime::signal_group(pgid, nix::sys::signal::Signal::SIGTERM, sandboxed);
                         }

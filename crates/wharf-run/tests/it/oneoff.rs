@@ -186,6 +186,30 @@ async fn terminal_session(mode: SandboxMode) {
         .expect("the process ended")
         .unwrap();
     assert_eq!(code, 5);
+
+    // An interactive shell ignores SIGTERM: stopping it hangs up its terminal, which ends it
+    // at once instead of after the grace period.
+    let mut shell = fx
+        .sup
+        .run_one_off_in_terminal("app1", &r, "exec sh -i", size, sink.clone())
+        .await
+        .unwrap();
+    let mut rx = shell.output.take().unwrap();
+    let mut input = shell.stdin.take().unwrap();
+    input.write_all(b"echo ready-$((6*7))\n").await.unwrap();
+    input.flush().await.unwrap();
+    read_until(&mut rx, "ready-42").await;
+    let stopping = std::time::Instant::now();
+    assert!(fx.sup.stop_one_off("app1", &shell.name));
+    tokio::time::timeout(Duration::from_secs(20), shell.exit)
+        .await
+        .expect("the shell ended")
+        .unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the shell took {:?} to stop: it waited out the grace period",
+        stopping.elapsed()
+    );
     fx.sup.shutdown().await;
 }
 
