@@ -122,6 +122,25 @@ impl Cgroups {
     }
 }
 
+impl Cgroups {
+    /// Removes the cgroups of instance `instance` of app `app_id` that a previous (killed)
+    /// server left behind, once their processes are gone, and the app's level if it is left
+    /// empty. A cgroup that still holds a process is not removed (the kernel refuses).
+    pub(crate) fn remove_leftover(&self, app_id: &str, instance: &str) {
+        let root = Path::new(ROOT);
+        let leaf = Path::new("wharf").join(app_id).join(instance);
+        let dirs: Vec<PathBuf> = match self {
+            Cgroups::Unavailable => return,
+            Cgroups::V2 => vec![root.join(&leaf)],
+            Cgroups::V1 => ["pids", "cpu", "memory"]
+                .iter()
+                .map(|controller| root.join(controller).join(&leaf))
+                .collect(),
+        };
+        Limits { dirs }.remove();
+    }
+}
+
 impl Limits {
     /// The `cgroup.procs` file of each of the instance's cgroups.
     pub(crate) fn procs_files(&self) -> Vec<PathBuf> {

@@ -311,15 +311,38 @@ impl Supervisor {
             let _ =
                 std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711));
         }
+        // What a previous server ran here: its cgroups go once its processes are gone.
+        let left: Vec<(String, String)> = std::fs::read_dir(&run_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|app| {
+                let app_id = app.file_name().to_string_lossy().into_owned();
+                std::fs::read_dir(app.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(move |instance| {
+                        (
+                            app_id.clone(),
+                            instance.file_name().to_string_lossy().into_owned(),
+                        )
+                    })
+            })
+            .collect();
         let killed = stale::clean(&run_dir).await?;
         if killed > 0 {
             tracing::info!(killed, "stopped processes left by a previous server");
+        }
+        let cgroups = Cgroups::detect();
+        for (app_id, instance) in &left {
+            cgroups.remove_leftover(app_id, instance);
         }
         let isolation = Isolation::resolve(config.sandbox, &config.data_dir).await?;
         tracing::info!(sandbox = ?isolation, "supervisor started");
         let inner = Inner {
             isolation,
-            cgroups: Cgroups::detect(),
+            cgroups,
             ports: PortPool::new(config.port_range.clone()),
             releases: Releases::new(releases_dir, images),
             run_dir,

@@ -258,6 +258,8 @@ async fn a_flooding_instance_does_not_stall_the_supervisor() {
 #[test]
 fn processes_of_a_killed_server_are_stopped_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
+    // Cgroups are the machine's: an app id of its own keeps tests running side by side apart.
+    let app = format!("stale{}", std::process::id());
     let data = dir.path().join("data");
     let config = crate::fixture::config(&data, SandboxMode::None);
     let images = wharf_image::ImageStore::open(&data.join("images")).unwrap();
@@ -276,7 +278,7 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
         .unwrap()
         .manifest;
     let desired = wharf_run::DesiredApp {
-        app_id: "app1".into(),
+        app_id: app.clone(),
         app_name: "app-one".into(),
         release: wharf_run::ReleaseSpec {
             version: 1,
@@ -292,6 +294,7 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
     let old_pids = {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let (config, images, desired) = (config.clone(), images.clone(), desired.clone());
+        let app = app.clone();
         let pids = rt.block_on(async move {
             let sup = Supervisor::start(config, images, Default::default())
                 .await
@@ -300,7 +303,7 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
             sup.apply(desired, Sink::new());
             let deadline = Instant::now() + Duration::from_secs(30);
             let mut pids = loop {
-                let s = sup.status("app1");
+                let s = sup.status(&app);
                 if s.len() == 2 && s.iter().all(|i| i.state == InstanceState::Up) {
                     break s.iter().map(|i| i.pid.unwrap() as i32).collect::<Vec<_>>();
                 }
@@ -311,7 +314,7 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
             // dies, its terminal hangs up and the shell goes, but the job lives on.
             let mut one = sup
                 .run_one_off_in_terminal(
-                    "app1",
+                    &app,
                     &release,
                     "set -m; sleep 1000 & echo bg=$!; exec sleep 1000",
                     wharf_run::TtySize::default(),
@@ -346,6 +349,17 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
         old_pids.iter().all(|p| alive(*p)),
         "a dropped supervisor must not kill"
     );
+    // The old server's cgroups, still holding its processes.
+    let cgroup_dirs: Vec<std::path::PathBuf> =
+        ["/sys/fs/cgroup/wharf", "/sys/fs/cgroup/pids/wharf"]
+            .iter()
+            .map(|root| std::path::Path::new(root).join(&app))
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
@@ -355,10 +369,17 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
         for pid in &old_pids {
             assert!(!alive(*pid), "stale process {pid} still runs");
         }
+        for dir in &cgroup_dirs {
+            assert!(
+                !dir.exists(),
+                "the old server's cgroup {} is left",
+                dir.display()
+            );
+        }
         sup.apply(desired, Sink::new());
         let deadline = Instant::now() + Duration::from_secs(30);
         while sup
-            .status("app1")
+            .status(&app)
             .iter()
             .filter(|i| i.state == InstanceState::Up)
             .count()
