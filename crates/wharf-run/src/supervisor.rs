@@ -1424,7 +1424,7 @@ impl InstanceRun {
         if !is_web {
             self.set_state(InstanceState::Up);
         }
-        let health = runtime_health(is_web, port, self.cell.spec.health_path.clone());
+        let health = runtime_health(is_web, port, pgid, self.cell.spec.health_path.clone());
         tokio::pin!(health);
         let mut booting = is_web;
         let boot_deadline = tokio::time::sleep_until(started + inner.config.boot_timeout);
@@ -1555,9 +1555,9 @@ impl InstanceRun {
 }
 
 /// Resolves when a web instance is healthy; never for other types.
-async fn runtime_health(is_web: bool, port: u16, path: Option<String>) {
+async fn runtime_health(is_web: bool, port: u16, pgid: i32, path: Option<String>) {
     if is_web {
-        crate::health::wait_healthy(port, path).await
+        crate::health::wait_healthy(port, pgid, path).await
     } else {
         std::future::pending::<()>().await
     }

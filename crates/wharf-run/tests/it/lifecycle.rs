@@ -223,6 +223,59 @@ async fn boot_timeout_crashes_with_r10() {
     fx.sup.shutdown().await;
 }
 
+/// A port that answers from a socket no process of the instance holds (another program's,
+/// which took the port first) does not make the instance up: routed to, it would fail.
+#[tokio::test]
+async fn a_port_held_by_another_program_is_not_up() {
+    let fx = Fixture::with(SandboxMode::None, |c| {
+        c.boot_timeout = Duration::from_secs(2)
+    })
+    .await;
+    let sink = Sink::new();
+    // The listener leaves the instance's process group (and session) before it binds, and
+    // holds none of its output; it is started once, not again at the restart after the crash.
+    let command = "if mkdir $OUT/listener 2>/dev/null; then \
+                   setsid python3 -m http.server $PORT --bind 127.0.0.1 >/dev/null 2>&1 </dev/null & \
+                   echo listener=$!; fi; exec sleep 1000";
+    fx.sup.apply(
+        fx.desired(1, vec![ProcessSpec::new("web", 1, command)]),
+        sink.clone(),
+    );
+    fx.until("the listener's pid", 30, |_| {
+        !sink.lines_of("web.1").is_empty()
+    })
+    .await;
+    let listener: i32 = sink.lines_of("web.1")[0]
+        .strip_prefix("listener=")
+        .and_then(|pid| pid.trim().parse().ok())
+        .expect("the listener's pid");
+    // It left the instance's group: this test ends it, whatever happens below.
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _listener = Kill(listener);
+    fx.until("crashed", 30, |f| {
+        f.status()
+            .first()
+            .is_some_and(|s| s.state == InstanceState::Crashed)
+    })
+    .await;
+    let never_up = !sink.has_event("web.1", "State changed from starting to up");
+    drop(_listener);
+    assert!(never_up, "the instance was up on another program's socket");
+    assert!(sink.has_event(
+        "web.1",
+        "Error R10 (Boot timeout) -> web.1 failed to bind to $PORT within 2 seconds"
+    ));
+    fx.sup.shutdown().await;
+}
+
 #[tokio::test]
 async fn health_path_gates_up() {
     let fx = Fixture::new(SandboxMode::None).await;
