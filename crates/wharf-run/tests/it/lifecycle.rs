@@ -375,15 +375,7 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
                 )
                 .await
                 .unwrap();
-            let mut seen = String::new();
-            let rx = one.output.as_mut().unwrap();
-            while !seen.contains('\n') {
-                let chunk = tokio::time::timeout_at(deadline.into(), rx.recv())
-                    .await
-                    .expect("the one-off printed its job's pid")
-                    .expect("the one-off's output");
-                seen.push_str(&String::from_utf8_lossy(&chunk));
-            }
+            let seen = crate::oneoff::read_until(one.output.as_mut().unwrap(), "\n").await;
             let job: i32 = seen
                 .split("bg=")
                 .nth(1)

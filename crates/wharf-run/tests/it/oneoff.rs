@@ -110,7 +110,10 @@ async fn one_offs_are_listed_limited_and_stopped_by_name() {
 }
 
 /// Reads a one-off's output until `needle` shows up (or the output ends); what it read.
-async fn read_until(rx: &mut tokio::sync::mpsc::Receiver<Vec<u8>>, needle: &str) -> String {
+pub(crate) async fn read_until(
+    rx: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    needle: &str,
+) -> String {
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !String::from_utf8_lossy(&seen).contains(needle) {
