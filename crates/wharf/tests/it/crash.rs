@@ -61,13 +61,6 @@ fn check_releases(cli: &Cli, data_dir: &std::path::Path, app: &str) -> Vec<Value
     releases
 }
 
-fn fsck(cli: &Cli, data_dir: &std::path::Path) {
-    let fsck = cli
-        .run(&["fsck", "--data-dir", data_dir.to_str().unwrap()])
-        .success();
-    assert!(fsck.stdout.contains("No problems found"), "{fsck:#?}");
-}
-
 #[test]
 fn killed_at_random_moments_the_server_leaves_everything_consistent() {
     let (_temp, data_dir) = traversable_data_dir();
@@ -130,7 +123,7 @@ fn killed_at_random_moments_the_server_leaves_everything_consistent() {
         // The client sees its server go away (or had finished); either way it ends.
         let _ = running.kill();
         let _ = running.wait();
-        fsck(&cli, &data_dir);
+        cli.assert_fsck_clean(&data_dir);
     }
     eprintln!("killed during: {actions:?}");
 
@@ -146,5 +139,5 @@ fn killed_at_random_moments_the_server_leaves_everything_consistent() {
     cli.run(&["gc"]).success();
     check_releases(&cli, &data_dir, "crashy");
     drop(server.stop_with("-TERM"));
-    fsck(&cli, &data_dir);
+    cli.assert_fsck_clean(&data_dir);
 }

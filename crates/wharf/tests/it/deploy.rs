@@ -97,10 +97,7 @@ fn deploy_streams_the_build_and_ends_with_the_release() {
     let replay = cli.run(&["builds", "output", "-a", "site"]).success();
     assert!(replay.stdout.contains("-----> Released v2"), "{replay:#?}");
 
-    let fsck = cli
-        .run(&["fsck", "--data-dir", server.data_dir.to_str().unwrap()])
-        .success();
-    assert!(fsck.stdout.contains("No problems found"), "{fsck:#?}");
+    cli.assert_fsck_clean(&server.data_dir);
 }
 
 #[test]

@@ -160,8 +160,5 @@ fn a_full_disk_fails_the_build_cleanly_and_loses_nothing() {
 
     let (status, stderr) = server.stop_with("-TERM");
     assert!(status.success(), "{stderr}");
-    let fsck = cli
-        .run(&["fsck", "--data-dir", data_dir.to_str().unwrap()])
-        .success();
-    assert!(fsck.stdout.contains("No problems found"), "{fsck:#?}");
+    cli.assert_fsck_clean(&data_dir);
 }

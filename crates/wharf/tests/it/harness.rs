@@ -512,6 +512,15 @@ impl Cli {
         ])
     }
 
+    /// `wharf fsck --data-dir DATA_DIR` finds nothing wrong.
+    #[track_caller]
+    pub fn assert_fsck_clean(&self, data_dir: &Path) {
+        let fsck = self
+            .run(&["fsck", "--data-dir", data_dir.to_str().expect("utf-8 path")])
+            .success();
+        assert!(fsck.stdout.contains("No problems found"), "{fsck:#?}");
+    }
+
     /// Runs `wharf ARGS` with stdin at /dev/null (not a terminal).
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_inner(args, None)

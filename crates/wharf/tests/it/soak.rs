@@ -244,8 +244,5 @@ fn a_soak_of_deploys_scaling_and_requests_loses_nothing_and_leaks_nothing() {
     }
     let (status, stderr) = server.stop_with("-TERM");
     assert!(status.success(), "{stderr}");
-    let fsck = cli
-        .run(&["fsck", "--data-dir", data_dir.to_str().unwrap()])
-        .success();
-    assert!(fsck.stdout.contains("No problems found"), "{fsck:#?}");
+    cli.assert_fsck_clean(&data_dir);
 }
