@@ -61,11 +61,8 @@ pub enum BuildError {
         hint: &'static str,
     },
 
-    #[error(
-        "the build sandbox `namespaces` is not available: {reason}; install bubblewrap \
-         (`apt-get install bubblewrap`) or set WHARF_BUILD_SANDBOX=auto or none"
-    )]
-    SandboxUnavailable { reason: String },
+    #[error(transparent)]
+    Sandbox(#[from] wharf_sandbox::SandboxError),
 
     #[error(
         "the app's buildpack rejected it: bin/detect exited with {status}; fix bin/detect, or \

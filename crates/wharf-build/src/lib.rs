@@ -48,7 +48,7 @@ pub struct BuildRequest {
     pub cache_dir: PathBuf,
     /// The time limit of the whole build (`WHARF_BUILD_TIMEOUT`).
     pub timeout: Duration,
-    /// Which sandbox to build in (`WHARF_BUILD_SANDBOX`).
+    /// Which sandbox to build in (`WHARF_SANDBOX`).
     pub sandbox: SandboxMode,
     /// Extra variables for build commands. Empty for now: builds never see app config vars.
     pub buildpack_env: BTreeMap<String, String>,

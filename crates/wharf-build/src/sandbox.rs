@@ -12,7 +12,6 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::str::FromStr;
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -41,45 +40,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// Longest line passed on as one message; longer output is split.
 const MAX_LINE: usize = 64 * 1024;
 
-/// Which sandbox builds run in (`WHARF_BUILD_SANDBOX`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SandboxMode {
-    /// Namespaces when bubblewrap works on this host, otherwise none (with a line in the log).
-    #[default]
-    Auto,
-    /// No isolation beyond the clean environment and process-group cleanup.
-    None,
-    /// bubblewrap namespaces; the build fails if they are not available.
-    Namespaces,
-}
-
-/// `WHARF_BUILD_SANDBOX` is not one of the known modes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown build sandbox mode `{0}`: use `auto`, `none` or `namespaces`")]
-pub struct ParseSandboxModeError(String);
-
-impl FromStr for SandboxMode {
-    type Err = ParseSandboxModeError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(SandboxMode::Auto),
-            "none" => Ok(SandboxMode::None),
-            "namespaces" => Ok(SandboxMode::Namespaces),
-            other => Err(ParseSandboxModeError(other.to_owned())),
-        }
-    }
-}
-
-impl std::fmt::Display for SandboxMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SandboxMode::Auto => "auto",
-            SandboxMode::None => "none",
-            SandboxMode::Namespaces => "namespaces",
-        })
-    }
-}
+pub use wharf_sandbox::{ParseSandboxModeError, SandboxMode};
 
 /// The isolation a build actually runs with, once [`SandboxMode`] is resolved on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,33 +177,32 @@ impl Sandbox {
         }
     }
 
-    /// Resolves `mode` on this host: probes bubblewrap unless `mode` is `none`.
+    /// Resolves `mode` on this host (see [`wharf_sandbox::Isolation::resolve`]) and says in
+    /// the log what builds run in.
     pub(crate) async fn resolve(
         mode: SandboxMode,
         log: &BuildLog,
     ) -> Result<Isolation, BuildError> {
-        match mode {
-            SandboxMode::None => {
-                log.step("Sandbox: none (builds run unisolated, WHARF_BUILD_SANDBOX=none)");
-                Ok(Isolation::None)
-            }
-            SandboxMode::Namespaces => {
-                let bwrap = probe_bubblewrap()
-                    .await
-                    .map_err(|reason| BuildError::SandboxUnavailable { reason })?;
-                sandboxed(bwrap, log)
-            }
-            SandboxMode::Auto => match probe_bubblewrap().await {
-                Ok(bwrap) => sandboxed(bwrap, log),
-                Err(reason) => {
-                    log.step("Sandbox: none");
-                    log.note(&format!(
-                        "namespaces are not available ({reason}); install bubblewrap to isolate builds"
-                    ));
-                    Ok(Isolation::None)
+        let resolved = wharf_sandbox::Isolation::resolve(mode, None).await?;
+        Ok(match resolved.bwrap {
+            Some(bwrap) => {
+                log.step("Sandbox: namespaces (bubblewrap)");
+                Isolation::Bubblewrap {
+                    bwrap,
+                    setpriv: resolved.setpriv,
                 }
-            },
-        }
+            }
+            None => {
+                match resolved.fallback {
+                    Some(why) => {
+                        log.step("Sandbox: none");
+                        log.note(&format!("namespaces are not available: {why}"));
+                    }
+                    None => log.step("Sandbox: none (builds run unisolated, WHARF_SANDBOX=none)"),
+                }
+                Isolation::None
+            }
+        })
     }
 
     /// Whether build commands drop to the app's user.
@@ -587,23 +547,6 @@ fn emit(line: &[u8], sink: &mut (dyn FnMut(&str) + Send)) {
     sink(&String::from_utf8_lossy(line));
 }
 
-/// The namespaces sandbox, dropping to the app's user when wharf is root.
-fn sandboxed(bwrap: PathBuf, log: &BuildLog) -> Result<Isolation, BuildError> {
-    let setpriv = if nix::unistd::geteuid().is_root() {
-        Some(wharf_sandbox::find_setpriv().ok_or_else(|| {
-            BuildError::SandboxUnavailable {
-                reason: "`setpriv` (util-linux) is not installed: as root, wharf needs it to \
-                         build each app as its own user"
-                    .to_owned(),
-            }
-        })?)
-    } else {
-        None
-    };
-    log.step("Sandbox: namespaces (bubblewrap)");
-    Ok(Isolation::Bubblewrap { bwrap, setpriv })
-}
-
 /// Makes everything below `dir` (and `dir`) owned by `uid` and the group of the same number,
 /// without following links.
 fn give_to(dir: &Path, uid: u32) -> Result<(), BuildError> {
@@ -624,45 +567,6 @@ fn give_to(dir: &Path, uid: u32) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Finds `bwrap` and checks that it can create the namespaces builds use.
-async fn probe_bubblewrap() -> Result<PathBuf, String> {
-    let bwrap = find_program("bwrap", SYSTEM_PATH)
-        .ok_or_else(|| "`bwrap` is not installed (looked in the system PATH)".to_owned())?;
-    let probe = tokio::process::Command::new(&bwrap)
-        .args([
-            "--die-with-parent",
-            "--unshare-pid",
-            "--cap-drop",
-            "ALL",
-            "--ro-bind",
-            "/",
-            "/",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--",
-            "true",
-        ])
-        .env_clear()
-        .env("PATH", SYSTEM_PATH)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(Duration::from_secs(10), probe).await {
-        Err(_) => Err("`bwrap` did not finish a test run within 10s".to_owned()),
-        Ok(Err(e)) => Err(format!("`{}` could not be started: {e}", bwrap.display())),
-        Ok(Ok(out)) if out.status.success() => Ok(bwrap),
-        Ok(Ok(out)) => Err(format!(
-            "`bwrap` failed a test run ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-    }
-}
-
 /// The first executable file named `name` in the directories of `path`.
 pub(crate) fn find_program(name: &str, path: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -679,18 +583,6 @@ pub(crate) fn find_program(name: &str, path: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sandbox_mode_parses_known_names_only() {
-        assert_eq!("auto".parse(), Ok(SandboxMode::Auto));
-        assert_eq!("none".parse(), Ok(SandboxMode::None));
-        assert_eq!("namespaces".parse(), Ok(SandboxMode::Namespaces));
-        let err = "docker".parse::<SandboxMode>().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown build sandbox mode `docker`: use `auto`, `none` or `namespaces`"
-        );
-    }
 
     #[test]
     fn bubblewrap_mounts_app_tree_last_at_app() {

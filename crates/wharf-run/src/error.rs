@@ -27,11 +27,8 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
-    #[error("the namespaces sandbox is not available: {reason}")]
-    SandboxUnavailable { reason: String },
-    /// Apps running as an unprivileged user could not reach their files.
-    #[error("{reason}")]
-    DataDirUnreachable { reason: String },
+    #[error(transparent)]
+    Sandbox(#[from] wharf_sandbox::SandboxError),
     #[error("app `{app_id}` is not running here")]
     UnknownApp { app_id: String },
     #[error("app `{app_id}` has no instance or process type `{target}`")]

@@ -17,8 +17,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::str::FromStr;
-use std::time::Duration;
 
 use crate::RunError;
 
@@ -30,40 +28,7 @@ pub(crate) const SANDBOX_TOOLS_DIR: &str = "/run/wharf/bin";
 /// `PATH` when neither the image nor the config sets one.
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// `WHARF_SANDBOX`: `auto` (bubblewrap when it works here), `none`, `namespaces` (required).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SandboxMode {
-    #[default]
-    Auto,
-    None,
-    Namespaces,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("sandbox mode `{0}` is not one of auto, none, namespaces")]
-pub struct ParseSandboxModeError(String);
-
-impl FromStr for SandboxMode {
-    type Err = ParseSandboxModeError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(SandboxMode::Auto),
-            "none" => Ok(SandboxMode::None),
-            "namespaces" => Ok(SandboxMode::Namespaces),
-            other => Err(ParseSandboxModeError(other.to_owned())),
-        }
-    }
-}
-
-impl SandboxMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SandboxMode::Auto => "auto",
-            SandboxMode::None => "none",
-            SandboxMode::Namespaces => "namespaces",
-        }
-    }
-}
+pub use wharf_sandbox::{ParseSandboxModeError, SandboxMode};
 
 /// The isolation actually in force, decided once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,29 +41,6 @@ pub(crate) enum Isolation {
         hidden: PathBuf,
         setpriv: Option<PathBuf>,
     },
-}
-
-/// Apps that run as an unprivileged user reach their release tree and scratch through the data
-/// directory: it and every directory above it must let everyone through (`o+x`).
-fn reachable_by_everyone(data_dir: &Path) -> Result<(), RunError> {
-    use std::os::unix::fs::PermissionsExt;
-    for dir in data_dir.ancestors() {
-        let mode = std::fs::metadata(dir)
-            .map(|m| m.permissions().mode())
-            .unwrap_or(0o755);
-        if mode & 0o001 == 0 {
-            return Err(RunError::DataDirUnreachable {
-                reason: format!(
-                    "without a sandbox, apps run as unprivileged users, who can't pass through `{}` \
-                     (mode {:o}): keep the data directory somewhere every user can pass through \
-                     (e.g. --data-dir /var/lib/wharf), or install bubblewrap for WHARF_SANDBOX=auto",
-                    dir.display(),
-                    mode & 0o777
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Paths of one launch, as seen on the host.
@@ -122,48 +64,18 @@ pub(crate) struct Launch<'a> {
 
 impl Isolation {
     pub(crate) async fn resolve(mode: SandboxMode, data_dir: &Path) -> Result<Isolation, RunError> {
-        let root = nix::unistd::geteuid().is_root();
         let hidden = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-        let plain = || {
-            if root {
-                reachable_by_everyone(&hidden)?;
-            }
-            Ok(Isolation::Plain { app_users: root })
-        };
-        let sandboxed = |bwrap| {
-            let setpriv = if root {
-                Some(wharf_sandbox::find_setpriv().ok_or_else(|| {
-                    RunError::SandboxUnavailable {
-                        reason: "`setpriv` (util-linux) is not installed: as root, wharf needs it \
-                                 to run each app as its own user"
-                            .to_owned(),
-                    }
-                })?)
-            } else {
-                None
-            };
-            Ok(Isolation::Bubblewrap {
+        let resolved = wharf_sandbox::Isolation::resolve(mode, Some(&hidden)).await?;
+        Ok(match resolved.bwrap {
+            Some(bwrap) => Isolation::Bubblewrap {
                 bwrap,
-                hidden: hidden.clone(),
-                setpriv,
-            })
-        };
-        match mode {
-            SandboxMode::None => plain(),
-            SandboxMode::Namespaces => {
-                let bwrap = probe_bubblewrap()
-                    .await
-                    .map_err(|reason| RunError::SandboxUnavailable { reason })?;
-                sandboxed(bwrap)
-            }
-            SandboxMode::Auto => match probe_bubblewrap().await {
-                Ok(bwrap) => sandboxed(bwrap),
-                Err(reason) => {
-                    tracing::warn!(%reason, "bubblewrap is not usable; running apps without namespaces");
-                    plain()
-                }
+                hidden,
+                setpriv: resolved.setpriv,
             },
-        }
+            None => Isolation::Plain {
+                app_users: resolved.setpriv.is_some(),
+            },
+        })
     }
 
     /// Whether each app runs as its own user.
@@ -361,44 +273,6 @@ fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>, as_user: bool) -> Vec<OsS
     args
 }
 
-/// Finds `bwrap` and checks that it can create the namespaces instances use.
-async fn probe_bubblewrap() -> Result<PathBuf, String> {
-    let bwrap = ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .ok_or_else(|| "`bwrap` is not installed".to_owned())?;
-    let probe = tokio::process::Command::new(&bwrap)
-        .args([
-            "--die-with-parent",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--ro-bind",
-            "/",
-            "/",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "/bin/true",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(Duration::from_secs(10), probe).await {
-        Err(_) => Err("`bwrap` did not finish a test run within 10s".to_owned()),
-        Ok(Err(e)) => Err(format!("`{}` could not be started: {e}", bwrap.display())),
-        Ok(Ok(out)) if out.status.success() => Ok(bwrap),
-        Ok(Ok(out)) => Err(format!(
-            "`bwrap` failed a test run ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,14 +306,5 @@ mod tests {
             setpriv: None,
         };
         assert_eq!(bw.rewrite_image_value(tree, "/app/bin"), "/app/bin");
-    }
-
-    #[test]
-    fn modes_parse() {
-        assert_eq!(
-            "namespaces".parse::<SandboxMode>().unwrap(),
-            SandboxMode::Namespaces
-        );
-        assert!("docker".parse::<SandboxMode>().is_err());
     }
 }

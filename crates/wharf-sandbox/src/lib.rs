@@ -1,14 +1,17 @@
 //! The part of wharf's sandboxes that builds (`wharf-build`) and app processes (`wharf-run`)
-//! share: bubblewrap arguments that show the host read-only, with private `/proc`, `/dev`, `/tmp`
+//! share: the sandbox mode and what it comes to on this host ([`mode`]), bubblewrap arguments that show the host read-only, with private `/proc`, `/dev`, `/tmp`
 //! and `/run`, and the per-app users ([`users`]) that both run as when wharf is root. Each
-//! sandbox adds its own writable binds, hidden paths and `/app` after these. It only reads the
-//! host's root directory and the users file; it runs nothing.
+//! sandbox adds its own writable binds, hidden paths and `/app` after these. It reads the
+//! host's root directory and the users file, and runs nothing but bubblewrap's test run.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 pub mod launch;
+pub mod mode;
 pub mod users;
+
+pub use mode::{Isolation, ParseSandboxModeError, SandboxError, SandboxMode};
 
 /// Finds util-linux's `setpriv`, which drops a sandboxed command from root to its app's user.
 pub fn find_setpriv() -> Option<PathBuf> {

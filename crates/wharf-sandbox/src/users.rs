@@ -103,9 +103,11 @@ pub fn app_user_in(registry: &Path, data_dir: &Path, app_id: &str) -> Result<u32
         }
     };
     if let Some(dir) = registry.parent() {
+        // Others may pass through but not list it: `/var/lib/wharf` is also root's default
+        // data directory, which apps' users pass through. The file itself is private.
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(0o711)
             .create(dir)
             .map_err(io("create the directory of"))?;
     }
@@ -177,7 +179,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&registry), 0o600);
-        assert_eq!(mode(registry.parent().unwrap()), 0o700);
+        assert_eq!(mode(registry.parent().unwrap()), 0o711);
         assert!(app_user_in(&registry, &one, "tab\there").is_err());
     }
 

@@ -230,7 +230,7 @@ pub enum TlsCommand {
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Where wharf keeps its database, images and logs [default: $XDG_DATA_HOME/wharf or ~/.local/share/wharf]
+    /// Where wharf keeps its database, images and logs [default: /var/lib/wharf for root, else $XDG_DATA_HOME/wharf or ~/.local/share/wharf]
     #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Use this database instead of SQLite in the data dir (postgres://USER:PASSWORD@HOST/DB)
@@ -438,7 +438,7 @@ pub struct UpArgs {
     #[arg(long, env = "WHARF_ROUTER_ADDR", value_name = "ADDR")]
     pub router_addr: Option<std::net::SocketAddr>,
     /// Where the embedded wharf keeps its data [default: a directory for DIR under
-    /// ~/.local/share/wharf/up]
+    /// /var/lib/wharf/up for root, else ~/.local/share/wharf/up]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// How builds and processes are isolated: auto, namespaces or none

@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use wharf_build::SandboxMode;
 use wharf_image::archive::Limits;
+use wharf_sandbox::SandboxMode;
 use wharf_server::{AdminToken, BuildSettings, ServerConfig};
 
 use crate::cli::ServerArgs;
@@ -24,8 +24,31 @@ macro_rules! say {
     }};
 }
 
-/// The default data directory: `$XDG_DATA_HOME/wharf` or `~/.local/share/wharf`.
+/// Root's default data directory. Apps run as their own users, who must pass through every
+/// directory above their files; root's home does not let them, `/var/lib` does (Docker and
+/// Dokku keep theirs there too).
+pub const ROOT_DATA_DIR: &str = "/var/lib/wharf";
+
+/// Makes [`ROOT_DATA_DIR`] (wharf's own) one that everyone may pass through but not list, also
+/// when an older wharf made it private to root as the home of the machine's app users.
+fn open_root_data_dir() -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(ROOT_DATA_DIR)
+        .and_then(|()| {
+            std::fs::set_permissions(ROOT_DATA_DIR, std::fs::Permissions::from_mode(0o711))
+        })
+        .with_context(|| format!("cannot make {ROOT_DATA_DIR}"))
+}
+
+/// The default data directory: [`ROOT_DATA_DIR`] for root, else `$XDG_DATA_HOME/wharf` or
+/// `~/.local/share/wharf`.
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from(ROOT_DATA_DIR));
+    }
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("wharf"));
     }
@@ -56,6 +79,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let (args_tls, args_rendezvous) = (args.tls_addr, args.rendezvous_addr);
     let mut config = config(args, data_dir)?;
+    // Before a port is opened or a file made: a sandbox that can't work stops us here.
+    say!("{}", settle_sandbox(&mut config).await?);
     let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
         format!(
             "cannot listen on {} (set WHARF_API_ADDR to use another address)",
@@ -154,9 +179,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Decides what `WHARF_SANDBOX` comes to on this host before anything starts, and pins the
+/// supervisor's and the builds' modes to namespaces when it chose them. Returns the line that says what was
+/// chosen; a mode that can't work here is an error that says how to fix it.
+pub async fn settle_sandbox(config: &mut ServerConfig) -> anyhow::Result<String> {
+    if config.data_dir.starts_with(ROOT_DATA_DIR) && nix::unistd::geteuid().is_root() {
+        open_root_data_dir()?;
+    }
+    let isolation =
+        wharf_sandbox::Isolation::resolve(config.run.sandbox, Some(&config.data_dir)).await?;
+    if isolation.bwrap.is_some() {
+        // Chosen: from now on namespaces are required, never dropped silently. (Without them,
+        // `auto` stays `auto`, so each build's log says why.)
+        config.run.sandbox = SandboxMode::Namespaces;
+        config.build.sandbox = SandboxMode::Namespaces;
+    }
+    Ok(isolation.summary())
+}
+
 /// The server's configuration from its flags (and `WHARF_*` variables), with its data in
 /// `data_dir`.
 pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfig> {
+    let sandbox = args
+        .sandbox
+        .parse::<SandboxMode>()
+        .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?;
     Ok(ServerConfig {
         data_dir: data_dir.clone(),
         database_url: args.database_url,
@@ -168,10 +215,7 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
         run: wharf_run::SupervisorConfig {
             data_dir: data_dir.clone(),
             port_range: parse_port_range(&args.port_range)?,
-            sandbox: args
-                .sandbox
-                .parse::<wharf_run::SandboxMode>()
-                .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?,
+            sandbox,
             boot_timeout: Duration::from_secs(args.boot_timeout),
             ..wharf_run::SupervisorConfig::default()
         },
@@ -197,10 +241,7 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
         build: BuildSettings {
             timeout: Duration::from_secs(args.build_timeout),
             concurrency: args.build_concurrency,
-            sandbox: args
-                .sandbox
-                .parse::<SandboxMode>()
-                .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?,
+            sandbox,
             limits: Limits {
                 max_archive_bytes: args.max_source_bytes,
                 max_unpacked_bytes: args.max_source_unpacked_bytes,

@@ -65,6 +65,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .server;
     server_args.sandbox = args.sandbox.clone();
     let mut config = crate::server::config(server_args, data_dir.clone())?;
+    // Before a port is opened or a file made: a sandbox that can't work stops us here.
+    let sandbox = crate::server::settle_sandbox(&mut config).await?;
     config.api_addr = "127.0.0.1:0".parse().expect("an address");
     let api = TcpListener::bind(config.api_addr)
         .await
@@ -90,6 +92,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.router_addr = router.local_addr()?;
     config.public_url = None;
     eprintln!("-----> Starting wharf (data in {})", data_dir.display());
+    eprintln!("       {sandbox}");
     let (state, admin) = wharf_server::prepare(&config)
         .await
         .context("cannot start the embedded wharf")?;

@@ -658,3 +658,112 @@ pub fn filters() -> Vec<(&'static str, &'static str)> {
         (r"/tmp/[^\s)]+", "[TEMP]"),
     ]
 }
+
+/// A long-running foreground command (`wharf up`) whose stderr is read line by line, killed
+/// (and waited for) if the test ends while it still runs.
+pub struct Foreground {
+    pub child: Child,
+    lines: Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Foreground {
+    /// Spawns `command` with stderr piped and stdin and stdout at /dev/null.
+    pub fn spawn(mut command: Command) -> Foreground {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the command");
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Foreground {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line containing `needle`, within `within`; panics with everything said so far
+    /// if none comes.
+    #[track_caller]
+    pub fn wait_for(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("`{needle}` never came; it said:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Sends `signal` (e.g. `-INT`) and waits up to `within` for the exit status.
+    #[track_caller]
+    pub fn stop_with(&mut self, signal: &str, within: Duration) -> ExitStatus {
+        send_signal(self.child.id(), signal);
+        wait_until(within, "the command to exit", || {
+            self.child
+                .try_wait()
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "still running".to_owned())
+        })
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GET `http://<host>:<port>/` on 127.0.0.1 (through the router): the body of a 200, or the
+/// whole response (or error) instead.
+pub fn get_page(host: &str, port: u16) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.") && head[8..].starts_with(" 200") => {
+            Ok(body.to_owned())
+        }
+        _ => Err(response),
+    }
+}
+
+/// The router's port in `wharf up`'s "is up at http://<app>.localhost:<port>/" line.
+#[track_caller]
+pub fn port_in_url(line: &str) -> u16 {
+    line.split("localhost:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a port in {line}"))
+}

@@ -15,6 +15,7 @@ mod disk_full;
 mod domains;
 mod errors;
 mod examples;
+mod first_run;
 mod flow;
 mod git_push;
 mod heroku_cli;

@@ -590,8 +590,8 @@ fn processes_are_stateless_without_a_sandbox() {
     processes_are_stateless("32700-32799", "none");
 }
 
-/// Without a sandbox, apps run as `nobody`, who must pass through every directory above the data
-/// dir: a server that couldn't start apps refuses to start, and says why.
+/// Without a sandbox, apps run as their own users, who must pass through every directory above
+/// the data dir: a server that couldn't start apps refuses to start, and says why and how to fix it.
 #[test]
 fn without_a_sandbox_an_unreachable_data_dir_is_refused_at_start() {
     let temp = tempfile::tempdir().unwrap();
@@ -649,6 +649,9 @@ fn without_a_sandbox_an_unreachable_data_dir_is_refused_at_start() {
         stderr.contains("can't pass through") && stderr.contains("--data-dir"),
         "{stderr}"
     );
+    // Refused before anything was made or opened: no half-started server.
+    assert!(!stderr.contains("listening"), "{stderr}");
+    assert!(!temp.path().join("wharf").exists());
 }
 
 pub(crate) fn nix_is_root() -> bool {

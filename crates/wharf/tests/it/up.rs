@@ -2,13 +2,9 @@
 //! through the router, redeploys it on a change with `--watch`, and leaves nothing running
 //! after Ctrl-C.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{send_signal, wait_until, Cli, WHARF};
+use crate::harness::{get_page, port_in_url, wait_until, Cli, Foreground, WHARF};
 
 /// Answers every GET with `$GREETING` and the contents of `code.txt`.
 const APP: &str = r#"import os, http.server
@@ -23,25 +19,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 "#;
-
-/// GET `http://<host>:<port>/` through the router; the body, or why there is none.
-fn get(host: &str, port: u16) -> Result<String, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.") && head[8..].starts_with(" 200") => {
-            Ok(body.to_owned())
-        }
-        _ => Err(response),
-    }
-}
 
 /// Every process descending from `root`, as (pid, start time).
 fn descendants(root: u32) -> Vec<(u32, u64)> {
@@ -108,8 +85,9 @@ fn up_builds_serves_reloads_and_stops_cleanly() {
     )
     .unwrap();
 
-    let mut up = cli
-        .command(WHARF)
+    let data_dir = cli.work_dir().join("data");
+    let mut command = cli.command(WHARF);
+    command
         .args([
             "up",
             dir.to_str().unwrap(),
@@ -117,83 +95,47 @@ fn up_builds_serves_reloads_and_stops_cleanly() {
             "--router-addr",
             "127.0.0.1:0",
         ])
-        .env("WHARF_PORT_RANGE", "33100-33199")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    let stderr = up.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let mut wait_for = |needle: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("`{needle}` never came; wharf up said:\n{}", seen.join("\n")),
-            }
-        }
-    };
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env("WHARF_PORT_RANGE", "33100-33199");
+    let mut up = Foreground::spawn(command);
+    let within = Duration::from_secs(180);
 
     // The app is named after its directory, its config comes from .env, and it is served.
-    let ready = wait_for("is up at http://up-app.localhost:");
-    let port: u16 = ready
-        .split("localhost:")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("a port in {ready}"));
+    let port = port_in_url(&up.wait_for("is up at http://up-app.localhost:", within));
     let body = wait_until(Duration::from_secs(30), "the app to answer", || {
-        get("up-app.localhost", port)
+        get_page("up-app.localhost", port)
     });
     assert_eq!(body, "hello one");
 
     // A change is rebuilt and swapped in.
     std::fs::write(dir.join("code.txt"), "two\n").unwrap();
-    wait_for("up-app runs v");
-    let body = wait_until(Duration::from_secs(30), "the new code", || {
-        match get("up-app.localhost", port)? {
-            body if body == "hello two" => Ok(body),
-            other => Err(other),
-        }
+    up.wait_for("up-app runs v", within);
+    let body = wait_until(Duration::from_secs(30), "the new code", || match get_page(
+        "up-app.localhost",
+        port,
+    )? {
+        body if body == "hello two" => Ok(body),
+        other => Err(other),
     });
     assert_eq!(body, "hello two");
     // A broken change keeps the running release serving.
     std::fs::write(dir.join("Procfile"), "web: python3 app.py\nweb: again\n").unwrap();
-    wait_for("the running release keeps serving");
-    assert_eq!(get("up-app.localhost", port).unwrap(), "hello two");
+    up.wait_for("the running release keeps serving", within);
+    assert_eq!(get_page("up-app.localhost", port).unwrap(), "hello two");
 
     // Ctrl-C stops it all, and nothing it started is left.
-    let children = descendants(up.id());
+    let children = descendants(up.child.id());
     assert!(
         !children.is_empty(),
         "the app runs as a descendant of wharf up"
     );
-    send_signal(up.id(), "-INT");
-    let status = wait_until(Duration::from_secs(60), "wharf up to exit", || {
-        up.try_wait()
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "still running".to_owned())
-    });
-    assert!(status.success(), "{status:?}: {}", seen.join("\n"));
+    let status = up.stop_with("-INT", Duration::from_secs(60));
+    assert!(status.success(), "{status:?}: {}", up.seen.join("\n"));
     let left: Vec<_> = children.into_iter().filter(|p| still_running(*p)).collect();
     assert!(left.is_empty(), "left running: {left:?}");
     assert!(
-        get("up-app.localhost", port).is_err(),
+        get_page("up-app.localhost", port).is_err(),
         "the router stopped too"
     );
 }
