@@ -3,7 +3,6 @@
 //! router; the counter keeps its state in a real Redis across restarts, scaling and redeploys
 //! while its local files do not; two apps where one is the other's backing service.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{wait_until, Cli, Server};
+use crate::harness::{http_get, wait_until, Cli, Server};
 
 /// Builds fetch packages (pip, npm) and compile (cargo): generous.
 const SETTLE: Duration = Duration::from_secs(240);
@@ -22,33 +21,13 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// GET `path` of `host` through the router at `port`: (status, body).
-pub(crate) fn get(port: u16, host: &str, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or(response.clone())?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or(head.to_owned())?;
-    Ok((status, body.to_owned()))
-}
-
 /// Waits until the app answers 200 with a body containing `needle`; returns the body.
 fn until_answers(port: u16, app: &str, needle: &str) -> String {
     let host = format!("{app}.localhost");
     wait_until(
         SETTLE,
         &format!("{app} to answer with `{needle}`"),
-        || match get(port, &host, "/")? {
+        || match http_get(port, &host, "/")? {
             (200, body) if body.contains(needle) => Ok(body),
             (status, body) => Err(format!("{status} {body}")),
         },

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{get_page, port_in_url, wait_until, Foreground, WHARF};
+use crate::harness::{get_page, pids, port_in_url, wait_until, Foreground, WHARF};
 use crate::run::nix_is_root;
 
 /// The system's `PATH`, as a login shell has it.
@@ -277,7 +277,7 @@ fn first_run(who: As, bubblewrap: Bubblewrap) {
 
     let port = port_in_url(&up.wait_for("is up at http://python-web.localhost:", within));
     let body = wait_until(Duration::from_secs(30), "the page", || {
-        get_page("python-web.localhost", port)
+        get_page(port, "python-web.localhost")
     });
     assert!(body.starts_with("Hello from python-web!"), "{body}");
 
@@ -285,7 +285,7 @@ fn first_run(who: As, bubblewrap: Bubblewrap) {
     let status = up.stop_with("-INT", Duration::from_secs(60));
     assert!(status.success(), "{status:?}: {}", up.seen.join("\n"));
     assert!(
-        get_page("python-web.localhost", port).is_err(),
+        get_page(port, "python-web.localhost").is_err(),
         "the router stopped"
     );
     if let Some(user) = &user {
@@ -297,14 +297,7 @@ fn first_run(who: As, bubblewrap: Bubblewrap) {
 /// Processes whose real uid is `uid`.
 fn processes_of(uid: u32) -> Vec<u32> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in pids() {
         let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
             continue;
         };

@@ -3,38 +3,19 @@
 //! names); the build streams back as `remote:` lines, the router serves the pushed code, and a
 //! push whose build fails is rejected and changes nothing.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{wait_until, Cli, Server};
+use crate::harness::{get_page, wait_until, Cli, Server};
 
 /// A push builds (pip fetches gunicorn on the first one): generous.
 const PUSH: Duration = Duration::from_secs(300);
-
-/// The body of `GET /` of `app` through the router, if it answers 200.
-fn get(port: u16, app: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: {app}.localhost\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.split_whitespace().nth(1) == Some("200") => Ok(body.to_owned()),
-        _ => Err(response),
-    }
-}
 
 fn until_serves(port: u16, app: &str, needle: &str) -> String {
     wait_until(
         Duration::from_secs(120),
         &format!("{app} to answer with `{needle}`"),
-        || match get(port, app)? {
+        || match get_page(port, &format!("{app}.localhost"))? {
             body if body.contains(needle) => Ok(body),
             body => Err(body),
         },

@@ -736,26 +736,43 @@ impl Drop for Foreground {
     }
 }
 
-/// GET `http://<host>:<port>/` on 127.0.0.1 (through the router): the body of a 200, or the
-/// whole response (or error) instead.
-pub fn get_page(host: &str, port: u16) -> Result<String, String> {
+/// GET `path` of `host` through the router at `port` on 127.0.0.1: (status, body).
+pub fn http_get(port: u16, host: &str, path: &str) -> Result<(u16, String), String> {
     use std::io::Read as _;
     let mut stream =
         std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
         .map_err(|e| e.to_string())?;
-    match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.") && head[8..].starts_with(" 200") => {
-            Ok(body.to_owned())
-        }
-        _ => Err(response),
+    let (head, body) = response.split_once("\r\n\r\n").ok_or(response.clone())?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(response.clone())?;
+    Ok((status, body.to_owned()))
+}
+
+/// The body of `GET /` of `host` through the router at `port`, if it answers 200; else what it
+/// answered (or why it didn't).
+pub fn get_page(port: u16, host: &str) -> Result<String, String> {
+    match http_get(port, host, "/")? {
+        (200, body) => Ok(body),
+        (status, body) => Err(format!("{status}: {body}")),
     }
+}
+
+/// The pids in /proc now.
+pub fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
 }
 
 /// The router's port in `wharf up`'s "is up at http://<app>.localhost:<port>/" line.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::examples::get;
+use crate::harness::http_get as get;
 use crate::harness::{wait_until, Cli, Server};
 use crate::run::nix_is_root;
 

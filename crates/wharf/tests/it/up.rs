@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{get_page, port_in_url, wait_until, Cli, Foreground, WHARF};
+use crate::harness::{get_page, pids, port_in_url, wait_until, Cli, Foreground, WHARF};
 
 /// Answers every GET with `$GREETING` and the contents of `code.txt`.
 const APP: &str = r#"import os, http.server
@@ -23,14 +23,7 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_fo
 /// Every process descending from `root`, as (pid, start time).
 fn descendants(root: u32) -> Vec<(u32, u64)> {
     let mut table = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in pids() {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
@@ -104,7 +97,7 @@ fn up_builds_serves_reloads_and_stops_cleanly() {
     // The app is named after its directory, its config comes from .env, and it is served.
     let port = port_in_url(&up.wait_for("is up at http://up-app.localhost:", within));
     let body = wait_until(Duration::from_secs(30), "the app to answer", || {
-        get_page("up-app.localhost", port)
+        get_page(port, "up-app.localhost")
     });
     assert_eq!(body, "hello one");
 
@@ -112,8 +105,8 @@ fn up_builds_serves_reloads_and_stops_cleanly() {
     std::fs::write(dir.join("code.txt"), "two\n").unwrap();
     up.wait_for("up-app runs v", within);
     let body = wait_until(Duration::from_secs(30), "the new code", || match get_page(
-        "up-app.localhost",
         port,
+        "up-app.localhost",
     )? {
         body if body == "hello two" => Ok(body),
         other => Err(other),
@@ -122,7 +115,7 @@ fn up_builds_serves_reloads_and_stops_cleanly() {
     // A broken change keeps the running release serving.
     std::fs::write(dir.join("Procfile"), "web: python3 app.py\nweb: again\n").unwrap();
     up.wait_for("the running release keeps serving", within);
-    assert_eq!(get_page("up-app.localhost", port).unwrap(), "hello two");
+    assert_eq!(get_page(port, "up-app.localhost").unwrap(), "hello two");
 
     // Ctrl-C stops it all, and nothing it started is left.
     let children = descendants(up.child.id());
@@ -135,7 +128,7 @@ fn up_builds_serves_reloads_and_stops_cleanly() {
     let left: Vec<_> = children.into_iter().filter(|p| still_running(*p)).collect();
     assert!(left.is_empty(), "left running: {left:?}");
     assert!(
-        get_page("up-app.localhost", port).is_err(),
+        get_page(port, "up-app.localhost").is_err(),
         "the router stopped too"
     );
 }
