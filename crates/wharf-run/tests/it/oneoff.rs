@@ -109,6 +109,17 @@ async fn one_offs_are_listed_limited_and_stopped_by_name() {
     fx.sup.shutdown().await;
 }
 
+/// Whether a process runs with exactly `args` as its command line.
+fn running_with_args(args: &[&str]) -> bool {
+    let wanted: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted)
+    })
+}
+
 /// Reads a one-off's output until `needle` shows up (or the output ends); what it read.
 pub(crate) async fn read_until(
     rx: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
@@ -140,12 +151,16 @@ async fn terminal_session(mode: SandboxMode) {
         cols: 101,
     };
 
-    let script = "test -t 0 && test -t 1 && test -t 2 && echo all-terminal; stty size; \
-                  echo term=$TERM; read line; echo got:$line; \
-                  trap 'echo interrupted' INT; sleep 1000; echo after; exit 5";
+    // The sleep's argument is this test's own, so it can be told apart from other tests'.
+    let sleep = format!("1000.{}", std::process::id());
+    let script = format!(
+        "test -t 0 && test -t 1 && test -t 2 && echo all-terminal; stty size; \
+         echo term=$TERM; read line; echo got:$line; \
+         trap 'echo interrupted' INT; sleep {sleep}; echo after; exit 5"
+    );
     let mut one = fx
         .sup
-        .run_one_off_in_terminal("app1", &r, script, size, sink.clone())
+        .run_one_off_in_terminal("app1", &r, &script, size, sink.clone())
         .await
         .unwrap();
     assert!(one.tty);
@@ -179,7 +194,12 @@ async fn terminal_session(mode: SandboxMode) {
     let seen = read_until(&mut rx, "got:hello").await;
     assert!(seen.contains("hello\r\n"), "no echo in {seen:?}");
     // Ctrl-C: SIGINT to the foreground job, the sleep and the shell waiting for it (and to
-    // nothing else: not to bubblewrap), which traps it and goes on.
+    // nothing else: not to bubblewrap), which traps it and goes on. Sent once the sleep runs,
+    // so the trap is set.
+    fx.until("the sleep to start", 20, |_| {
+        running_with_args(&["sleep", &sleep])
+    })
+    .await;
     stdin.write_all(b"\x03").await.unwrap();
     stdin.flush().await.unwrap();
     let seen = read_until(&mut rx, "after").await;
