@@ -20,6 +20,8 @@ use crate::{
 /// What to build: layers bottom first, and the runtime config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageSpec {
+    /// Layers already in the store (a stack's, say), kept as they are, below `layers`.
+    pub base: Vec<LayerInfo>,
     pub layers: Vec<LayerSpec>,
     /// e.g. "/app"
     pub working_dir: String,
@@ -98,6 +100,23 @@ impl Image {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The layers, bottom first, as [`ImageSpec::base`] takes them.
+    pub fn layers(&self) -> Vec<LayerInfo> {
+        self.manifest
+            .layers()
+            .iter()
+            .zip(self.config.rootfs().diff_ids())
+            .filter_map(|(descriptor, diff_id)| {
+                Some(LayerInfo {
+                    digest: descriptor.digest().to_string().parse().ok()?,
+                    diff_id: diff_id.parse().ok()?,
+                    size: descriptor.size(),
+                    reused: true,
+                })
+            })
+            .collect()
     }
 
     pub fn working_dir(&self) -> Option<String> {
@@ -294,7 +313,18 @@ impl ImageStore {
     /// timestamps, and a manifest. The same trees and spec always give the same digests. The
     /// image is not tagged.
     pub fn build_image(&self, spec: &ImageSpec) -> Result<BuiltImage, ImageError> {
-        let mut layers = Vec::with_capacity(spec.layers.len());
+        let mut layers = Vec::with_capacity(spec.base.len() + spec.layers.len());
+        for base in &spec.base {
+            if !self.has_blob(&base.digest) {
+                return Err(ImageError::BlobMissing {
+                    digest: base.digest.clone(),
+                });
+            }
+            layers.push(LayerInfo {
+                reused: true,
+                ..base.clone()
+            });
+        }
         for layer_spec in &spec.layers {
             let entries = layer_spec.entries()?;
             let info = self.write_layer(entries)?;
@@ -352,6 +382,30 @@ impl ImageStore {
             config: config_digest,
             layers,
             size,
+        })
+    }
+
+    /// Stores an uncompressed tar stream as a layer, byte for byte (owners, modes, times and
+    /// special files as the tar has them: an operating system's root filesystem, say),
+    /// compressed with the same settings as every layer, so the same tar gives the same blob.
+    pub fn import_tar_layer(&self, mut tar: impl Read) -> Result<LayerInfo, ImageError> {
+        let blobs = self.root().join("blobs");
+        let mut out = HashingWriter::new(layer::gzip(self.blob_writer()?));
+        io::copy(&mut tar, &mut out).map_err(ImageError::io("cannot write layer to", &blobs))?;
+        let (gz, diff_id, _) = out.finish();
+        let blob = gz
+            .finish()
+            .map_err(ImageError::io("cannot write layer to", &blobs))?;
+        let FinishedBlob {
+            digest,
+            size,
+            existed,
+        } = blob.finish_blob()?;
+        Ok(LayerInfo {
+            digest,
+            diff_id,
+            size,
+            reused: existed,
         })
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Kept: the images of each app's newest releases (`WHARF_KEEP_RELEASES`, default 20), of each
 //! app's current release however old, of releases in their release phase, and of every release
-//! an instance or one-off process runs. Everything else in the image store goes, blob by blob
+//! an instance or one-off process runs, and every stack's images (`stack/…` tags). Everything else in the image store goes, blob by blob
 //! (a layer shared with a kept image stays), and so do the unpacked trees of releases no
 //! process runs. A release whose image was collected can't be rolled back to (the API says
 //! so); its record stays.
@@ -32,8 +32,17 @@ pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
     let _exclusive = state.gc.write().await;
     let mut keep: BTreeSet<String> = state.store.images_to_keep(state.keep_releases).await?;
     keep.extend(state.control.supervisor().images_in_use());
-    let keep: BTreeSet<Digest> = keep.iter().filter_map(|d| Digest::parse(d).ok()).collect();
+    let mut keep: BTreeSet<Digest> = keep.iter().filter_map(|d| Digest::parse(d).ok()).collect();
     let images = state.control.images().clone();
+    // Stacks are kept until they are removed on purpose.
+    keep.extend(
+        images
+            .tags()
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter(|(tag, _)| tag.starts_with(wharf_stack::TAG_PREFIX))
+            .map(|(_, digest)| digest),
+    );
     let kept_images = keep.len();
     let collected = tokio::task::spawn_blocking(move || images.collect(&keep))
         .await

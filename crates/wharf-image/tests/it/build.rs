@@ -270,3 +270,95 @@ fn a_layer_spec_can_select_nested_paths() {
         ]
     );
 }
+
+/// A root filesystem's tar, as mmdebstrap writes one: owners other than root, set-uid and
+/// sticky modes, a hard link and a device node, which app layers never hold.
+fn rootfs_tar() -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut entry = |path: &str, kind: tar::EntryType, mode: u32, uid: u64, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_uid(uid);
+        header.set_gid(uid);
+        header.set_mtime(1_796_441_610);
+        header.set_size(data.len() as u64);
+        if kind == tar::EntryType::Link {
+            header.set_link_name("usr/bin/su").unwrap();
+        }
+        tar.append_data(&mut header, path, data).unwrap();
+    };
+    entry("tmp/", tar::EntryType::Directory, 0o1777, 0, b"");
+    entry(
+        "usr/bin/su",
+        tar::EntryType::Regular,
+        0o4755,
+        0,
+        b"#!/bin/sh\n",
+    );
+    entry("usr/bin/su2", tar::EntryType::Link, 0o4755, 0, b"");
+    entry(
+        "var/cache/apt/partial/",
+        tar::EntryType::Directory,
+        0o700,
+        42,
+        b"",
+    );
+    entry("dev/null", tar::EntryType::Char, 0o666, 0, b"");
+    tar.into_inner().unwrap()
+}
+
+#[test]
+fn a_root_filesystem_tar_is_kept_byte_for_byte_below_the_app_layers() {
+    let tmp = tempdir();
+    let store = store_in(tmp.path());
+    let tar = rootfs_tar();
+    let base = store.import_tar_layer(&tar[..]).unwrap();
+    assert!(!base.reused);
+    // The same tar gives the same blob.
+    let again = store.import_tar_layer(&tar[..]).unwrap();
+    assert_eq!(
+        (&again.digest, &again.diff_id),
+        (&base.digest, &base.diff_id)
+    );
+    assert!(again.reused);
+    assert_eq!(base.diff_id, wharf_image::Digest::of(&tar));
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&store.read_blob(&base.digest).unwrap()[..]),
+        &mut unpacked,
+    )
+    .unwrap();
+    assert!(unpacked == tar, "the layer is the tar as it was");
+
+    // An image on it: the base first, then the app's layers.
+    write_tree(&tmp.path().join("src"), &sample_app());
+    let spec = ImageSpec {
+        base: vec![base.clone()],
+        ..app_spec(&tmp.path().join("src"))
+    };
+    let built = store.build_image(&spec).unwrap();
+    assert_eq!(built.layers.len(), 3);
+    assert_eq!(built.layers[0].digest, base.digest);
+    let image = store.image(&built.manifest).unwrap();
+    let layers = image.layers();
+    assert_eq!(layers.len(), 3);
+    assert_eq!(
+        (&layers[0].digest, &layers[0].diff_id, layers[0].size),
+        (&base.digest, &base.diff_id, base.size)
+    );
+    assert!(store.fsck().unwrap().is_healthy());
+
+    // A base layer that is not in the store is refused.
+    let missing = ImageSpec {
+        base: vec![wharf_image::LayerInfo {
+            digest: wharf_image::Digest::of(b"nothing"),
+            ..base
+        }],
+        ..app_spec(&tmp.path().join("src"))
+    };
+    assert!(matches!(
+        store.build_image(&missing),
+        Err(ImageError::BlobMissing { .. })
+    ));
+}

@@ -98,6 +98,7 @@ pub fn sample_app() -> Vec<(&'static str, Node)> {
 /// The split a Python build uses: dependencies in one layer, code in another.
 pub fn app_spec(root: &Path) -> ImageSpec {
     ImageSpec {
+        base: Vec::new(),
         layers: vec![
             LayerSpec {
                 root: root.to_path_buf(),

@@ -370,6 +370,7 @@ fn image_spec(output: &BuildOutput) -> ImageSpec {
         labels.insert(format!("dev.wharf.process.{kind}"), command.clone());
     }
     ImageSpec {
+        base: Vec::new(),
         layers,
         working_dir: "/app".to_owned(),
         env: output.env.clone(),

@@ -1,0 +1,490 @@
+//! Stacks: the base images apps are built and run on, in the manner of Heroku's `heroku-24`
+//! and Cloud Native Buildpacks' build and run images. A stack is a pair of OCI images in the
+//! image store, tagged `stack/<name>/run` and `stack/<name>/build`: the run image is a minimal
+//! Debian with the shared libraries runtimes load; the build image adds compilers and headers.
+//!
+//! wharf makes its default stacks ([`DEFAULT_STACKS`]) itself with `mmdebstrap` from the Debian
+//! archive the host is configured with ([`mirror`]). `SOURCE_DATE_EPOCH` is the publication date
+//! of the newest package index used, so the same package versions give the same tar, byte for
+//! byte; it is kept as the image's one layer unchanged (owners, modes and hard links as Debian
+//! made them), and the installed packages and versions are recorded in a label. This crate owns
+//! making, reading and listing stacks; it does not build apps or run them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::AsyncBufReadExt;
+use wharf_image::{Digest, ImageSpec, ImageStore};
+
+pub mod mirror;
+
+/// Tags of stack images start with this: `stack/<name>/run`, `stack/<name>/build`.
+pub const TAG_PREFIX: &str = "stack/";
+
+/// Labels every stack image carries.
+pub const LABEL_NAME: &str = "dev.wharf.stack.name";
+pub const LABEL_ROLE: &str = "dev.wharf.stack.role";
+pub const LABEL_SUITE: &str = "dev.wharf.stack.suite";
+/// `package=version` lines, sorted: everything installed.
+pub const LABEL_PACKAGES: &str = "dev.wharf.stack.packages";
+pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
+
+/// `PATH` in stack images.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What a stack is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackDef {
+    pub name: &'static str,
+    /// The Debian release, e.g. `trixie`.
+    pub suite: &'static str,
+    /// mmdebstrap's variant: `minbase` (dpkg, apt and the required packages) or `essential`.
+    pub variant: &'static str,
+    /// Packages of the run image, beyond the variant's.
+    pub run: &'static [&'static str],
+    /// Packages the build image adds to the run image's.
+    pub build: &'static [&'static str],
+}
+
+/// What runtimes load at run time: TLS, time zones, the C libraries language packages' native
+/// extensions link to, a Python, and curl for health checks and scripts. (`libssl3` is
+/// `libssl3t64` from trixie on.)
+macro_rules! run_packages {
+    ($ssl:literal) => {
+        &[
+            "ca-certificates",
+            "tzdata",
+            $ssl,
+            "libffi8",
+            "libpq5",
+            "zlib1g",
+            "libsqlite3-0",
+            "libyaml-0-2",
+            "netbase",
+            "python3",
+            "curl",
+        ]
+    };
+}
+
+/// What builds add: compilers, headers of those libraries, git, Python's venv.
+const BUILD_PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "git",
+    "python3-dev",
+    "python3-venv",
+    "libpq-dev",
+    "libssl-dev",
+    "libffi-dev",
+    "zlib1g-dev",
+    "libyaml-dev",
+];
+
+/// The stacks wharf makes itself, one per supported Debian release.
+pub const DEFAULT_STACKS: [StackDef; 2] = [
+    StackDef {
+        name: "wharf-bookworm",
+        suite: "bookworm",
+        variant: "minbase",
+        run: run_packages!("libssl3"),
+        build: BUILD_PACKAGES,
+    },
+    StackDef {
+        name: "wharf-trixie",
+        suite: "trixie",
+        variant: "minbase",
+        run: run_packages!("libssl3t64"),
+        build: BUILD_PACKAGES,
+    },
+];
+
+/// The stack a fresh server makes first.
+pub const DEFAULT_STACK: &str = "wharf-trixie";
+
+/// The default stack called `name`.
+pub fn default_stack(name: &str) -> Option<&'static StackDef> {
+    DEFAULT_STACKS.iter().find(|s| s.name == name)
+}
+
+/// The build or the run image of a stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Build,
+    Run,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Build => "build",
+            Role::Run => "run",
+        }
+    }
+
+    /// The image store tag of stack `name`'s image of this role.
+    pub fn tag(self, name: &str) -> String {
+        format!("{TAG_PREFIX}{name}/{}", self.as_str())
+    }
+}
+
+/// One image of a stack in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackImage {
+    pub manifest: Digest,
+    /// When its newest package index was published (its `SOURCE_DATE_EPOCH`).
+    pub created: Option<String>,
+    pub suite: Option<String>,
+    /// `package=version`, sorted.
+    pub packages: Vec<String>,
+    /// Compressed size of its layers.
+    pub size: u64,
+}
+
+/// A stack in the store: its images, where made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stack {
+    pub name: String,
+    pub run: Option<StackImage>,
+    pub build: Option<StackImage>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("unknown stack `{name}`: wharf makes {}", DEFAULT_STACKS.map(|s| s.name).join(" and "))]
+    Unknown { name: String },
+    #[error("cannot read the Debian archive at {url}: {reason}")]
+    Archive { url: String, reason: String },
+    #[error(
+        "`mmdebstrap` is not installed; it makes stacks from Debian packages: \
+         apt-get install mmdebstrap"
+    )]
+    NoMmdebstrap,
+    #[error("mmdebstrap failed ({status}) making the {role} image of `{name}`: {last}")]
+    Mmdebstrap {
+        name: String,
+        role: &'static str,
+        status: std::process::ExitStatus,
+        last: String,
+    },
+    #[error("cannot {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] wharf_image::ImageError),
+}
+
+/// The stacks in `store`, by name.
+pub fn list(store: &ImageStore) -> Result<Vec<Stack>, StackError> {
+    let mut stacks: BTreeMap<String, Stack> = BTreeMap::new();
+    for (tag, manifest) in store.tags()? {
+        let Some((name, role)) = tag
+            .strip_prefix(TAG_PREFIX)
+            .and_then(|rest| rest.rsplit_once('/'))
+        else {
+            continue;
+        };
+        let role = match role {
+            "run" => Role::Run,
+            "build" => Role::Build,
+            _ => continue,
+        };
+        let image = store.image(&manifest)?;
+        let labels = image.labels();
+        let entry = StackImage {
+            manifest,
+            created: labels.get(LABEL_CREATED).cloned(),
+            suite: labels.get(LABEL_SUITE).cloned(),
+            packages: labels
+                .get(LABEL_PACKAGES)
+                .map(|p| p.lines().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            size: image.layers().iter().map(|l| l.size).sum(),
+        };
+        let stack = stacks.entry(name.to_owned()).or_insert_with(|| Stack {
+            name: name.to_owned(),
+            run: None,
+            build: None,
+        });
+        match role {
+            Role::Run => stack.run = Some(entry),
+            Role::Build => stack.build = Some(entry),
+        }
+    }
+    Ok(stacks.into_values().collect())
+}
+
+/// Makes `def`'s images of `roles` with mmdebstrap in `work` (a scratch directory, emptied
+/// afterwards), stores and tags them, and says what it does through `progress`, a line at a
+/// time (mmdebstrap's own output included).
+pub async fn make(
+    def: &StackDef,
+    roles: &[Role],
+    store: &ImageStore,
+    work: &Path,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Stack, StackError> {
+    let mmdebstrap = find_mmdebstrap().ok_or(StackError::NoMmdebstrap)?;
+    let archives = mirror::host_archives(Path::new("/etc/apt"));
+    let date = mirror::newest_index_date(&archives, def.suite).await?;
+    progress(&format!(
+        "Making stack {} from Debian {} ({}), packages as of {}",
+        def.name,
+        def.suite,
+        archives
+            .iter()
+            .map(|a| format!("{} {}{}", a.uri, def.suite, a.suffix))
+            .collect::<Vec<_>>()
+            .join(", "),
+        date.to_rfc3339()
+    ));
+    std::fs::create_dir_all(work).map_err(io("create", work))?;
+    for &role in roles {
+        let tar = work.join(format!("{}-{}.tar", def.name, role.as_str()));
+        let made = run_mmdebstrap(
+            &mmdebstrap,
+            def,
+            role,
+            &archives,
+            date.timestamp(),
+            &tar,
+            progress,
+        )
+        .await;
+        let stored = match made {
+            Ok(()) => store_image(def, role, &tar, &date, store),
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_file(&tar);
+        let manifest = stored?;
+        progress(&format!(
+            "{} image of {}: {}",
+            role.as_str(),
+            def.name,
+            manifest
+        ));
+    }
+    list(store)?
+        .into_iter()
+        .find(|s| s.name == def.name)
+        .ok_or_else(|| StackError::Unknown {
+            name: def.name.to_owned(),
+        })
+}
+
+fn find_mmdebstrap() -> Option<PathBuf> {
+    ["/usr/bin/mmdebstrap", "/usr/local/bin/mmdebstrap"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StackError {
+    let path = path.to_path_buf();
+    move |source| StackError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+async fn run_mmdebstrap(
+    mmdebstrap: &Path,
+    def: &StackDef,
+    role: Role,
+    archives: &[mirror::Archive],
+    source_date_epoch: i64,
+    tar: &Path,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), StackError> {
+    let mut packages: Vec<&str> = def.run.to_vec();
+    if role == Role::Build {
+        packages.extend(def.build);
+    }
+    let mut command = tokio::process::Command::new(mmdebstrap);
+    command
+        .arg(format!("--variant={}", def.variant))
+        .arg("--format=tar");
+    if !packages.is_empty() {
+        command.arg(format!("--include={}", packages.join(",")));
+    }
+    command
+        // The host's resolver and name must not end up in the image: the same packages give
+        // the same bytes on every host.
+        .arg("--customize-hook=printf '' > \"$1/etc/resolv.conf\"; chmod 0644 \"$1/etc/resolv.conf\"")
+        .arg("--customize-hook=echo localhost > \"$1/etc/hostname\"; chmod 0644 \"$1/etc/hostname\"")
+        .arg(def.suite)
+        .arg(tar);
+    for archive in archives {
+        command.arg(format!(
+            "deb {} {}{} main",
+            archive.uri, def.suite, archive.suffix
+        ));
+    }
+    command
+        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
+        .env("LC_ALL", "C.UTF-8")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    progress(&format!(
+        "Running mmdebstrap for the {} image ({} packages asked for)",
+        role.as_str(),
+        packages.len()
+    ));
+    let mut child = command.spawn().map_err(io("run", mmdebstrap))?;
+    let stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let stderr = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
+    let mut lines = merged_lines(stdout, stderr);
+    let mut last = String::new();
+    while let Some(line) = lines.recv().await {
+        progress(&format!("  {line}"));
+        if !line.trim().is_empty() {
+            last = line;
+        }
+    }
+    let status = child.wait().await.map_err(io("wait for", mmdebstrap))?;
+    if !status.success() {
+        return Err(StackError::Mmdebstrap {
+            name: def.name.to_owned(),
+            role: role.as_str(),
+            status,
+            last,
+        });
+    }
+    Ok(())
+}
+
+/// The lines of both pipes, as they come.
+fn merged_lines<A, B>(
+    mut a: tokio::io::Lines<A>,
+    mut b: tokio::io::Lines<B>,
+) -> tokio::sync::mpsc::UnboundedReceiver<String>
+where
+    A: tokio::io::AsyncBufRead + Unpin + Send + 'static,
+    B: tokio::io::AsyncBufRead + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let tx_b = tx.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = a.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = b.next_line().await {
+            let _ = tx_b.send(line);
+        }
+    });
+    rx
+}
+
+/// Stores mmdebstrap's tar as the image's one layer, with the stack's labels, and tags it.
+fn store_image(
+    def: &StackDef,
+    role: Role,
+    tar: &Path,
+    date: &chrono::DateTime<chrono::Utc>,
+    store: &ImageStore,
+) -> Result<Digest, StackError> {
+    let packages = installed_packages(tar)?;
+    let file = std::fs::File::open(tar).map_err(io("read", tar))?;
+    let layer = store.import_tar_layer(std::io::BufReader::new(file))?;
+    let labels = BTreeMap::from([
+        (LABEL_NAME.to_owned(), def.name.to_owned()),
+        (LABEL_ROLE.to_owned(), role.as_str().to_owned()),
+        (LABEL_SUITE.to_owned(), def.suite.to_owned()),
+        (LABEL_PACKAGES.to_owned(), packages.join("\n")),
+        (
+            LABEL_CREATED.to_owned(),
+            date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+    ]);
+    let built = store.build_image(&ImageSpec {
+        base: vec![layer],
+        layers: Vec::new(),
+        working_dir: "/".to_owned(),
+        env: BTreeMap::from([("PATH".to_owned(), PATH.to_owned())]),
+        labels,
+        cmd: None,
+    })?;
+    store.tag(&role.tag(def.name), &built.manifest)?;
+    Ok(built.manifest)
+}
+
+/// `package=version` of every package dpkg's status in the tar says is installed, sorted.
+pub fn installed_packages(tar: &Path) -> Result<Vec<String>, StackError> {
+    let file = std::fs::File::open(tar).map_err(io("read", tar))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut status = String::new();
+    for entry in archive.entries().map_err(io("read", tar))? {
+        let mut entry = entry.map_err(io("read", tar))?;
+        let path = entry.path().map_err(io("read", tar))?;
+        if path.strip_prefix(".").unwrap_or(&path) == Path::new("var/lib/dpkg/status") {
+            std::io::Read::read_to_string(&mut entry, &mut status).map_err(io("read", tar))?;
+            break;
+        }
+    }
+    Ok(parse_dpkg_status(&status))
+}
+
+fn parse_dpkg_status(status: &str) -> Vec<String> {
+    let mut packages: Vec<String> = status
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let field = |name: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .map(str::trim)
+            };
+            if !field("Status")?.ends_with(" installed") {
+                return None;
+            }
+            let name = field("Package")?;
+            let version = field("Version")?;
+            Some(match field("Architecture") {
+                Some(arch) if arch != "all" && !name.contains(':') => {
+                    format!("{name}:{arch}={version}")
+                }
+                _ => format!("{name}={version}"),
+            })
+        })
+        .collect();
+    packages.sort();
+    packages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_packages_come_from_dpkg_status() {
+        let status = "Package: python3\nStatus: install ok installed\nArchitecture: amd64\n\
+                      Version: 3.13.5-1\n\nPackage: tzdata\nStatus: install ok installed\n\
+                      Architecture: all\nVersion: 2025b-4\n\nPackage: gone\n\
+                      Status: deinstall ok config-files\nArchitecture: amd64\nVersion: 1\n";
+        assert_eq!(
+            parse_dpkg_status(status),
+            ["python3:amd64=3.13.5-1", "tzdata=2025b-4"]
+        );
+    }
+
+    #[test]
+    fn tags_name_the_stack_and_role() {
+        assert_eq!(Role::Run.tag("wharf-trixie"), "stack/wharf-trixie/run");
+        assert_eq!(Role::Build.tag("wharf-trixie"), "stack/wharf-trixie/build");
+        assert!(default_stack("wharf-trixie").is_some());
+        assert!(default_stack("heroku-24").is_none());
+        let trixie = default_stack("wharf-trixie").unwrap();
+        assert!(trixie.run.contains(&"libssl3t64"));
+        assert!(trixie.run.contains(&"python3"));
+    }
+}
