@@ -335,6 +335,24 @@ impl Client {
         self.json(request).await
     }
 
+    /// Every stack.
+    pub async fn stacks(&self) -> Result<Vec<api::Stack>> {
+        self.get(&["stacks"]).await
+    }
+
+    /// One stack, by name or id.
+    pub async fn stack(&self, stack: &str) -> Result<api::Stack> {
+        self.get(&["stacks", stack]).await
+    }
+
+    /// Starts making one of wharf's stacks.
+    pub async fn make_stack(&self, name: &str) -> Result<api::Stack> {
+        let body = api::StackCreate {
+            name: name.to_owned(),
+        };
+        self.with_body(Method::POST, &["stacks"], &body).await
+    }
+
     /// Collects garbage now.
     pub async fn gc(&self) -> Result<api::GarbageCollection> {
         self.json(self.request(Method::POST, &["gc"])).await

@@ -390,6 +390,53 @@ pub struct KeyChange {
     pub to: Option<String>,
 }
 
+/// A stack (`GET /stacks`): the base images apps are built and run on. Heroku's fields, plus
+/// wharf's: its Debian release and its two images once made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Stack {
+    pub id: String,
+    pub name: String,
+    /// Heroku's availability state: always `public`.
+    pub state: String,
+    /// Whether new apps get it.
+    pub default: bool,
+    /// wharf's: `absent` (not made yet: `POST /stacks`), `making`, `ready`, or `host` (the
+    /// host-bound stack `wharf-1`: builds and apps use the host's `/usr`, nothing to make).
+    pub status: String,
+    /// The Debian release it is made from.
+    pub suite: Option<String>,
+    pub run_image: Option<StackImage>,
+    pub build_image: Option<StackImage>,
+    /// While (and after) it is made here: its output as plain text, live. Signed; needs no token.
+    pub output_stream_url: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One of a stack's images in the image store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StackImage {
+    /// The manifest's digest (`sha256:…`).
+    pub digest: String,
+    /// When its newest package index was published (its `SOURCE_DATE_EPOCH`).
+    pub created: Option<String>,
+    /// Its compressed size in bytes.
+    pub size: u64,
+    /// What it holds, `package=version`, sorted.
+    pub packages: Vec<String>,
+}
+
+/// `POST /stacks`: make (or make again) one of wharf's stacks from Debian packages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StackCreate {
+    /// `wharf-bookworm` or `wharf-trixie`.
+    pub name: String,
+}
+
 /// `POST /gc`: what garbage collection freed (a wharf extension).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

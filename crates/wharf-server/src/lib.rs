@@ -25,6 +25,7 @@ mod release_phase;
 mod rendezvous;
 mod routes;
 mod signing;
+mod stacks;
 pub mod static_site;
 pub mod tls;
 
@@ -147,6 +148,8 @@ pub struct AppState {
     pub tls: tls::Tls,
     /// Attached one-off processes waiting for their client (`heroku run`).
     pub rendezvous: rendezvous::Rendezvous,
+    /// Makes stacks in the background (`POST /stacks`).
+    pub stacks: stacks::StackMaker,
 }
 
 impl AppState {
@@ -374,6 +377,11 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         source,
     })?;
     let tls = tls::load_or_create(&config.data_dir, &tls_hostnames(config))?;
+    let stacks_log = config.data_dir.join("logs").join("stacks");
+    let stacks = stacks::StackMaker::new(&config.data_dir).map_err(|source| StartError::File {
+        path: stacks_log,
+        source,
+    })?;
     let links = Links {
         domain: config.domain.clone(),
         router_addr: config.router_addr,
@@ -398,6 +406,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         git,
         tls,
         rendezvous: rendezvous::Rendezvous::default(),
+        stacks,
     };
     state.refresh_routes().await;
     Ok((state, admin))

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use crate::routes::{
     account, apps, builds, config_vars, domains, dynos, formation, git, logs, meta, one_off,
-    releases, sources, tokens,
+    releases, sources, stacks, tokens,
 };
 use crate::AppState;
 
@@ -38,6 +38,7 @@ use crate::AppState;
         (name = "domains", description = "The hostnames the router sends to an app"),
         (name = "logs", description = "The app's durable log, as server-sent events"),
         (name = "git", description = "git's smart HTTP protocol: `git push` deploys"),
+        (name = "stacks", description = "The base images apps are built and run on"),
         (name = "meta", description = "Health and this document"),
     )
 )]
@@ -77,6 +78,8 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(account::info))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::info, tokens::revoke))
+        .routes(routes!(stacks::list, stacks::create))
+        .routes(routes!(stacks::info))
         .routes(routes!(apps::list, apps::create))
         .routes(routes!(apps::list_owned))
         .routes(routes!(apps::addons))
@@ -113,6 +116,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sources::upload, sources::download))
         .routes(routes!(builds::output))
         .routes(routes!(releases::output))
+        .routes(routes!(stacks::output))
         .routes(routes!(logs::stream))
         // git authenticates in its own way (Basic, and a 401 that makes it ask).
         .routes(routes!(git::info_refs))

@@ -257,7 +257,21 @@ pub async fn make(
         )
         .await;
         let stored = match made {
-            Ok(()) => store_image(def, role, &tar, &date, store),
+            Ok(()) => {
+                // Compressing a few hundred MiB: off the async workers.
+                let (def, tar_path, store) = (def.clone(), tar.clone(), store.clone());
+                tokio::task::spawn_blocking(move || {
+                    store_image(&def, role, &tar_path, &date, &store)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StackError::Io {
+                        action: "store",
+                        path: tar.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                })
+            }
             Err(e) => Err(e),
         };
         let _ = std::fs::remove_file(&tar);
@@ -332,6 +346,8 @@ async fn run_mmdebstrap(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own group: apt and dpkg run below it, and a cancelled make stops them all.
+        .process_group(0)
         .kill_on_drop(true);
     progress(&format!(
         "Running mmdebstrap for the {} image ({} packages asked for)",
@@ -339,6 +355,7 @@ async fn run_mmdebstrap(
         packages.len()
     ));
     let mut child = command.spawn().map_err(io("run", mmdebstrap))?;
+    let mut group = GroupGuard(child.id());
     let stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
     let stderr = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
     let mut lines = merged_lines(stdout, stderr);
@@ -350,6 +367,7 @@ async fn run_mmdebstrap(
         }
     }
     let status = child.wait().await.map_err(io("wait for", mmdebstrap))?;
+    group.0 = None;
     if !status.success() {
         return Err(StackError::Mmdebstrap {
             name: def.name.to_owned(),
@@ -359,6 +377,20 @@ async fn run_mmdebstrap(
         });
     }
     Ok(())
+}
+
+/// Kills a process group when dropped (a cancelled make), unless disarmed.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|id| i32::try_from(id).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 /// The lines of both pipes, as they come.

@@ -82,6 +82,9 @@ pub enum Command {
     /// Show an app's builds and their output
     #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
     Builds(BuildsArgs),
+    /// Show the stacks apps are built and run on, and make wharf's from Debian packages
+    #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
+    Stacks(StacksArgs),
     /// Show the app's processes
     Ps {
         #[command(flatten)]
@@ -456,6 +459,37 @@ pub struct DeployArgs {
     /// What to call this version of the source [default: the git commit, if any]
     #[arg(long, value_name = "VERSION")]
     pub source_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StacksArgs {
+    #[command(subcommand)]
+    pub command: Option<StacksCommand>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StacksCommand {
+    /// List the stacks (the default)
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show one stack: its images, their digests and what packages they hold
+    Info {
+        /// The stack's name
+        stack: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Make one of wharf's stacks (again) from the host's Debian archive, showing its progress
+    Build {
+        /// wharf-bookworm or wharf-trixie
+        stack: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Args)]

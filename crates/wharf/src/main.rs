@@ -20,6 +20,7 @@ mod ps;
 mod releases;
 mod run;
 mod server;
+mod stacks;
 mod tokens;
 mod up;
 
@@ -83,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc { json } => releases::gc(&cli.global, json.json).await,
         Command::Deploy(args) => deploy::run(&cli.global, args).await,
         Command::Builds(args) => builds::run(&cli.global, args).await,
+        Command::Stacks(args) => stacks::run(&cli.global, args).await,
         Command::Ps { app, json } => ps::ps(&cli.global, &app, &json).await,
         Command::Scale { changes, app, json } => {
             ps::scale(&cli.global, &app, &changes, &json).await

@@ -48,6 +48,11 @@ impl BuildLogs {
         self.dir.join(format!("{id}.log"))
     }
 
+    /// Whether `id` has output (running or ended).
+    pub fn exists(&self, id: &str) -> bool {
+        self.path(id).is_file()
+    }
+
     /// Starts the (empty) output of build `id`.
     pub async fn create(&self, id: &str) -> std::io::Result<LogWriter> {
         let file = tokio::fs::File::create(self.path(id)).await?;

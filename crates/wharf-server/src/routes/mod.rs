@@ -14,6 +14,7 @@ pub mod meta;
 pub mod one_off;
 pub mod releases;
 pub mod sources;
+pub mod stacks;
 pub mod tokens;
 
 use wharf_core::api::{ErrorBody, Generation, NamedRef};

@@ -14,4 +14,5 @@ mod release_stage;
 mod releases;
 mod router;
 mod run;
+mod stacks;
 mod tokens;

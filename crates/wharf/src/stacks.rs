@@ -1,0 +1,122 @@
+//! `wharf stacks`: list, info, build.
+
+use anyhow::bail;
+use wharf_core::api::{Stack, StackImage};
+
+use crate::cli::{Global, StacksArgs, StacksCommand};
+use crate::context;
+use crate::output;
+
+pub async fn run(global: &Global, args: StacksArgs) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    match args
+        .command
+        .unwrap_or(StacksCommand::List { json: args.json })
+    {
+        StacksCommand::List { json } => {
+            let stacks = client.stacks().await?;
+            if json.json {
+                return output::json(&stacks);
+            }
+            println!("=== Stacks");
+            let rows: Vec<Vec<String>> = stacks
+                .iter()
+                .map(|s| {
+                    vec![
+                        format!("{}{}", if s.default { "* " } else { "  " }, s.name),
+                        s.status.clone(),
+                        s.suite.clone().unwrap_or_default(),
+                        image_cell(s.run_image.as_ref()),
+                        image_cell(s.build_image.as_ref()),
+                        s.run_image
+                            .as_ref()
+                            .and_then(|i| i.created.clone())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "  NAME",
+                    "STATUS",
+                    "DEBIAN",
+                    "RUN IMAGE",
+                    "BUILD IMAGE",
+                    "PACKAGES AS OF",
+                ],
+                &rows,
+            );
+        }
+        StacksCommand::Info { stack, json } => {
+            let stack = client.stack(&stack).await?;
+            if json.json {
+                return output::json(&stack);
+            }
+            print_info(&stack);
+        }
+        StacksCommand::Build { stack, json } => {
+            let started = client.make_stack(&stack).await?;
+            let Some(url) = &started.output_stream_url else {
+                bail!("the server gave no output stream for making {stack}");
+            };
+            // Progress goes to stderr, so --json's stdout is the stack alone.
+            output::copy_stream(&client, url, &mut std::io::stderr()).await?;
+            let made = client.stack(&stack).await?;
+            if made.status != "ready" {
+                bail!("{stack} was not made: its output above says why");
+            }
+            if json.json {
+                return output::json(&made);
+            }
+            print_info(&made);
+        }
+    }
+    Ok(())
+}
+
+/// A short digest and size, or nothing.
+fn image_cell(image: Option<&StackImage>) -> String {
+    image
+        .map(|i| {
+            format!(
+                "{} ({})",
+                i.digest.get(..19).unwrap_or(&i.digest),
+                mib(i.size)
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn print_info(stack: &Stack) {
+    let image = |i: Option<&StackImage>| {
+        i.map(|i| {
+            format!(
+                "{} ({}, {} packages)",
+                i.digest,
+                mib(i.size),
+                i.packages.len()
+            )
+        })
+        .unwrap_or_else(|| "not made".to_owned())
+    };
+    output::key_values(&[
+        ("Name".into(), stack.name.clone()),
+        ("Status".into(), stack.status.clone()),
+        ("Debian".into(), stack.suite.clone().unwrap_or_default()),
+        ("Run image".into(), image(stack.run_image.as_ref())),
+        ("Build image".into(), image(stack.build_image.as_ref())),
+        (
+            "Packages as of".into(),
+            stack
+                .run_image
+                .as_ref()
+                .and_then(|i| i.created.clone())
+                .unwrap_or_default(),
+        ),
+        ("Default".into(), stack.default.to_string()),
+    ]);
+}
