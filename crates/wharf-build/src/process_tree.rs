@@ -15,45 +15,7 @@ use tokio::time::Instant;
 /// How often the process table is re-read while waiting for processes to exit.
 const POLL: Duration = Duration::from_millis(20);
 
-/// One row of `/proc`.
-#[derive(Debug, Clone, Copy)]
-struct ProcEntry {
-    pid: i32,
-    ppid: i32,
-    pgrp: i32,
-    zombie: bool,
-    start_time: u64,
-}
-
-/// Parses `/proc/<pid>/stat`. The command name (field 2) may contain spaces and parentheses,
-/// so the fields are counted from the last `)`.
-fn parse_stat(pid: i32, stat: &str) -> Option<ProcEntry> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state(3) ppid(4) pgrp(5) ... starttime(22).
-    let state = fields.first()?;
-    Some(ProcEntry {
-        pid,
-        ppid: fields.get(1)?.parse().ok()?,
-        pgrp: fields.get(2)?.parse().ok()?,
-        zombie: *state == "Z" || *state == "X",
-        start_time: fields.get(19)?.parse().ok()?,
-    })
-}
-
-fn process_table() -> Vec<ProcEntry> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|entry| {
-        let entry = entry.ok()?;
-        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-        // A process may exit between listing and reading; it is then simply not in the table.
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        parse_stat(pid, &stat)
-    })
-    .collect()
-}
+use wharf_sandbox::procfs::process_table;
 
 /// The processes of one build command: its process group and everything descended from it.
 #[derive(Debug)]
@@ -141,33 +103,5 @@ impl ProcessTree {
     pub(crate) fn kill_now(&mut self) {
         let alive = self.refresh();
         self.signal(&alive, Signal::SIGKILL);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_with_odd_command_name_is_parsed() {
-        let stat = "1234 (we) (ird name) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 \
-                    98765 1000 100 18446744073709551615";
-        let e = parse_stat(1234, stat).unwrap();
-        assert_eq!(
-            (e.ppid, e.pgrp, e.zombie, e.start_time),
-            (1, 1234, false, 98765)
-        );
-    }
-
-    #[test]
-    fn zombie_is_recognised() {
-        let stat = "7 (sh) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0";
-        assert!(parse_stat(7, stat).unwrap().zombie);
-    }
-
-    #[test]
-    fn truncated_stat_is_refused() {
-        assert!(parse_stat(7, "7 (sh) S 1").is_none());
-        assert!(parse_stat(7, "garbage").is_none());
     }
 }

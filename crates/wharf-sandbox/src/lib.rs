@@ -1,5 +1,6 @@
 //! The part of wharf's sandboxes that builds (`wharf-build`) and app processes (`wharf-run`)
-//! share: the sandbox mode and what it comes to on this host ([`mode`]), bubblewrap arguments that show the host read-only, with private `/proc`, `/dev`, `/tmp`
+//! share: the sandbox mode and what it comes to on this host ([`mode`]), the process table
+//! ([`procfs`]), bubblewrap arguments that show the host read-only, with private `/proc`, `/dev`, `/tmp`
 //! and `/run`, and the per-app users ([`users`]) that both run as when wharf is root. Each
 //! sandbox adds its own writable binds, hidden paths and `/app` after these. It reads the
 //! host's root directory and the users file, and runs nothing but bubblewrap's test run.
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub mod launch;
 pub mod mode;
+pub mod procfs;
 pub mod users;
 
 pub use mode::{Isolation, ParseSandboxModeError, SandboxError, SandboxMode};
