@@ -199,6 +199,14 @@ fn the_heroku_cli_drives_wharf() {
             && info.stdout.contains("admin@wharf.local"),
         "{info:#?}"
     );
+    // Stacks: the app's is marked, wharf's own are listed.
+    let stacks = heroku.ok(&["stack", "-a", "hk-app"]);
+    assert!(
+        stacks.stdout.contains("* wharf-1")
+            && stacks.stdout.contains("  wharf-bookworm")
+            && stacks.stdout.contains("  wharf-trixie"),
+        "{stacks:#?}"
+    );
 
     // Config.
     let set = heroku.ok(&["config:set", "GREETING=hello", "OTHER=x", "-a", "hk-app"]);

@@ -26,5 +26,6 @@ mod releases;
 mod run;
 mod shutdown;
 mod soak;
+mod stacks;
 mod tokens;
 mod up;
