@@ -65,6 +65,18 @@ pub enum BuildError {
     Sandbox(#[from] wharf_sandbox::SandboxError),
 
     #[error(
+        "`{tool}` is not in the stack's build image: build this app on the host-bound stack \
+         wharf-1, which uses the host's tools"
+    )]
+    NotInStack { tool: &'static str },
+
+    #[error(
+        "building on a stack needs namespaces (bubblewrap), which are not available here: \
+         install bubblewrap (apt-get install bubblewrap) or build on the stack wharf-1"
+    )]
+    StackNeedsNamespaces,
+
+    #[error(
         "the app's buildpack rejected it: bin/detect exited with {status}; fix bin/detect, or \
          remove bin/detect, bin/compile and bin/release to let wharf detect the language"
     )]

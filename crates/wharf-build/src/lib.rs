@@ -61,6 +61,10 @@ pub struct BuildRequest {
     /// namespaces sandbox, build commands run as it, and the build's scratch and the app's cache
     /// become its. `None` keeps the server's user.
     pub user: Option<u32>,
+    /// The build image's root filesystem (a stack's, unpacked): commands run with it as `/`
+    /// and see nothing of the host, with the scratch at `/workspace`, the cache at `/cache` and
+    /// the app tree at `/app`. Needs namespaces. `None` builds on the host's `/usr`.
+    pub root: Option<PathBuf>,
 }
 
 impl BuildRequest {
@@ -76,6 +80,7 @@ impl BuildRequest {
             buildpack_env: BTreeMap::new(),
             hidden_paths: Vec::new(),
             user: None,
+            root: None,
         }
     }
 }
@@ -123,6 +128,9 @@ pub async fn build(
     log.step(detected.detected());
 
     let isolation = Sandbox::resolve(req.sandbox, &log).await?;
+    if req.root.is_some() && !isolation.is_sandboxed() {
+        return Err(BuildError::StackNeedsNamespaces);
+    }
     let app_dir = req.work_dir.join("app");
     {
         let app = app_dir.clone();
@@ -144,6 +152,7 @@ pub async fn build(
         req.cache_dir.clone(),
         hidden,
         req.user,
+        req.root.clone(),
     );
     sandbox.prepare()?;
     let cache = ProviderCache::new(&req.cache_dir, detected.name());

@@ -53,6 +53,12 @@ pub(crate) enum Isolation {
     },
 }
 
+impl Isolation {
+    pub(crate) fn is_sandboxed(&self) -> bool {
+        matches!(self, Isolation::Bubblewrap { .. })
+    }
+}
+
 /// When a build must stop: the cancel token, and the deadline of the whole build.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
@@ -145,6 +151,9 @@ pub(crate) struct Sandbox {
     hidden: Vec<PathBuf>,
     /// The app's user, for commands in bubblewrap when wharf runs as root.
     user: Option<u32>,
+    /// A build image's root filesystem: commands see it as `/`, and the scratch and cache at
+    /// [`wharf_sandbox::WORKSPACE`] and [`wharf_sandbox::CACHE`], instead of the host.
+    root: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -155,6 +164,7 @@ impl Sandbox {
         cache_dir: PathBuf,
         hidden: Vec<PathBuf>,
         user: Option<u32>,
+        root: Option<PathBuf>,
     ) -> Self {
         Sandbox {
             isolation,
@@ -163,6 +173,41 @@ impl Sandbox {
             cache_dir,
             hidden,
             user,
+            root,
+        }
+    }
+
+    /// The build image's root filesystem, when the app builds on a stack.
+    pub(crate) fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
+    /// `path` (on the host) as commands see it: the same, except in a build image, where the
+    /// app tree is `/app`, the scratch `/workspace` and the cache `/cache`.
+    pub(crate) fn visible(&self, path: &Path) -> PathBuf {
+        if self.root.is_none() {
+            return path.to_path_buf();
+        }
+        let mounts = [
+            (&self.app_dir, Path::new(APP_MOUNT)),
+            (&self.work_dir, Path::new(wharf_sandbox::WORKSPACE)),
+            (&self.cache_dir, Path::new(wharf_sandbox::CACHE)),
+        ];
+        for (host, inside) in mounts {
+            if let Ok(rest) = path.strip_prefix(host) {
+                return inside.join(rest);
+            }
+        }
+        path.to_path_buf()
+    }
+
+    /// An argument or value as commands see it (see [`Sandbox::visible`]).
+    fn visible_os(&self, value: &std::ffi::OsStr) -> OsString {
+        let path = Path::new(value);
+        if self.root.is_some() && path.is_absolute() {
+            self.visible(path).into_os_string()
+        } else {
+            value.to_owned()
         }
     }
 
@@ -282,15 +327,17 @@ impl Sandbox {
     fn command(&self, cmd: &SandboxCommand) -> tokio::process::Command {
         let mut path = OsString::new();
         for dir in &cmd.path_prefix {
-            path.push(dir);
+            path.push(self.visible(dir));
             path.push(":");
         }
         path.push(SYSTEM_PATH);
+        let program = self.visible_os(cmd.program.as_os_str());
+        let args: Vec<OsString> = cmd.args.iter().map(|a| self.visible_os(a)).collect();
 
         let mut command = match &self.isolation {
             Isolation::None => {
-                let mut c = tokio::process::Command::new(&cmd.program);
-                c.args(&cmd.args).current_dir(&self.app_dir);
+                let mut c = tokio::process::Command::new(&program);
+                c.args(&args).current_dir(&self.app_dir);
                 c
             }
             Isolation::Bubblewrap { bwrap, .. } => {
@@ -299,8 +346,8 @@ impl Sandbox {
                 if let Some((setpriv, uid)) = self.drop_to() {
                     c.args(wharf_sandbox::as_user(setpriv, uid));
                 }
-                c.arg(&cmd.program)
-                    .args(&cmd.args)
+                c.arg(&program)
+                    .args(&args)
                     // bwrap itself starts in a directory that exists on the host.
                     .current_dir(&self.work_dir);
                 c
@@ -309,10 +356,10 @@ impl Sandbox {
         command
             .env_clear()
             .env("PATH", path)
-            .env("HOME", self.home())
+            .env("HOME", self.visible(&self.home()))
             .env("LANG", "C.UTF-8")
             .env("TMPDIR", self.tmp())
-            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .envs(cmd.env.iter().map(|(k, v)| (k, self.visible_os(v))))
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
@@ -335,27 +382,41 @@ impl Sandbox {
         .map(OsString::from)
         .collect();
         args.extend(wharf_sandbox::capability_args(as_user));
-        args.extend(wharf_sandbox::host_view_args(as_user));
-        let hidden: Vec<&Path> = self
-            .hidden
-            .iter()
-            .filter(|h| h.is_dir())
-            .map(PathBuf::as_path)
-            .collect();
-        args.extend(wharf_sandbox::hide_args(
-            &hidden,
-            &[&self.work_dir, &self.cache_dir],
-        ));
+        // Where the scratch and the cache are mounted: at their host paths over the host's
+        // view, at /workspace and /cache in a build image.
+        let (work, cache) = match &self.root {
+            Some(root) => {
+                args.extend(wharf_sandbox::image_root_args(root));
+                (
+                    PathBuf::from(wharf_sandbox::WORKSPACE),
+                    PathBuf::from(wharf_sandbox::CACHE),
+                )
+            }
+            None => {
+                args.extend(wharf_sandbox::host_view_args(as_user));
+                let hidden: Vec<&Path> = self
+                    .hidden
+                    .iter()
+                    .filter(|h| h.is_dir())
+                    .map(PathBuf::as_path)
+                    .collect();
+                args.extend(wharf_sandbox::hide_args(
+                    &hidden,
+                    &[&self.work_dir, &self.cache_dir],
+                ));
+                (self.work_dir.clone(), self.cache_dir.clone())
+            }
+        };
         let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(OsString::from));
         push(&[
             "--bind".as_ref(),
             self.work_dir.as_os_str(),
-            self.work_dir.as_os_str(),
+            work.as_os_str(),
         ]);
         push(&[
             "--bind".as_ref(),
             self.cache_dir.as_os_str(),
-            self.cache_dir.as_os_str(),
+            cache.as_os_str(),
         ]);
         push(&[
             "--bind".as_ref(),
@@ -596,6 +657,7 @@ mod tests {
             "/c/x".into(),
             vec![],
             None,
+            None,
         );
         let args: Vec<String> = sb
             .bubblewrap_args()
@@ -605,5 +667,63 @@ mod tests {
         let tail = &args[args.len() - 5..];
         assert_eq!(tail, ["--bind", "/w/app", "/app", "--chdir", "/app"]);
         assert!(args.windows(2).any(|w| w == ["--tmpfs", "/tmp"]));
+    }
+
+    #[test]
+    fn in_a_build_image_the_scratch_and_cache_have_fixed_places() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", root.path().join("bin")).unwrap();
+        let sb = Sandbox::new(
+            Isolation::Bubblewrap {
+                bwrap: "/usr/bin/bwrap".into(),
+                setpriv: None,
+            },
+            "/w/app".into(),
+            "/w".into(),
+            "/c/x".into(),
+            vec!["/data".into()],
+            None,
+            Some(root.path().to_path_buf()),
+        );
+        assert_eq!(
+            sb.visible(Path::new("/w/app/.venv")),
+            Path::new("/app/.venv")
+        );
+        assert_eq!(
+            sb.visible(Path::new("/w/home")),
+            Path::new("/workspace/home")
+        );
+        assert_eq!(sb.visible(Path::new("/c/x/pip")), Path::new("/cache/pip"));
+        assert_eq!(sb.visible(Path::new("/usr/bin/x")), Path::new("/usr/bin/x"));
+        let args: Vec<String> = sb
+            .bubblewrap_args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let usr = root.path().join("usr").display().to_string();
+        assert!(
+            args.windows(3)
+                .any(|w| w == ["--ro-bind", usr.as_str(), "/usr"]),
+            "{args:?}"
+        );
+        assert!(
+            args.windows(3)
+                .any(|w| w == ["--symlink", "usr/bin", "/bin"]),
+            "{args:?}"
+        );
+        assert!(
+            args.windows(3).any(|w| w == ["--bind", "/w", "/workspace"]),
+            "{args:?}"
+        );
+        assert!(
+            args.windows(3).any(|w| w == ["--bind", "/c/x", "/cache"]),
+            "{args:?}"
+        );
+        // Nothing of the host is bound, not even hidden.
+        assert!(
+            !args.iter().any(|a| a == "/etc" || a == "/data"),
+            "{args:?}"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Finding the language toolchains on the host (python3, node/npm, cargo).
+//! Finding the language toolchains (python3, node/npm, cargo): in the build image when the app
+//! builds on a stack, else on the host.
 //!
 //! Builds get the system `PATH` only. A toolchain installed elsewhere (rustup in `~/.cargo/bin`,
 //! pyenv, nvm) is found through the server's own `PATH`, resolved to the directory holding the
@@ -39,8 +40,25 @@ async fn probe(program: &Path, args: &[&str]) -> Option<String> {
     Some(text.trim().to_owned())
 }
 
+/// In a build image (`root`, a stack's root filesystem), its own tools are the only ones: each
+/// of `tools` must be on its system `PATH`, and nothing is put in front of it.
+fn in_image(root: &Path, tools: &[&'static str]) -> Result<Vec<PathBuf>, BuildError> {
+    for tool in tools {
+        let found = SYSTEM_PATH
+            .split(':')
+            .any(|dir| is_executable(&root.join(dir.trim_start_matches('/')).join(tool)));
+        if !found {
+            return Err(BuildError::NotInStack { tool });
+        }
+    }
+    Ok(Vec::new())
+}
+
 /// Directories to put in front of `PATH` so that `python3` is a real interpreter.
-pub(crate) async fn python() -> Result<Vec<PathBuf>, BuildError> {
+pub(crate) async fn python(root: Option<&Path>) -> Result<Vec<PathBuf>, BuildError> {
+    if let Some(root) = root {
+        return in_image(root, &["python3"]);
+    }
     if find_program("python3", SYSTEM_PATH).is_some() {
         return Ok(Vec::new());
     }
@@ -61,7 +79,10 @@ pub(crate) async fn python() -> Result<Vec<PathBuf>, BuildError> {
 }
 
 /// Directories to put in front of `PATH` so that `node` and `npm` are found.
-pub(crate) fn node() -> Result<Vec<PathBuf>, BuildError> {
+pub(crate) fn node(root: Option<&Path>) -> Result<Vec<PathBuf>, BuildError> {
+    if let Some(root) = root {
+        return in_image(root, &["node", "npm"]);
+    }
     if find_program("node", SYSTEM_PATH).is_some() && find_program("npm", SYSTEM_PATH).is_some() {
         return Ok(Vec::new());
     }
@@ -78,7 +99,10 @@ pub(crate) fn node() -> Result<Vec<PathBuf>, BuildError> {
 }
 
 /// Directories to put in front of `PATH` so that `cargo` and `rustc` are real binaries.
-pub(crate) async fn rust() -> Result<Vec<PathBuf>, BuildError> {
+pub(crate) async fn rust(root: Option<&Path>) -> Result<Vec<PathBuf>, BuildError> {
+    if let Some(root) = root {
+        return in_image(root, &["cargo", "rustc"]);
+    }
     let path = server_path();
     let rustc = find_program("rustc", SYSTEM_PATH).or_else(|| find_program("rustc", &path));
     if let Some(rustc) = rustc {

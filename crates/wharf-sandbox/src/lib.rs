@@ -78,20 +78,39 @@ const PRIVATE: [&str; 5] = ["proc", "dev", "tmp", "run", "app"];
 /// pass through but not list it: an empty directory (mode 0711) with each of its entries that
 /// others may use bound back read-only. Private entries, such as `~/.ssh`, stay out of sight.
 pub fn host_view_args(for_app_user: bool) -> Vec<OsString> {
+    view_args(Path::new("/"), for_app_user, &[])
+}
+
+/// Where a build's scratch and cache appear inside an image root ([`image_root_args`]).
+pub const WORKSPACE: &str = "/workspace";
+pub const CACHE: &str = "/cache";
+
+/// `bwrap` arguments for an image's root filesystem (a stack's, unpacked at `rootfs`) as `/`,
+/// read-only, with private `/proc`, `/dev`, `/tmp` and `/run`, and the host's resolver: nothing
+/// of the host's own files is visible. [`WORKSPACE`], [`CACHE`] and `/app` are left free for
+/// the caller's binds.
+pub fn image_root_args(rootfs: &Path) -> Vec<OsString> {
+    view_args(rootfs, false, &["workspace", "cache"])
+}
+
+/// The read-only view of `root` as `/`, one top-level entry at a time (see [`host_view_args`]),
+/// leaving out [`PRIVATE`] entries and `free`, then the private mounts.
+fn view_args(root: &Path, for_app_user: bool, free: &[&str]) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(OsString::from));
-    if let Ok(entries) = std::fs::read_dir("/") {
+    if let Ok(entries) = std::fs::read_dir(root) {
         let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name();
-            if PRIVATE.iter().any(|p| name == *p) {
+            if PRIVATE.iter().chain(free).any(|p| name == *p) {
                 continue;
             }
+            let source = root.join(&name);
             let host = Path::new("/").join(&name);
             match entry.file_type() {
                 Ok(t) if t.is_symlink() => {
-                    if let Ok(target) = std::fs::read_link(&host) {
+                    if let Ok(target) = std::fs::read_link(&source) {
                         push(&["--symlink".as_ref(), target.as_os_str(), host.as_os_str()]);
                     }
                 }
@@ -126,7 +145,7 @@ pub fn host_view_args(for_app_user: bool) -> Vec<OsString> {
                     }
                 }
                 Ok(t) if t.is_dir() || t.is_file() => {
-                    push(&["--ro-bind".as_ref(), host.as_os_str(), host.as_os_str()]);
+                    push(&["--ro-bind".as_ref(), source.as_os_str(), host.as_os_str()]);
                 }
                 _ => {}
             }
@@ -139,7 +158,16 @@ pub fn host_view_args(for_app_user: bool) -> Vec<OsString> {
     push(&["--tmpfs".as_ref(), "/tmp".as_ref()]);
     push(&["--tmpfs".as_ref(), "/run".as_ref()]);
     if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf") {
-        if resolv.starts_with("/run") {
+        if root != Path::new("/") {
+            // An image's own (empty) file is mounted over with the host's resolver.
+            if root.join("etc/resolv.conf").exists() {
+                push(&[
+                    "--ro-bind".as_ref(),
+                    resolv.as_os_str(),
+                    "/etc/resolv.conf".as_ref(),
+                ]);
+            }
+        } else if resolv.starts_with("/run") {
             push(&["--ro-bind".as_ref(), resolv.as_os_str(), resolv.as_os_str()]);
         }
     }

@@ -18,6 +18,7 @@ use tokio::io::AsyncBufReadExt;
 use wharf_image::{Digest, ImageSpec, ImageStore};
 
 pub mod mirror;
+pub mod rootfs;
 
 /// Tags of stack images start with this: `stack/<name>/run`, `stack/<name>/build`.
 pub const TAG_PREFIX: &str = "stack/";
@@ -298,7 +299,7 @@ fn find_mmdebstrap() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StackError {
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StackError {
     let path = path.to_path_buf();
     move |source| StackError::Io {
         action,

@@ -29,7 +29,7 @@ impl Provider for Node {
     }
 
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<ProviderOutput, BuildError> {
-        let tools = toolchain::node()?;
+        let tools = toolchain::node(ctx.sandbox.root())?;
         let read = |rel: &str| {
             let path = ctx.app_dir.join(rel);
             std::fs::read(&path).map_err(|e| BuildError::io("read", &path, e))

@@ -35,7 +35,7 @@ impl Provider for Python {
     }
 
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<ProviderOutput, BuildError> {
-        let tools = toolchain::python().await?;
+        let tools = toolchain::python(ctx.sandbox.root()).await?;
         let requirements = has_file(ctx.app_dir, "requirements.txt");
         let manifest = if requirements {
             "requirements.txt"

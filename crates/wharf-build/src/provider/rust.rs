@@ -26,7 +26,7 @@ impl Provider for Rust {
     }
 
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<ProviderOutput, BuildError> {
-        let tools = toolchain::rust().await?;
+        let tools = toolchain::rust(ctx.sandbox.root()).await?;
         let target = ctx.cache.path().join("target");
         let cargo = |step: &str| {
             SandboxCommand::new(step, "cargo")

@@ -210,6 +210,8 @@ impl Inner {
             } else {
                 None
             },
+            // Apps build on the host-bound stack wharf-1 for now.
+            root: None,
         };
         tokio::fs::create_dir_all(&request.work_dir)
             .await
