@@ -308,6 +308,29 @@ impl LayerSpec {
     }
 }
 
+/// Ends a layer written through `out` (uncompressed bytes hashed into the diff_id, then
+/// gzipped into a blob): the blob is stored under its digest.
+fn finish_layer(
+    out: HashingWriter<flate2::write::GzEncoder<crate::BlobWriter>>,
+    blobs: &Path,
+) -> Result<LayerInfo, ImageError> {
+    let (gz, diff_id, _) = out.finish();
+    let blob = gz
+        .finish()
+        .map_err(ImageError::io("cannot write layer to", blobs))?;
+    let FinishedBlob {
+        digest,
+        size,
+        existed,
+    } = blob.finish_blob()?;
+    Ok(LayerInfo {
+        digest,
+        diff_id,
+        size,
+        reused: existed,
+    })
+}
+
 impl ImageStore {
     /// Builds an image from `spec`: one deterministic layer per [`LayerSpec`], a config without
     /// timestamps, and a manifest. The same trees and spec always give the same digests. The
@@ -392,27 +415,12 @@ impl ImageStore {
         let blobs = self.root().join("blobs");
         let mut out = HashingWriter::new(layer::gzip(self.blob_writer()?));
         io::copy(&mut tar, &mut out).map_err(ImageError::io("cannot write layer to", &blobs))?;
-        let (gz, diff_id, _) = out.finish();
-        let blob = gz
-            .finish()
-            .map_err(ImageError::io("cannot write layer to", &blobs))?;
-        let FinishedBlob {
-            digest,
-            size,
-            existed,
-        } = blob.finish_blob()?;
-        Ok(LayerInfo {
-            digest,
-            diff_id,
-            size,
-            reused: existed,
-        })
+        finish_layer(out, &blobs)
     }
 
     /// Writes one layer: tar → diff_id hash → gzip → blob (compressed digest), in one pass.
     fn write_layer(&self, entries: Vec<TreeEntry>) -> Result<LayerInfo, ImageError> {
         let blobs = self.root().join("blobs");
-        let out_err = ImageError::io("cannot write layer to", &blobs);
         let tar_out = HashingWriter::new(layer::gzip(self.blob_writer()?));
         let (tar_out, _) = layer::write_tar(entries, tar_out).map_err(|e| match e {
             WriteError::Source { path, source } => ImageError::SourceEntry {
@@ -425,19 +433,7 @@ impl ImageStore {
             },
             WriteError::Out(e) => ImageError::io("cannot write layer to", &blobs)(e),
         })?;
-        let (gz, diff_id, _) = tar_out.finish();
-        let blob = gz.finish().map_err(out_err)?;
-        let FinishedBlob {
-            digest,
-            size,
-            existed,
-        } = blob.finish_blob()?;
-        Ok(LayerInfo {
-            digest,
-            diff_id,
-            size,
-            reused: existed,
-        })
+        finish_layer(tar_out, &blobs)
     }
 
     /// Reads and verifies a manifest and its config.

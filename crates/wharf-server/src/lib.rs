@@ -153,6 +153,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// `path` of the public URL, signed for `method` until `ttl` has passed: a URL that needs
+    /// no token (a source blob, an output stream, a log session).
+    pub(crate) fn signed_url(&self, method: &str, path: &str, ttl: std::time::Duration) -> String {
+        format!(
+            "{}{path}?{}",
+            self.links.public_url.trim_end_matches('/'),
+            self.signer.sign(method, path, ttl)
+        )
+    }
+
     /// Has the backend converge the app to its current release and formation. Runs to the end
     /// even when the request that asked for it goes away: the change is already stored.
     pub async fn converge(&self, app_id: &str) {

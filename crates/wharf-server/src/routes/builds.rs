@@ -25,12 +25,7 @@ fn output_path(id: &str) -> String {
 }
 
 pub fn to_api(state: &AppState, build: BuildRecord) -> api::Build {
-    let path = output_path(&build.id);
-    let output_stream_url = format!(
-        "{}{path}?{}",
-        state.links.public_url.trim_end_matches('/'),
-        state.signer.sign("GET", &path, OUTPUT_URL_TTL)
-    );
+    let output_stream_url = state.signed_url("GET", &output_path(&build.id), OUTPUT_URL_TTL);
     api::Build {
         output_stream_url,
         app: IdRef { id: build.app_id },

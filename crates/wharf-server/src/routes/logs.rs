@@ -91,11 +91,7 @@ pub async fn create(
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::to_vec(&session).expect("a session serializes"));
     let path = stream_path(&app.id, &token);
-    let url = format!(
-        "{}{path}?{}",
-        state.links.public_url.trim_end_matches('/'),
-        state.signer.sign("GET", &path, SESSION_TTL)
-    );
+    let url = state.signed_url("GET", &path, SESSION_TTL);
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Ok((
         StatusCode::CREATED,

@@ -36,14 +36,7 @@ pub fn to_api(state: &AppState, release: ReleaseRecord) -> api::Release {
     let output_stream_url = release
         .process_types
         .contains_key(RELEASE_PHASE_TYPE)
-        .then(|| {
-            let path = output_path(&release.id);
-            format!(
-                "{}{path}?{}",
-                state.links.public_url.trim_end_matches('/'),
-                state.signer.sign("GET", &path, OUTPUT_URL_TTL)
-            )
-        });
+        .then(|| state.signed_url("GET", &output_path(&release.id), OUTPUT_URL_TTL));
     let artifacts = release
         .image_digest
         .iter()

@@ -91,14 +91,10 @@ fn all(state: &AppState) -> ApiResult<Vec<api::Stack>> {
             .as_ref()
             .and_then(|i| i.created.clone())
             .unwrap_or_else(|| EPOCH.to_owned());
-        let output_stream_url = state.stacks.has_output(&name).then(|| {
-            let path = output_path(&name);
-            format!(
-                "{}{path}?{}",
-                state.links.public_url.trim_end_matches('/'),
-                state.signer.sign("GET", &path, OUTPUT_URL_TTL)
-            )
-        });
+        let output_stream_url = state
+            .stacks
+            .has_output(&name)
+            .then(|| state.signed_url("GET", &output_path(&name), OUTPUT_URL_TTL));
         stacks.push(api::Stack {
             id: stack_id(&name),
             suite: run
