@@ -142,8 +142,8 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<api::Stac
 }
 
 /// One stack, by name or id.
-#[utoipa::path(get, path = "/stacks/{stack}", tag = "stacks",
-    params(("stack" = String, Path, description = "The stack's name or id")),
+#[utoipa::path(get, path = "/stacks/{id}", tag = "stacks",
+    params(("id" = String, Path, description = "The stack's name or id")),
     responses(
         (status = 200, body = api::Stack),
         (status = 404, body = ErrorBody),
@@ -198,8 +198,8 @@ pub async fn create(
 
 /// What making the stack printed: everything so far, then, while it is made, the rest as it
 /// happens. Needs the signed `output_stream_url`, no token.
-#[utoipa::path(get, path = "/stacks/{stack}/output", tag = "stacks", security(()),
-    params(("stack" = String, Path, description = "The stack's name"), Signature),
+#[utoipa::path(get, path = "/stacks/{id}/output", tag = "stacks", security(()),
+    params(("id" = String, Path, description = "The stack's name"), Signature),
     responses(
         (status = 200, description = "The output, streamed", content_type = "text/plain", body = String),
         (status = 404, body = ErrorBody),
