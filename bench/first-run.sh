@@ -53,6 +53,22 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Runs COMMAND every 20 ms until it succeeds; fails the bench with WHAT and wharf up's log (LOG)
+# if DEADLINE (epoch seconds) passes or wharf up exits first.
+poll_until() {
+  local deadline=$1 log=$2 what=$3 now
+  shift 3
+  until "$@"; do
+    now=$EPOCHREALTIME
+    if [ "${now%.*}" -ge "$deadline" ] || ! kill -0 "$up_pid" 2>/dev/null; then
+      echo "bench: $what within ${STEP_TIMEOUT}s; wharf up said:" >&2
+      tail -n 30 "$log" >&2
+      exit 1
+    fi
+    sleep 0.02
+  done
+}
+
 # Starts `wharf up` on data dir $1, prints the seconds to the first 200 and to "is up at", then
 # stops it.
 time_to_first_page() {
@@ -63,25 +79,10 @@ time_to_first_page() {
     </dev/null >/dev/null 2>"$log" &
   up_pid=$!
   local deadline=$((${start%.*} + STEP_TIMEOUT))
-  until curl -fs -o /dev/null --max-time 2 -H "Host: $APP.localhost" "http://127.0.0.1:$port/"; do
-    now=$EPOCHREALTIME
-    if [ "${now%.*}" -ge "$deadline" ] || ! kill -0 "$up_pid" 2>/dev/null; then
-      echo "bench: no page from $APP within ${STEP_TIMEOUT}s; wharf up said:" >&2
-      tail -n 30 "$log" >&2
-      exit 1
-    fi
-    sleep 0.02
-  done
+  poll_until "$deadline" "$log" "no page from $APP" \
+    curl -fs -o /dev/null --max-time 2 -H "Host: $APP.localhost" "http://127.0.0.1:$port/"
   page=$EPOCHREALTIME
-  until grep -q "is up at" "$log"; do
-    now=$EPOCHREALTIME
-    if [ "${now%.*}" -ge "$deadline" ] || ! kill -0 "$up_pid" 2>/dev/null; then
-      echo "bench: $APP's new release was not up within ${STEP_TIMEOUT}s; wharf up said:" >&2
-      tail -n 30 "$log" >&2
-      exit 1
-    fi
-    sleep 0.02
-  done
+  poll_until "$deadline" "$log" "$APP's new release was not up" grep -q "is up at" "$log"
   now=$EPOCHREALTIME
   kill -INT "$up_pid"
   if ! wait "$up_pid"; then
