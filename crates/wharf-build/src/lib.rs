@@ -65,6 +65,12 @@ pub struct BuildRequest {
     /// and see nothing of the host, with the scratch at `/workspace`, the cache at `/cache` and
     /// the app tree at `/app`. Needs namespaces. `None` builds on the host's `/usr`.
     pub root: Option<PathBuf>,
+    /// With `root`: a CA bundle (PEM) mounted over the build image's
+    /// `/etc/ssl/certs/ca-certificates.crt`, and named by `SSL_CERT_FILE`, `PIP_CERT`,
+    /// `NODE_EXTRA_CA_CERTS` and the like. The server passes the image's own certificates plus
+    /// the authorities the host's administrator added, so builds reach package registries
+    /// where the host does (through a TLS-inspecting proxy, say). Never part of the image.
+    pub trust: Option<PathBuf>,
 }
 
 impl BuildRequest {
@@ -81,6 +87,7 @@ impl BuildRequest {
             hidden_paths: Vec::new(),
             user: None,
             root: None,
+            trust: None,
         }
     }
 }
@@ -153,7 +160,8 @@ pub async fn build(
         hidden,
         req.user,
         req.root.clone(),
-    );
+    )
+    .trusting(req.trust.clone());
     sandbox.prepare()?;
     let cache = ProviderCache::new(&req.cache_dir, detected.name());
     std::fs::create_dir_all(cache.path())

@@ -154,7 +154,22 @@ pub(crate) struct Sandbox {
     /// A build image's root filesystem: commands see it as `/`, and the scratch and cache at
     /// [`wharf_sandbox::WORKSPACE`] and [`wharf_sandbox::CACHE`], instead of the host.
     root: Option<PathBuf>,
+    /// A CA bundle mounted over the build image's own (see [`crate::BuildRequest::trust`]).
+    trust: Option<PathBuf>,
 }
+
+/// Where a build image keeps its CA bundle (Debian's `ca-certificates`), and the variables
+/// that point tools which don't read it by default (pip's bundled certifi, Node.js, Cargo,
+/// git) at it.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const CA_BUNDLE_VARS: [&str; 6] = [
+    "SSL_CERT_FILE",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "CARGO_HTTP_CAINFO",
+    "GIT_SSL_CAINFO",
+];
 
 impl Sandbox {
     pub(crate) fn new(
@@ -174,7 +189,23 @@ impl Sandbox {
             hidden,
             user,
             root,
+            trust: None,
         }
+    }
+
+    /// Mounts `bundle` over the build image's CA bundle (when it has one).
+    pub(crate) fn trusting(mut self, bundle: Option<PathBuf>) -> Self {
+        self.trust = bundle;
+        self
+    }
+
+    /// The extra CA bundle, when it can be mounted: builds in a build image that has one.
+    fn trust(&self) -> Option<&Path> {
+        let root = self.root.as_deref()?;
+        let bundle = self.trust.as_deref()?;
+        root.join(CA_BUNDLE.trim_start_matches('/'))
+            .exists()
+            .then_some(bundle)
     }
 
     /// The build image's root filesystem, when the app builds on a stack.
@@ -359,6 +390,12 @@ impl Sandbox {
             .env("HOME", self.visible(&self.home()))
             .env("LANG", "C.UTF-8")
             .env("TMPDIR", self.tmp())
+            .envs(
+                self.trust()
+                    .map(|_| CA_BUNDLE_VARS.map(|var| (var, CA_BUNDLE)))
+                    .into_iter()
+                    .flatten(),
+            )
             .envs(cmd.env.iter().map(|(k, v)| (k, self.visible_os(v))))
             .stdin(Stdio::null())
             .process_group(0)
@@ -423,6 +460,9 @@ impl Sandbox {
             self.app_dir.as_os_str(),
             APP_MOUNT.as_ref(),
         ]);
+        if let Some(bundle) = self.trust() {
+            push(&["--ro-bind".as_ref(), bundle.as_os_str(), CA_BUNDLE.as_ref()]);
+        }
         push(&["--chdir".as_ref(), APP_MOUNT.as_ref()]);
         args
     }

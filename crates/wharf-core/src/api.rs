@@ -52,9 +52,12 @@ mod field_schema {
     }
 
     pub fn stack() -> Object {
-        nullable_string("The build stack; wharf has one, `wharf-1`.")
-            .enum_values(Some([Some(super::STACK), None]))
-            .build()
+        nullable_string(
+            "The build stack, by name or id (`GET /stacks`): `wharf-1` (the host's `/usr`), or \
+             a stack that is made (status `ready`).",
+        )
+        .max_length(Some(100))
+        .build()
     }
 
     pub fn scope() -> Array {
@@ -255,7 +258,7 @@ pub struct AppCreate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::region))]
     pub region: Option<String>,
-    /// The build stack; wharf has one, `wharf-1`.
+    /// The build stack (`wharf-1` unless given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::stack))]
     pub stack: Option<String>,
@@ -276,7 +279,7 @@ pub struct AppUpdate {
     /// Turn maintenance mode on or off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<bool>,
-    /// The build stack for the next build; wharf has one, `wharf-1`.
+    /// The build stack for the next build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::stack))]
     pub build_stack: Option<String>,

@@ -73,6 +73,10 @@ pub struct ReleaseSpec {
     pub env: BTreeMap<String, String>,
     /// Env defaults from the image config; paths in it are under `/app`.
     pub image_env: BTreeMap<String, String>,
+    /// The run image (manifest digest) of the stack the image is built on, whose layers are
+    /// the image's bottom ones: its processes run with it as `/`. `None` for a host-bound
+    /// image (stack `wharf-1`), which holds only `/app` and runs on the host's `/usr`.
+    pub run_image: Option<String>,
 }
 
 /// One process type of the formation.

@@ -28,6 +28,10 @@ pub struct ImageSpec {
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub cmd: Option<Vec<String>>,
+    /// What runs the image (`cmd` is its arguments).
+    pub entrypoint: Option<Vec<String>>,
+    /// `uid[:gid]` the image's processes run as; `None` leaves it to the runtime (root).
+    pub user: Option<String>,
 }
 
 /// One layer: (part of) a directory on disk, placed under `prefix` in the image.
@@ -127,6 +131,14 @@ impl Image {
         self.runtime().and_then(|c| c.cmd().clone())
     }
 
+    pub fn entrypoint(&self) -> Option<Vec<String>> {
+        self.runtime().and_then(|c| c.entrypoint().clone())
+    }
+
+    pub fn user(&self) -> Option<String> {
+        self.runtime().and_then(|c| c.user().clone())
+    }
+
     fn runtime(&self) -> Option<&oci_spec::image::Config> {
         self.config.config().as_ref()
     }
@@ -147,6 +159,10 @@ struct ConfigJson<'a> {
 struct RuntimeJson<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     env: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entrypoint: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cmd: Option<&'a [String]>,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -366,6 +382,8 @@ impl ImageStore {
             os: oci_os(),
             config: RuntimeJson {
                 env,
+                user: spec.user.as_deref(),
+                entrypoint: spec.entrypoint.as_deref(),
                 cmd: spec.cmd.as_deref(),
                 working_dir: &spec.working_dir,
                 labels: &spec.labels,
@@ -482,6 +500,17 @@ impl ImageStore {
     /// files) fail the whole extraction; whiteouts are applied. Every layer is checked against
     /// its digest and diff_id. On error `dest` is left empty.
     pub fn extract(&self, manifest: &Digest, dest: &Path) -> Result<(), ImageError> {
+        self.extract_from(manifest, 0, dest)
+    }
+
+    /// [`extract`](Self::extract) of the layers from the `first`-th (counting from 0, bottom
+    /// first) up: an app's own layers without the stack's run image below them.
+    pub fn extract_from(
+        &self,
+        manifest: &Digest,
+        first: usize,
+        dest: &Path,
+    ) -> Result<(), ImageError> {
         let image = self.image(manifest)?;
         match extract::prepare_dest(dest) {
             Ok(true) => {}
@@ -492,7 +521,7 @@ impl ImageStore {
             }
             Err(e) => return Err(ImageError::io("cannot prepare", dest)(e)),
         }
-        let result = self.extract_layers(&image, dest);
+        let result = self.extract_layers(&image, first, dest);
         if result.is_err() {
             if let Err(e) = extract::clear_dir(dest) {
                 tracing::error!(dest = %dest.display(), error = %e, "cannot clean up a failed extraction");
@@ -501,10 +530,10 @@ impl ImageStore {
         result
     }
 
-    fn extract_layers(&self, image: &Image, dest: &Path) -> Result<(), ImageError> {
+    fn extract_layers(&self, image: &Image, first: usize, dest: &Path) -> Result<(), ImageError> {
         let mut extractor = Extractor::new(dest, Policy::Layer);
         let diff_ids = image.config.rootfs().diff_ids();
-        for (descriptor, diff_id) in image.manifest.layers().iter().zip(diff_ids) {
+        for (descriptor, diff_id) in image.manifest.layers().iter().zip(diff_ids).skip(first) {
             let digest = Digest::parse(descriptor.digest().as_ref()).map_err(|e| {
                 ImageError::InvalidManifest {
                     digest: image.manifest_digest.clone(),

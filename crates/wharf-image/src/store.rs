@@ -472,6 +472,39 @@ impl ImageStore {
         Ok((reached, missing))
     }
 
+    /// Copies image `manifest` and every blob it references from the layout `from` (another
+    /// wharf store, or any OCI layout: `skopeo copy`'s, a stack exported elsewhere) into this
+    /// store, each blob re-hashed on the way. Blobs already here are not copied again; the
+    /// manifest comes last. The image is not tagged.
+    pub fn copy_image(&self, from: &ImageStore, manifest: &Digest) -> Result<(), ImageError> {
+        let roots = vec![(manifest.to_string(), MANIFEST_MEDIA_TYPE.to_owned())];
+        let (reached, missing) = from.walk(roots, |d| from.has_blob(d), &BTreeSet::new())?;
+        if let Some(digest) = missing.into_iter().next() {
+            return Err(ImageError::BlobMissing { digest });
+        }
+        let mut order: Vec<&Digest> = reached.iter().filter(|d| *d != manifest).collect();
+        order.push(manifest);
+        for digest in order {
+            if self.has_blob(digest) {
+                continue;
+            }
+            let mut reader = from.open_blob(digest)?;
+            let mut writer = self.blob_writer()?;
+            io::copy(&mut reader, &mut writer).map_err(ImageError::io(
+                "cannot copy blob from",
+                from.blob_path(digest),
+            ))?;
+            let (written, _) = writer.finish()?;
+            if written != *digest {
+                return Err(ImageError::Corrupt {
+                    digest: digest.clone(),
+                    actual: written,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether every blob of image `manifest` (the manifest, its config and its layers) is
     /// stored: an image that can be unpacked.
     pub fn is_complete(&self, manifest: &Digest) -> Result<bool, ImageError> {

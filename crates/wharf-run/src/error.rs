@@ -19,6 +19,19 @@ pub enum RunError {
         #[source]
         source: Box<wharf_image::ImageError>,
     },
+    #[error("cannot run release v{version} of app `{app_id}` on run image {run_image}: {reason}")]
+    RunImage {
+        app_id: String,
+        version: u32,
+        run_image: String,
+        reason: String,
+    },
+    #[error(
+        "release v{version} is built on a stack and runs only in the sandbox, with the stack's \
+         run image as `/`; install bubblewrap (apt-get install bubblewrap) and start wharf with \
+         WHARF_SANDBOX=auto, or build the app on the host-bound stack (`wharf stack:set wharf-1`)"
+    )]
+    NeedsSandbox { version: u32 },
     #[error("no free port left in {start}..={end}")]
     NoFreePort { start: u16, end: u16 },
     #[error("cannot start `{command}`")]

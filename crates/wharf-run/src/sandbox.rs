@@ -25,6 +25,9 @@ pub(crate) const APP_MOUNT: &str = "/app";
 /// Where wharf's own executable is inside the sandbox.
 pub(crate) const SANDBOX_TOOLS_DIR: &str = "/run/wharf/bin";
 
+/// `HOME` of a release on a stack: the instance's scratch home, mounted there.
+pub(crate) const IMAGE_HOME: &str = "/home/app";
+
 /// `PATH` when neither the image nor the config sets one.
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -46,6 +49,8 @@ pub(crate) enum Isolation {
 /// Paths of one launch, as seen on the host.
 pub(crate) struct Launch<'a> {
     pub tree: &'a Path,
+    /// A stack's run image, unpacked: `/` in the sandbox instead of the host's view.
+    pub root: Option<&'a Path>,
     pub home: &'a Path,
     pub tmp: &'a Path,
     pub command: &'a str,
@@ -226,24 +231,27 @@ fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>, as_user: bool) -> Vec<OsS
         .map(OsString::from)
         .collect();
     args.extend(wharf_sandbox::capability_args(as_user));
-    args.extend(wharf_sandbox::host_view_args(as_user));
-    // wharf's data directory (database, images, other apps) is hidden; only this instance's
-    // scratch is mounted back, at the same path, so HOME and TMPDIR read the same everywhere.
-    args.extend(wharf_sandbox::hide_args(
-        &[hidden],
-        &[launch.home, launch.tmp],
-    ));
+    let (home, tmp): (&Path, &Path) = match launch.root {
+        // Nothing of the host is visible: the run image is `/`, the scratch at fixed places.
+        Some(root) => {
+            args.extend(wharf_sandbox::image_root_args(root));
+            (Path::new(IMAGE_HOME), Path::new("/tmp"))
+        }
+        None => {
+            args.extend(wharf_sandbox::host_view_args(as_user));
+            // wharf's data directory (database, images, other apps) is hidden; only this
+            // instance's scratch is mounted back, at the same path, so HOME and TMPDIR read
+            // the same everywhere.
+            args.extend(wharf_sandbox::hide_args(
+                &[hidden],
+                &[launch.home, launch.tmp],
+            ));
+            (launch.home, launch.tmp)
+        }
+    };
     let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(OsString::from));
-    push(&[
-        "--bind".as_ref(),
-        launch.home.as_os_str(),
-        launch.home.as_os_str(),
-    ]);
-    push(&[
-        "--bind".as_ref(),
-        launch.tmp.as_os_str(),
-        launch.tmp.as_os_str(),
-    ]);
+    push(&["--bind".as_ref(), launch.home.as_os_str(), home.as_os_str()]);
+    push(&["--bind".as_ref(), launch.tmp.as_os_str(), tmp.as_os_str()]);
     push(&[
         "--ro-bind".as_ref(),
         launch.tree.as_os_str(),

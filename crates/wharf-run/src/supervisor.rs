@@ -344,7 +344,7 @@ impl Supervisor {
             isolation,
             cgroups,
             ports: PortPool::new(config.port_range.clone()),
-            releases: Releases::new(releases_dir, images),
+            releases: Releases::new(releases_dir, config.data_dir.join("stacks"), images),
             run_dir,
             apps: Mutex::new(HashMap::new()),
             one_offs: Mutex::new(HashMap::new()),
@@ -664,7 +664,7 @@ impl Supervisor {
         let cgroups = limits.procs_files();
         let started = (|| {
             dir.prepare(user)?;
-            let mut env = inner.environment(release, &tree, &dir, port, &name);
+            let mut env = inner.environment(release, &tree, &dir, port, &name)?;
             if matches!(io, OneOffIo::Terminal(_)) {
                 // Full-screen programs (`less`, `top`, editors) need to know the terminal; a
                 // client that says which it has sets `TERM` itself.
@@ -676,7 +676,8 @@ impl Supervisor {
                 source,
             };
             let launch = Launch {
-                tree: &tree,
+                tree: &tree.app,
+                root: tree.root.as_deref(),
                 home: &dir.home(),
                 tmp: &dir.tmp(),
                 command,
@@ -942,19 +943,26 @@ impl Inner {
         }
     }
 
-    /// image env (paths fixed up) + release config + what wharf sets.
+    /// image env (paths fixed up) + release config + what wharf sets. A release on a stack
+    /// runs only in the sandbox, with the run image as `/`: its scratch is at fixed paths
+    /// there ([`crate::sandbox::IMAGE_HOME`], `/tmp`).
     fn environment(
         &self,
         release: &ReleaseSpec,
-        tree: &std::path::Path,
+        tree: &crate::tree::ReleaseTree,
         dir: &InstanceDir,
         port: u16,
         dyno: &str,
-    ) -> std::collections::BTreeMap<String, String> {
+    ) -> Result<std::collections::BTreeMap<String, String>, RunError> {
+        if tree.root.is_some() && !self.isolation.is_sandboxed() {
+            return Err(RunError::NeedsSandbox {
+                version: release.version,
+            });
+        }
         let mut env: std::collections::BTreeMap<String, String> = release
             .image_env
             .iter()
-            .map(|(k, v)| (k.clone(), self.isolation.rewrite_image_value(tree, v)))
+            .map(|(k, v)| (k.clone(), self.isolation.rewrite_image_value(&tree.app, v)))
             .collect();
         env.extend(release.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let path = env
@@ -976,12 +984,17 @@ impl Inner {
             "WHARF_RELEASE_VERSION".to_owned(),
             release.version.to_string(),
         );
-        env.insert("HOME".to_owned(), dir.home().to_string_lossy().into_owned());
-        env.insert(
-            "TMPDIR".to_owned(),
-            dir.tmp().to_string_lossy().into_owned(),
-        );
-        env
+        if tree.root.is_some() {
+            env.insert("HOME".to_owned(), crate::sandbox::IMAGE_HOME.to_owned());
+            env.insert("TMPDIR".to_owned(), "/tmp".to_owned());
+        } else {
+            env.insert("HOME".to_owned(), dir.home().to_string_lossy().into_owned());
+            env.insert(
+                "TMPDIR".to_owned(),
+                dir.tmp().to_string_lossy().into_owned(),
+            );
+        }
+        Ok(env)
     }
 }
 
@@ -1350,7 +1363,10 @@ impl InstanceRun {
         if let Err(e) = self.dir.prepare(user) {
             return self.failed_to_start(&e);
         }
-        let env = inner.environment(release, &tree, &self.dir, port, &self.cell.name);
+        let env = match inner.environment(release, &tree, &self.dir, port, &self.cell.name) {
+            Ok(env) => env,
+            Err(e) => return self.failed_to_start(&e),
+        };
         let command = self.cell.spec.command.clone();
         let mut limits = inner.cgroups.prepare(
             &self.app.app_id,
@@ -1360,7 +1376,8 @@ impl InstanceRun {
         );
         let cgroups = limits.procs_files();
         let launch = Launch {
-            tree: &tree,
+            tree: &tree.app,
+            root: tree.root.as_deref(),
             home: &self.dir.home(),
             tmp: &self.dir.tmp(),
             command: &command,

@@ -13,33 +13,47 @@ use crate::{ReleaseSpec, RunError};
 #[derive(Debug)]
 pub(crate) struct Releases {
     root: PathBuf,
+    /// Where stacks' run images are unpacked, once each (shared with builds).
+    stacks: PathBuf,
     images: ImageStore,
     /// Serialises unpacking, so two instances starting at once unpack a release only once.
     unpacking: tokio::sync::Mutex<()>,
 }
 
 impl Releases {
-    pub(crate) fn new(root: PathBuf, images: ImageStore) -> Self {
+    pub(crate) fn new(root: PathBuf, stacks: PathBuf, images: ImageStore) -> Self {
         Releases {
             root,
+            stacks,
             images,
             unpacking: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The host path of the release's app tree, unpacking it first if needed.
-    /// With an app user, the app's directory of trees belongs to its group (mode 0750), so
-    /// other apps' users can't read its code.
+    /// The host paths of the release's app tree and, for a release on a stack, of its run
+    /// image's root filesystem, unpacking them first if needed. With an app user, the app's
+    /// directory of trees belongs to its group (mode 0750), so other apps' users can't read
+    /// its code.
     pub(crate) async fn ensure(
         &self,
         app_id: &str,
         release: &ReleaseSpec,
         user: Option<u32>,
-    ) -> Result<PathBuf, RunError> {
+    ) -> Result<ReleaseTree, RunError> {
         let app_root = self.root.join(app_id);
         let dest = app_root.join(format!("v{}", release.version));
-        let tree = dest.join("app");
         let _guard = self.unpacking.lock().await;
+        let (root, below) = match &release.run_image {
+            Some(run_image) => {
+                let (root, below) = self.run_root(app_id, release, run_image).await?;
+                (Some(root), below)
+            }
+            None => (None, 0),
+        };
+        let tree = ReleaseTree {
+            app: dest.join("app"),
+            root,
+        };
         if dest.is_dir() {
             if let Some(gid) = user {
                 crate::runtime::restrict_to_group(&app_root, gid)?;
@@ -50,13 +64,15 @@ impl Releases {
         let app_id = app_id.to_owned();
         let release = release.clone();
         let root = app_root.clone();
-        tokio::task::spawn_blocking(move || unpack(&images, &root, &dest, &app_id, &release))
-            .await
-            .map_err(|e| RunError::Io {
-                action: "unpack a release into",
-                path: PathBuf::new(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
+        tokio::task::spawn_blocking(move || {
+            unpack(&images, &root, &dest, &app_id, &release, below)
+        })
+        .await
+        .map_err(|e| RunError::Io {
+            action: "unpack a release into",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
         if let Some(gid) = user {
             crate::runtime::restrict_to_group(&app_root, gid)?;
         }
@@ -73,7 +89,53 @@ pub struct TreeCollection {
     pub bytes: u64,
 }
 
+/// Where a release's files are on the host.
+#[derive(Debug, Clone)]
+pub(crate) struct ReleaseTree {
+    /// The app (the image's `/app`).
+    pub app: PathBuf,
+    /// The stack's run image as a root filesystem (`/`), for a release on a stack.
+    pub root: Option<PathBuf>,
+}
+
 impl Releases {
+    /// The run image's root filesystem, unpacked, and how many of the release image's layers
+    /// (the bottom ones) are the run image's; the image must sit on it.
+    async fn run_root(
+        &self,
+        app_id: &str,
+        release: &ReleaseSpec,
+        run_image: &str,
+    ) -> Result<(PathBuf, usize), RunError> {
+        let images = self.images.clone();
+        let stacks = self.stacks.clone();
+        let (image, run) = (release.image.clone(), run_image.to_owned());
+        let found = tokio::task::spawn_blocking(move || {
+            let parse = |d: &str| wharf_image::Digest::parse(d).map_err(|e| e.to_string());
+            let (image, run) = (parse(&image)?, parse(&run)?);
+            let below = images.image(&run).map_err(|e| e.to_string())?.layers();
+            let layers = images.image(&image).map_err(|e| e.to_string())?.layers();
+            let digests = |l: &[wharf_image::LayerInfo]| -> Vec<wharf_image::Digest> {
+                l.iter().map(|l| l.digest.clone()).collect()
+            };
+            if layers.len() < below.len() || digests(&layers[..below.len()]) != digests(&below) {
+                return Err("the image's bottom layers are not the run image's".to_owned());
+            }
+            let root =
+                wharf_stack::rootfs::unpack(&images, &run, &stacks).map_err(|e| e.to_string())?;
+            Ok((root, below.len()))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        found.map_err(|reason| RunError::RunImage {
+            app_id: app_id.to_owned(),
+            version: release.version,
+            run_image: run_image.to_owned(),
+            reason,
+        })
+    }
+
     /// Removes every unpacked release tree that `in_use` (called with unpacking held off, so no
     /// tree appears meanwhile) doesn't name, and what an interrupted unpack or removal left.
     /// Each tree is renamed aside before it is deleted: a crash midway never leaves a partial
@@ -157,6 +219,7 @@ fn unpack(
     dest: &Path,
     app_id: &str,
     release: &ReleaseSpec,
+    below: usize,
 ) -> Result<(), RunError> {
     std::fs::create_dir_all(app_root).map_err(RunError::io("create", app_root))?;
     let _ = std::fs::set_permissions(app_root, std::fs::Permissions::from_mode(0o755));
@@ -174,7 +237,7 @@ fn unpack(
                 source: Box::new(source),
             })?;
         images
-            .extract(&digest, &tmp)
+            .extract_from(&digest, below, &tmp)
             .map_err(|source| RunError::Unpack {
                 app_id: app_id.to_owned(),
                 version: release.version,

@@ -87,10 +87,10 @@ pub const CACHE: &str = "/cache";
 
 /// `bwrap` arguments for an image's root filesystem (a stack's, unpacked at `rootfs`) as `/`,
 /// read-only, with private `/proc`, `/dev`, `/tmp` and `/run`, and the host's resolver: nothing
-/// of the host's own files is visible. [`WORKSPACE`], [`CACHE`] and `/app` are left free for
-/// the caller's binds.
+/// of the host's own files is visible. [`WORKSPACE`], [`CACHE`], `/home` and `/app` are left
+/// free for the caller's binds (an instance's scratch home goes under `/home`).
 pub fn image_root_args(rootfs: &Path) -> Vec<OsString> {
-    view_args(rootfs, false, &["workspace", "cache"])
+    view_args(rootfs, false, &["workspace", "cache", "home"])
 }
 
 /// The read-only view of `root` as `/`, one top-level entry at a time (see [`host_view_args`]),

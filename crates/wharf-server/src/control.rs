@@ -103,8 +103,11 @@ impl Control {
     /// What the app's current release runs with, if it has an image.
     pub fn release_spec(&self, release: &ReleaseRecord) -> Option<ReleaseSpec> {
         let digest = Digest::parse(release.image_digest.as_deref()?).ok()?;
-        let image_env = match self.images.image(&digest) {
-            Ok(image) => image.env(),
+        let (image_env, run_image) = match self.images.image(&digest) {
+            Ok(image) => (
+                image.env(),
+                image.labels().remove(wharf_stack::LABEL_RUN_IMAGE),
+            ),
             Err(e) => {
                 tracing::error!(release = %release.version, error = %e, "cannot read the release's image");
                 return None;
@@ -115,6 +118,7 @@ impl Control {
             image: digest.to_string(),
             env: release.config.to_string_map(),
             image_env,
+            run_image,
         })
     }
 

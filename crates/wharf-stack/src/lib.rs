@@ -17,6 +17,7 @@ use std::process::Stdio;
 use tokio::io::AsyncBufReadExt;
 use wharf_image::{Digest, ImageSpec, ImageStore};
 
+pub mod launch;
 pub mod mirror;
 pub mod rootfs;
 
@@ -30,6 +31,10 @@ pub const LABEL_SUITE: &str = "dev.wharf.stack.suite";
 /// `package=version` lines, sorted: everything installed.
 pub const LABEL_PACKAGES: &str = "dev.wharf.stack.packages";
 pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
+/// On a release image: the digest of the run image below its own layers (the stack's name is
+/// [`LABEL_NAME`]), and of the build image it was built in.
+pub const LABEL_RUN_IMAGE: &str = "dev.wharf.stack.run-image";
+pub const LABEL_BUILD_IMAGE: &str = "dev.wharf.stack.build-image";
 
 /// `PATH` in stack images.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -446,6 +451,8 @@ fn store_image(
         env: BTreeMap::from([("PATH".to_owned(), PATH.to_owned())]),
         labels,
         cmd: None,
+        entrypoint: None,
+        user: None,
     })?;
     store.tag(&role.tag(def.name), &built.manifest)?;
     Ok(built.manifest)

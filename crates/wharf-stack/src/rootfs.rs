@@ -22,7 +22,11 @@ pub fn unpack(store: &ImageStore, manifest: &Digest, cache: &Path) -> Result<Pat
         return Ok(dest);
     }
     std::fs::create_dir_all(cache).map_err(crate::io("create", cache))?;
-    let tmp = cache.join(format!(".{}.{}", manifest.hex(), std::process::id()));
+    // Unique to this call: builds and instances of one process may unpack the same image at
+    // once (the first rename wins; the others' copies are dropped).
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cache.join(format!(".{}.{}-{call}", manifest.hex(), std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(crate::io("remove", &tmp))?;
     }

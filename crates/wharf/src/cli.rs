@@ -85,6 +85,9 @@ pub enum Command {
     /// Show the stacks apps are built and run on, and make wharf's from Debian packages
     #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
     Stacks(StacksArgs),
+    /// Build the app on another stack from its next deploy on
+    #[command(name = "stack:set")]
+    StackSet(StackSetArgs),
     /// Show the app's processes
     Ps {
         #[command(flatten)]
@@ -490,6 +493,18 @@ pub enum StacksCommand {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Build the app on another stack from its next deploy on (also `wharf stack:set`)
+    Set(StackSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StackSetArgs {
+    /// The stack's name: one that is made (`wharf stacks`), or wharf-1 for the host's /usr
+    pub stack: String,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 #[derive(Debug, Args)]

@@ -85,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(&cli.global, args).await,
         Command::Builds(args) => builds::run(&cli.global, args).await,
         Command::Stacks(args) => stacks::run(&cli.global, args).await,
+        Command::StackSet(args) => stacks::set(&cli.global, args).await,
         Command::Ps { app, json } => ps::ps(&cli.global, &app, &json).await,
         Command::Scale { changes, app, json } => {
             ps::scale(&cli.global, &app, &changes, &json).await

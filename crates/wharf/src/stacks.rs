@@ -3,7 +3,7 @@
 use anyhow::bail;
 use wharf_core::api::{Stack, StackImage};
 
-use crate::cli::{Global, StacksArgs, StacksCommand};
+use crate::cli::{Global, StackSetArgs, StacksArgs, StacksCommand};
 use crate::context;
 use crate::output;
 
@@ -70,7 +70,31 @@ pub async fn run(global: &Global, args: StacksArgs) -> anyhow::Result<()> {
             }
             print_info(&made);
         }
+        StacksCommand::Set(args) => return set(global, args).await,
     }
+    Ok(())
+}
+
+/// `wharf stacks set` / `wharf stack:set`: the app's next build uses the stack.
+pub async fn set(global: &Global, args: StackSetArgs) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    let app = context::app_name(&args.app)?;
+    let updated = client
+        .update_app(
+            &app,
+            &wharf_core::api::AppUpdate {
+                build_stack: Some(args.stack),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if args.json.json {
+        return output::json(&updated);
+    }
+    println!(
+        "Set the stack of {} to {}: its next deploy builds on it (`wharf deploy` or `git push`).",
+        updated.name, updated.build_stack.name
+    );
     Ok(())
 }
 

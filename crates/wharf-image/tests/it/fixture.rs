@@ -118,6 +118,8 @@ pub fn app_spec(root: &Path) -> ImageSpec {
         ]),
         labels: BTreeMap::from([("dev.wharf.process-types".into(), "web".into())]),
         cmd: Some(vec!["python".into(), "app.py".into()]),
+        entrypoint: None,
+        user: None,
     }
 }
 

@@ -173,6 +173,7 @@ impl Fixture {
                 ("GREETING".to_owned(), "hi".to_owned()),
             ]),
             image_env: BTreeMap::from([("APP_FILE".to_owned(), "/app/hello.txt".to_owned())]),
+            run_image: None,
         }
     }
 

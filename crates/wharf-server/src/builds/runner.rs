@@ -178,6 +178,7 @@ impl Inner {
         };
         self.store.start_build(&build.id).await.map_err(internal)?;
         tracing::info!(app = %app, build = %build.id, "build started");
+        let stack = self.stack_of(&build.app_id, log).await?;
 
         // The source was checked on upload; unpacking checks it again, since the file could have
         // changed since.
@@ -210,8 +211,13 @@ impl Inner {
             } else {
                 None
             },
-            // Apps build on the host-bound stack wharf-1 for now.
-            root: None,
+            root: stack.as_ref().map(|s| s.build_root.clone()),
+            trust: match &stack {
+                Some(stack) => stack
+                    .trust_bundle(Path::new(HOST_CA_DIR), &work_dir.join("trust.pem"))
+                    .map_err(internal)?,
+                None => None,
+            },
         };
         tokio::fs::create_dir_all(&request.work_dir)
             .await
@@ -258,7 +264,9 @@ impl Inner {
                 }
             }
             let _no_gc = self.gc.read().await;
-            let image = self.pack(build, &output, log, !waited).await?;
+            let image = self
+                .pack(build, &output, stack.as_ref(), work_dir, log, !waited)
+                .await?;
             let success = BuildSuccess {
                 provider: output.provider.clone(),
                 image_digest: image.manifest.to_string(),
@@ -304,6 +312,8 @@ impl Inner {
         &self,
         build: &BuildRecord,
         output: &BuildOutput,
+        stack: Option<&OnStack>,
+        work_dir: &Path,
         log: &mut LogWriter,
         report: bool,
     ) -> Result<wharf_image::BuiltImage, String> {
@@ -311,7 +321,12 @@ impl Inner {
             log.write("-----> Packing the image\n").await;
         }
         let images = self.images.clone();
-        let spec = image_spec(output);
+        let mut spec = image_spec(output);
+        if let Some(stack) = stack {
+            stack
+                .complete(&mut spec, output, &work_dir.join("launcher"))
+                .map_err(internal)?;
+        }
         let tag = format!("build-{}", build.id);
         let image = tokio::task::spawn_blocking(move || {
             let image = images.build_image(&spec)?;
@@ -347,6 +362,141 @@ impl Inner {
     }
 }
 
+/// The stack a build runs on (one of the store's, not the host-bound `wharf-1`).
+#[derive(Debug)]
+struct OnStack {
+    name: String,
+    build: wharf_image::Digest,
+    run: wharf_image::Image,
+    /// The build image's root filesystem, unpacked (once per machine) on the host.
+    build_root: PathBuf,
+}
+
+impl Inner {
+    /// The app's stack, its build image unpacked; `None` for the host-bound `wharf-1`.
+    async fn stack_of(&self, app_id: &str, log: &mut LogWriter) -> Result<Option<OnStack>, String> {
+        let app = self.store.app(app_id).await.map_err(internal)?;
+        if app.build_stack == crate::routes::STACK {
+            return Ok(None);
+        }
+        let name = app.build_stack;
+        let images = self.images.clone();
+        let cache = self.data_dir.join("stacks");
+        let wanted = name.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let stack = wharf_stack::list(&images)?
+                .into_iter()
+                .find(|s| s.name == wanted);
+            let Some(wharf_stack::Stack {
+                run: Some(run),
+                build: Some(build),
+                ..
+            }) = stack
+            else {
+                return Ok(None);
+            };
+            let run = images.image(&run.manifest)?;
+            let build_root = wharf_stack::rootfs::unpack(&images, &build.manifest, &cache)?;
+            Ok::<_, wharf_stack::StackError>(Some((build.manifest, run, build_root)))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| format!("the app's stack `{name}` can't be used: {e}"))?;
+        let Some((build, run, build_root)) = found else {
+            return Err(format!(
+                "the app's stack `{name}` is not made on this server: make it with                  `wharf stacks build {name}`, or choose another with `wharf stack:set`"
+            ));
+        };
+        log.write(&format!(
+            "-----> Building on stack {name} (build image {}, run image {})\n",
+            build.short(),
+            run.manifest_digest.short()
+        ))
+        .await;
+        Ok(Some(OnStack {
+            name,
+            build,
+            run,
+            build_root,
+        }))
+    }
+}
+
+/// Where Debian's administrators put the certificate authorities they add to the system's
+/// (`update-ca-certificates` reads them from here).
+const HOST_CA_DIR: &str = "/usr/local/share/ca-certificates";
+
+impl OnStack {
+    /// The build image's CA bundle plus the authorities added on the host under `host_cas`
+    /// (`*.crt`, PEM), written to `out`; `None` when the host added none.
+    fn trust_bundle(&self, host_cas: &Path, out: &Path) -> std::io::Result<Option<PathBuf>> {
+        let mut added: Vec<PathBuf> = walkdir::WalkDir::new(host_cas)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "crt"))
+            .map(|e| e.path().to_path_buf())
+            .collect();
+        if added.is_empty() {
+            return Ok(None);
+        }
+        added.sort();
+        let own = self.build_root.join("etc/ssl/certs/ca-certificates.crt");
+        let mut bundle = std::fs::read_to_string(&own).unwrap_or_default();
+        for path in added {
+            if !bundle.is_empty() && !bundle.ends_with('\n') {
+                bundle.push('\n');
+            }
+            bundle.push_str(&std::fs::read_to_string(&path)?);
+        }
+        std::fs::write(out, bundle)?;
+        Ok(Some(out.to_path_buf()))
+    }
+
+    /// Makes `spec` a complete image: the run image's layers below the app's, the launcher
+    /// (written under `scratch`) on top as the Entrypoint, a non-root user, the stack's
+    /// `PATH` when the build set none, and labels naming the stack and both its images.
+    fn complete(
+        &self,
+        spec: &mut ImageSpec,
+        output: &BuildOutput,
+        scratch: &Path,
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        use wharf_stack::launch;
+        std::fs::create_dir_all(scratch)?;
+        let file = scratch.join(launch::LAUNCHER_FILE);
+        std::fs::write(&file, launch::script(&output.process_types))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))?;
+        spec.base = self.run.layers();
+        spec.layers.push(LayerSpec {
+            root: scratch.to_path_buf(),
+            prefix: launch::LAUNCHER_DIR.to_owned(),
+            select: Select::All,
+        });
+        spec.entrypoint = Some(vec![launch::LAUNCHER.to_owned()]);
+        spec.cmd = launch::default_type(&output.process_types).map(|t| vec![t.to_owned()]);
+        spec.user = Some(format!("{APP_UID}:{APP_UID}"));
+        spec.env
+            .entry("PATH".to_owned())
+            .or_insert_with(|| wharf_stack::PATH.to_owned());
+        spec.labels
+            .insert(wharf_stack::LABEL_NAME.to_owned(), self.name.clone());
+        spec.labels.insert(
+            wharf_stack::LABEL_RUN_IMAGE.to_owned(),
+            self.run.manifest_digest.to_string(),
+        );
+        spec.labels.insert(
+            wharf_stack::LABEL_BUILD_IMAGE.to_owned(),
+            self.build.to_string(),
+        );
+        Ok(())
+    }
+}
+
+/// The user a release image on a stack runs as where the runtime picks none (podman, Docker,
+/// Kubernetes); wharf's own backend runs each app as the app's user instead.
+const APP_UID: u32 = 1000;
+
 /// Dependencies in one layer, the app's code in another: a code-only change reuses the first.
 fn image_spec(output: &BuildOutput) -> ImageSpec {
     let mut layers = Vec::new();
@@ -378,6 +528,8 @@ fn image_spec(output: &BuildOutput) -> ImageSpec {
         env: output.env.clone(),
         labels,
         cmd: None,
+        entrypoint: None,
+        user: None,
     }
 }
 

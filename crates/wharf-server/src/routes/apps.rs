@@ -49,13 +49,36 @@ fn parse_name(name: &str) -> ApiResult<AppName> {
     AppName::parse(name).map_err(|e| ApiError::invalid_params(e.to_string()))
 }
 
-fn check_stack(name: &str) -> ApiResult<()> {
-    if name == STACK {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_params(format!(
-            "unknown stack `{name}`: wharf has one stack, `{STACK}`"
-        )))
+/// The stack `requested` (a name or id) names, when apps can build on it: the host-bound
+/// `wharf-1`, or a stack whose build and run images are both in the store.
+fn check_stack(state: &AppState, requested: &str) -> ApiResult<String> {
+    if requested == STACK {
+        return Ok(STACK.to_owned());
+    }
+    let stacks = crate::routes::stacks::all(state)?;
+    let Some(stack) = stacks
+        .iter()
+        .find(|s| s.name == requested || s.id == requested)
+    else {
+        let names: Vec<&str> = stacks.iter().map(|s| s.name.as_str()).collect();
+        return Err(ApiError::invalid_params(format!(
+            "unknown stack `{}`: the stacks are {}",
+            wharf_core::name::shown(requested),
+            names.join(", ")
+        )));
+    };
+    match stack.status.as_str() {
+        "ready" | "host" => Ok(stack.name.clone()),
+        "making" => Err(ApiError::invalid_params(format!(
+            "stack `{name}` is still being made: wait for `wharf stacks info {name}` to say \
+             ready, then set it again",
+            name = stack.name
+        ))),
+        _ => Err(ApiError::invalid_params(format!(
+            "stack `{name}` is not made on this server yet: make it with `wharf stacks build \
+             {name}` (it takes a minute or two), then set it again",
+            name = stack.name
+        ))),
     }
 }
 
@@ -145,8 +168,8 @@ pub async fn create(
             )));
         }
     }
-    let stack = body.stack.as_deref().unwrap_or(STACK);
-    check_stack(stack)?;
+    let stack = check_stack(&state, body.stack.as_deref().unwrap_or(STACK))?;
+    let stack = stack.as_str();
     let app = match &body.name {
         Some(name) => {
             state
@@ -206,14 +229,16 @@ pub async fn update(
     Body(body): Body<AppUpdate>,
 ) -> ApiResult<Json<api::App>> {
     let name = body.name.as_deref().map(parse_name).transpose()?;
-    if let Some(stack) = &body.build_stack {
-        check_stack(stack)?;
-    }
+    let build_stack = body
+        .build_stack
+        .as_deref()
+        .map(|s| check_stack(&state, s))
+        .transpose()?;
     let app = state.store.app(&app).await?;
     let update = wharf_store::AppUpdate {
         name,
         maintenance: body.maintenance,
-        build_stack: body.build_stack,
+        build_stack,
     };
     let updated = state.store.update_app(&app.id, &update).await?;
     state.refresh_routes().await;

@@ -22,7 +22,7 @@ pub use wharf_core::api::{REGION, STACK};
 
 // Fixed ids, so the same thing has the same id on every wharf.
 const REGION_ID: &str = "7f8b61c7-7f5a-4c4e-9e52-6a2f0f5c1a01";
-const STACK_ID: &str = "2b1f4d3e-8c6a-4f0e-a7d9-3e5b9c0d2a02";
+pub(crate) const STACK_ID: &str = "2b1f4d3e-8c6a-4f0e-a7d9-3e5b9c0d2a02";
 const GENERATION_ID: &str = "5d9c2e1a-3b4f-4a6d-8e7c-1f0a9b8c3d03";
 
 pub fn region() -> NamedRef {
@@ -34,7 +34,7 @@ pub fn region() -> NamedRef {
 
 pub fn stack(name: &str) -> NamedRef {
     NamedRef {
-        id: STACK_ID.to_owned(),
+        id: stacks::stack_id(name),
         name: name.to_owned(),
     }
 }

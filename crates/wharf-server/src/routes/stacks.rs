@@ -25,9 +25,9 @@ fn output_path(name: &str) -> String {
 }
 
 /// A stack's id: the same name has the same id on every wharf.
-fn stack_id(name: &str) -> String {
+pub(crate) fn stack_id(name: &str) -> String {
     if name == STACK {
-        return crate::routes::stack(STACK).id;
+        return crate::routes::STACK_ID.to_owned();
     }
     let hex = hex::encode(sha2::Sha256::digest(format!("wharf stack {name}")));
     format!(
@@ -51,7 +51,7 @@ fn to_image(image: wharf_stack::StackImage) -> api::StackImage {
 
 /// Every stack: the host-bound `wharf-1`, wharf's own (made or not), and any other in the
 /// image store.
-fn all(state: &AppState) -> ApiResult<Vec<api::Stack>> {
+pub(crate) fn all(state: &AppState) -> ApiResult<Vec<api::Stack>> {
     let made = wharf_stack::list(state.control.images()).map_err(ApiError::internal)?;
     let mut names: Vec<String> = wharf_stack::DEFAULT_STACKS
         .iter()

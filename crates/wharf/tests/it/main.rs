@@ -27,5 +27,6 @@ mod run;
 mod shutdown;
 mod soak;
 mod stacks;
+mod test_stack;
 mod tokens;
 mod up;

@@ -1,7 +1,11 @@
 //! `wharf stacks`: the stacks as a table and as JSON, and a clear refusal to make a stack
 //! wharf doesn't make.
 
-use crate::harness::{Cli, Server};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{http_get, wait_until, Cli, Server};
 
 #[test]
 fn stacks_are_listed_and_unknown_ones_refused() {
@@ -29,4 +33,233 @@ fn stacks_are_listed_and_unknown_ones_refused() {
         error.contains("heroku-24") && error.contains("wharf-trixie"),
         "{error}"
     );
+}
+
+/// An app set to a stack builds in the stack's build image and runs in its run image: the
+/// release image is whole (the run image's layers, then the app's, with an Entrypoint that
+/// starts a process type by name as a non-root user), it serves through the router, a one-off
+/// sees the stack's Debian and not the host's, and `podman` runs the image copied out of
+/// wharf's store with `skopeo`.
+#[test]
+fn an_app_on_a_stack_builds_and_runs_in_its_images() {
+    if !crate::test_stack::available() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("wharf");
+    crate::test_stack::install(&data_dir);
+    let server = Server::start_in_with(&data_dir, &["--port-range", "34300-34349"]);
+    let cli = Cli::logged_in(&server);
+    let app = "on-stack";
+    cli.run(&["apps", "create", app]).success();
+
+    // Only a stack that is made can be set.
+    let absent = cli
+        .run(&["stack:set", "wharf-bookworm", "-a", app])
+        .failure()
+        .error();
+    assert!(
+        absent.contains("wharf stacks build wharf-bookworm"),
+        "{absent}"
+    );
+    let set = cli
+        .run(&["stack:set", crate::test_stack::NAME, "-a", app])
+        .success();
+    assert!(set.stdout.contains(crate::test_stack::NAME), "{set:#?}");
+    let info = cli
+        .run(&["apps", "info", "-a", app, "--json"])
+        .success()
+        .json();
+    assert_eq!(info["build_stack"]["name"], crate::test_stack::NAME);
+
+    // python-web, with a worker that says where it runs.
+    let source = cli.work_dir().join("python-web");
+    copy_dir(&example("python-web"), &source);
+    let procfile = std::fs::read_to_string(source.join("Procfile")).unwrap();
+    std::fs::write(
+        source.join("Procfile"),
+        format!(
+            "{procfile}worker: echo \"worker $DYNO on Debian $(cat /etc/debian_version) as $(id -u)\"\n"
+        ),
+    )
+    .unwrap();
+    let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
+    assert_eq!(deployed.code, Some(0), "{deployed:#?}");
+    let log = deployed.transcript();
+    assert!(
+        log.contains(&format!("Building on stack {}", crate::test_stack::NAME)),
+        "{log}"
+    );
+    wait_until(
+        Duration::from_secs(120),
+        "the app to answer through the router",
+        || match http_get(server.router_port, &format!("{app}.localhost"), "/")? {
+            (200, body) if body.contains("Hello from python-web!") => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        },
+    );
+
+    // A one-off runs in the run image: trixie (13), not the host's Debian; no compilers.
+    let one_off = cli
+        .run(&[
+            "run",
+            "-a",
+            app,
+            "--",
+            "cat /etc/debian_version; command -v gcc || echo no-gcc; echo home=$HOME",
+        ])
+        .success();
+    assert!(one_off.stdout.starts_with("13."), "{one_off:#?}");
+    assert!(one_off.stdout.contains("no-gcc"), "{one_off:#?}");
+    assert!(one_off.stdout.contains("home=/home/app"), "{one_off:#?}");
+
+    // The image: the run image below, then the app's layers; the launcher on top.
+    let releases = cli.run(&["releases", "-a", app, "--json"]).success().json();
+    let digest = releases[0]["slug"]["id"].as_str().unwrap().to_owned();
+    let store = wharf_image::ImageStore::open(&data_dir.join("images")).unwrap();
+    let image = store.image(&digest.parse().unwrap()).unwrap();
+    let run_image = store
+        .resolve(&wharf_stack::Role::Run.tag(crate::test_stack::NAME))
+        .unwrap();
+    let below = store.image(&run_image).unwrap().layers();
+    assert_eq!(image.layers()[..below.len()], below[..]);
+    assert!(image.layers().len() >= below.len() + 2, "{image:?}");
+    assert_eq!(
+        image.entrypoint(),
+        Some(vec![wharf_stack::launch::LAUNCHER.to_owned()])
+    );
+    assert_eq!(image.cmd(), Some(vec!["web".to_owned()]));
+    assert_eq!(image.user().as_deref(), Some("1000:1000"));
+    let labels = image.labels();
+    assert_eq!(labels[wharf_stack::LABEL_NAME], crate::test_stack::NAME);
+    assert_eq!(labels[wharf_stack::LABEL_RUN_IMAGE], run_image.to_string());
+
+    let builds = cli.run(&["builds", "-a", app, "--json"]).success().json();
+    let tag = format!("build-{}", builds[0]["id"].as_str().unwrap());
+    podman_runs_the_image(&data_dir.join("images"), &tag);
+}
+
+/// `skopeo copy` of the image out of wharf's store, then `podman run` of it: web serves on the
+/// `PORT` it is given, and `IMAGE worker` runs the worker as the image's non-root user.
+fn podman_runs_the_image(store: &std::path::Path, tag: &str) {
+    if !Path::new("/usr/bin/podman").exists() || !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var_os("CI").is_none() || !nix::unistd::geteuid().is_root(),
+            "podman is needed (scripts/setup installs it)"
+        );
+        eprintln!("note: podman is not installed or not root; skipped running the image");
+        return;
+    }
+    // podman wants lowercase layout paths; a fresh storage keeps the host's untouched.
+    let root = std::env::temp_dir().join(format!("wharf-podman-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let _cleanup = RemoveOnDrop(root.clone());
+    let layout = root.join("layout");
+    let copied = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:{tag}", store.display()))
+        .arg(format!("oci:{}:app", layout.display()))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{copied:?}");
+    std::fs::write(
+        root.join("containers.conf"),
+        "[containers]\ndefault_ulimits = []\n[engine]\nevents_logger = \"none\"\n",
+    )
+    .unwrap();
+    let root_for_podman = root.clone();
+    let podman = move |args: &[&str]| {
+        let root = &root_for_podman;
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", root.join("containers.conf"))
+            .arg("--root")
+            .arg(root.join("storage"))
+            .arg("--runroot")
+            .arg(root.join("run"))
+            .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"])
+            // Plain copies: overlay mounts may not nest where the tests run (in a container).
+            .args(["--storage-driver", "vfs"])
+            .args(args);
+        c
+    };
+    let image = format!("oci:{}:app", layout.display());
+    let worker = podman(&["run", "--rm", "--network", "host", &image, "worker"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&worker.stdout);
+    assert!(worker.status.success(), "{worker:?}");
+    assert!(said.starts_with("worker worker.1 on Debian 13."), "{said}");
+    assert!(said.trim_end().ends_with("as 1000"), "{said}");
+
+    let port = free_port();
+    let name = format!("wharf-test-{}", std::process::id());
+    let started = podman(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "-e",
+        &format!("PORT={port}"),
+        &image,
+    ])
+    .output()
+    .unwrap();
+    assert!(started.status.success(), "{started:?}");
+    let _container = OnDrop(Box::new(move || {
+        let _ = podman(&["rm", "-f", "-t", "0", &name]).output();
+    }));
+    wait_until(
+        Duration::from_secs(60),
+        "the image to serve under podman",
+        || match http_get(port, "localhost", "/")? {
+            (200, body) if body.contains("Hello from python-web!") => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        },
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct OnDrop(Box<dyn Fn()>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
 }
