@@ -2,7 +2,8 @@
 //!
 //! Kept: the images of each app's newest releases (`WHARF_KEEP_RELEASES`, default 20), of each
 //! app's current release however old, of releases in their release phase, and of every release
-//! an instance or one-off process runs, and every stack's images (`stack/…` tags). Everything else in the image store goes, blob by blob
+//! an instance or one-off process runs, every stack's images (`stack/…` tags), and the run
+//! image each kept image on a stack names. Everything else in the image store goes, blob by blob
 //! (a layer shared with a kept image stays), and so do the unpacked trees of releases no
 //! process runs. A release whose image was collected can't be rolled back to (the API says
 //! so); its record stays.
@@ -43,6 +44,15 @@ pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
             .filter(|(tag, _)| tag.starts_with(wharf_stack::TAG_PREFIX))
             .map(|(_, digest)| digest),
     );
+    // A release on a stack runs on its run image (its manifest names the layers wharf unpacks
+    // as `/`), even after a newer make of the stack replaced it.
+    let run_images: Vec<Digest> = keep
+        .iter()
+        .filter_map(|d| images.image(d).ok())
+        .filter_map(|image| image.labels().remove(wharf_stack::LABEL_RUN_IMAGE))
+        .filter_map(|d| Digest::parse(&d).ok())
+        .collect();
+    keep.extend(run_images);
     let kept_images = keep.len();
     let collected = tokio::task::spawn_blocking(move || images.collect(&keep))
         .await
