@@ -321,6 +321,12 @@ impl Client {
             .await
     }
 
+    /// Rebases the app's current release onto its stack's newest run image: a new release.
+    pub async fn rebase(&self, app: &str) -> Result<Release> {
+        self.json(self.request(Method::POST, &["apps", app, "rebase"]))
+            .await
+    }
+
     /// What changed from release `from` to release `to`.
     pub async fn release_diff(
         &self,

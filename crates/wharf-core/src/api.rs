@@ -305,6 +305,18 @@ pub struct Release {
     pub app: NamedRef,
     /// The build image of the release; `null` until the app's first build.
     pub slug: Option<IdRef>,
+    /// The stack the image is built on, `wharf-1` for a host-bound image; `null` without an
+    /// image. wharf extension.
+    #[serde(default)]
+    pub stack: Option<NamedRef>,
+    /// The digest of the stack's run image the image's bottom layers are (and that it runs
+    /// on); `null` for a host-bound image. wharf extension.
+    #[serde(default)]
+    pub run_image: Option<String>,
+    /// Whether the image is whole (on a stack) and runs under any container runtime; `false`
+    /// for a host-bound image, which runs only on a wharf host's `/usr`. wharf extension.
+    #[serde(default)]
+    pub portable: bool,
     pub user: UserRef,
     pub addon_plan_names: Vec<String>,
     pub artifacts: Vec<ReleaseArtifact>,

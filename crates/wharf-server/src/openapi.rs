@@ -88,6 +88,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(config_vars::info, config_vars::update))
         .routes(routes!(releases::list, releases::create))
         .routes(routes!(releases::diff))
+        .routes(routes!(releases::rebase))
         .routes(routes!(releases::info))
         .routes(routes!(releases::config_vars))
         .routes(routes!(sources::create))

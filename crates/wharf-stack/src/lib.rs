@@ -528,3 +528,92 @@ mod tests {
         assert!(trixie.run.contains(&"python3"));
     }
 }
+
+/// Why an image can't be rebased.
+#[derive(Debug, thiserror::Error)]
+pub enum RebaseError {
+    #[error("image {image} is not built on a stack (it is host-bound, stack `wharf-1`): nothing to rebase; set a stack (`wharf stack:set`) and deploy")]
+    NotOnStack { image: Digest },
+    #[error("image {image} is on stack `{stack}`, which is no longer in the store: make it again (`wharf stacks build {stack}`)")]
+    StackGone { image: Digest, stack: String },
+    #[error("image {image} is on the newest run image of `{stack}` already ({run})")]
+    UpToDate {
+        image: Digest,
+        stack: String,
+        run: Digest,
+    },
+    #[error("image {image}'s bottom layers are not its run image's ({run}): it can't be rebased; deploy again instead")]
+    Mismatch { image: Digest, run: Digest },
+    #[error(transparent)]
+    Image(#[from] wharf_image::ImageError),
+}
+
+/// A rebased image: what it was on and what it is on now.
+#[derive(Debug, Clone)]
+pub struct Rebased {
+    pub image: wharf_image::BuiltImage,
+    pub stack: String,
+    pub from: Digest,
+    pub to: Digest,
+}
+
+/// Rebase, as Cloud Native Buildpacks' `pack rebase`: a new image of `image` (a release
+/// image on a stack) whose run layers are those of its stack's newest run image (the one
+/// tagged `stack/<name>/run`), with its own layers above them and its config kept byte for
+/// byte, but for the label naming the run image. Nothing is rebuilt.
+pub fn rebase(store: &ImageStore, image: &Digest) -> Result<Rebased, RebaseError> {
+    let old = store.image(image)?;
+    let mut labels = old.labels();
+    let (Some(stack), Some(from)) = (
+        labels.get(LABEL_NAME).cloned(),
+        labels
+            .get(LABEL_RUN_IMAGE)
+            .and_then(|d| Digest::parse(d).ok()),
+    ) else {
+        return Err(RebaseError::NotOnStack {
+            image: image.clone(),
+        });
+    };
+    let Ok(to) = store.resolve(&Role::Run.tag(&stack)) else {
+        return Err(RebaseError::StackGone {
+            image: image.clone(),
+            stack,
+        });
+    };
+    if to == from {
+        return Err(RebaseError::UpToDate {
+            image: image.clone(),
+            stack,
+            run: to,
+        });
+    }
+    let below = store.image(&from)?.layers();
+    let layers = old.layers();
+    let digests =
+        |l: &[wharf_image::LayerInfo]| l.iter().map(|l| l.digest.clone()).collect::<Vec<_>>();
+    if layers.len() < below.len() || digests(&layers[..below.len()]) != digests(&below) {
+        return Err(RebaseError::Mismatch {
+            image: image.clone(),
+            run: from,
+        });
+    }
+    let mut base = store.image(&to)?.layers();
+    base.extend(layers[below.len()..].iter().cloned());
+    labels.insert(LABEL_RUN_IMAGE.to_owned(), to.to_string());
+    let built = store.build_image(&ImageSpec {
+        base,
+        layers: Vec::new(),
+        working_dir: old.working_dir().unwrap_or_default(),
+        env: old.env(),
+        labels,
+        cmd: old.cmd(),
+        entrypoint: old.entrypoint(),
+        user: old.user(),
+    })?;
+    Ok(Rebased {
+        image: built,
+        stack,
+        from,
+        to,
+    })
+}

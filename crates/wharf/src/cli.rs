@@ -88,6 +88,9 @@ pub enum Command {
     /// Build the app on another stack from its next deploy on
     #[command(name = "stack:set")]
     StackSet(StackSetArgs),
+    /// Move the app's current release onto its stack's newest run image, without rebuilding
+    #[command(name = "stacks:rebase")]
+    StacksRebase(RebaseArgs),
     /// Show the app's processes
     Ps {
         #[command(flatten)]
@@ -495,6 +498,20 @@ pub enum StacksCommand {
     },
     /// Build the app on another stack from its next deploy on (also `wharf stack:set`)
     Set(StackSetArgs),
+    /// Move the app's current release (or every app's, with --all) onto its stack's newest run
+    /// image, without rebuilding (also `wharf stacks:rebase`)
+    Rebase(RebaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RebaseArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Every app whose release is on an older run image
+    #[arg(long, conflicts_with = "app")]
+    pub all: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 #[derive(Debug, Args)]

@@ -86,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Builds(args) => builds::run(&cli.global, args).await,
         Command::Stacks(args) => stacks::run(&cli.global, args).await,
         Command::StackSet(args) => stacks::set(&cli.global, args).await,
+        Command::StacksRebase(args) => stacks::rebase(&cli.global, args).await,
         Command::Ps { app, json } => ps::ps(&cli.global, &app, &json).await,
         Command::Scale { changes, app, json } => {
             ps::scale(&cli.global, &app, &changes, &json).await

@@ -95,6 +95,18 @@ pub async fn run(global: &Global, args: ReleasesArgs) -> anyhow::Result<()> {
                         .map(|s| s.id.clone())
                         .unwrap_or_else(|| "none (no build yet)".into()),
                 ),
+                (
+                    "Stack".into(),
+                    match (&release.stack, &release.run_image) {
+                        (Some(stack), Some(run)) => {
+                            format!("{} (run image {run}; portable)", stack.name)
+                        }
+                        (Some(stack), None) => {
+                            format!("{} (the host's /usr; not portable)", stack.name)
+                        }
+                        _ => "none (no build yet)".into(),
+                    },
+                ),
                 ("By".into(), release.user.email.clone()),
                 ("Created".into(), release.created_at.clone()),
                 ("Id".into(), release.id.clone()),

@@ -3,7 +3,7 @@
 use anyhow::bail;
 use wharf_core::api::{Stack, StackImage};
 
-use crate::cli::{Global, StackSetArgs, StacksArgs, StacksCommand};
+use crate::cli::{Global, RebaseArgs, StackSetArgs, StacksArgs, StacksCommand};
 use crate::context;
 use crate::output;
 
@@ -71,6 +71,7 @@ pub async fn run(global: &Global, args: StacksArgs) -> anyhow::Result<()> {
             print_info(&made);
         }
         StacksCommand::Set(args) => return set(global, args).await,
+        StacksCommand::Rebase(args) => return rebase(global, args).await,
     }
     Ok(())
 }
@@ -143,4 +144,54 @@ fn print_info(stack: &Stack) {
         ),
         ("Default".into(), stack.default.to_string()),
     ]);
+}
+
+/// `wharf stacks rebase` / `wharf stacks:rebase`: one app, or with `--all` every app, each as
+/// a new release on its stack's newest run image. With `--all`, apps that are up to date or
+/// not on a stack are listed as such; any other failure makes the exit status non-zero.
+pub async fn rebase(global: &Global, args: RebaseArgs) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    if !args.all {
+        let app = context::app_name(&args.app)?;
+        let release = client.rebase(&app).await?;
+        if args.json.json {
+            return output::json(&release);
+        }
+        println!(
+            "Rebased {app}: v{} ({}) is live",
+            release.version, release.description
+        );
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for app in client.apps().await? {
+        let (outcome, detail) = match client.rebase(&app.name).await {
+            Ok(release) => {
+                let detail = format!("v{} {}", release.version, release.description);
+                results.push(serde_json::json!({"app": app.name, "release": release}));
+                ("rebased", detail)
+            }
+            Err(e) => {
+                let skipped = matches!(e.api_id(), Some("conflict" | "invalid_params"));
+                if !skipped {
+                    failed += 1;
+                }
+                let message = e.to_string();
+                results.push(serde_json::json!({"app": app.name, "error": message}));
+                (if skipped { "skipped" } else { "failed" }, message)
+            }
+        };
+        rows.push(vec![app.name.clone(), outcome.to_owned(), detail]);
+    }
+    if args.json.json {
+        output::json(&results)?;
+    } else {
+        output::table(&["APP", "OUTCOME", "DETAIL"], &rows);
+    }
+    if failed > 0 {
+        bail!("{failed} app(s) could not be rebased (see above)");
+    }
+    Ok(())
 }

@@ -37,6 +37,23 @@ pub fn to_api(state: &AppState, release: ReleaseRecord) -> api::Release {
         .process_types
         .contains_key(RELEASE_PHASE_TYPE)
         .then(|| state.signed_url("GET", &output_path(&release.id), OUTPUT_URL_TTL));
+    // What the image says it is built on (host-bound images say nothing).
+    let labels = release
+        .image_digest
+        .as_deref()
+        .and_then(|d| Digest::parse(d).ok())
+        .and_then(|d| state.control.images().image(&d).ok())
+        .map(|image| image.labels());
+    let run_image = labels
+        .as_ref()
+        .and_then(|l| l.get(wharf_stack::LABEL_RUN_IMAGE).cloned());
+    let stack = labels.map(|l| {
+        crate::routes::stack(
+            l.get(wharf_stack::LABEL_NAME)
+                .filter(|_| run_image.is_some())
+                .map_or(crate::routes::STACK, String::as_str),
+        )
+    });
     let artifacts = release
         .image_digest
         .iter()
@@ -66,6 +83,9 @@ pub fn to_api(state: &AppState, release: ReleaseRecord) -> api::Release {
             name: release.app_name,
         },
         slug: release.image_digest.map(|id| IdRef { id }),
+        stack,
+        portable: run_image.is_some(),
+        run_image,
         user: UserRef {
             id: release.user_id,
             email: release.user_email,
@@ -417,4 +437,86 @@ mod tests {
         assert_eq!(shown[1].from.as_deref(), Some("3"));
         assert_eq!(shown[1].to.as_deref(), Some("4"));
     }
+}
+
+/// Rebases the app's current release onto its stack's newest run image (as Cloud Native
+/// Buildpacks' `pack rebase`): a new release whose image has the new run image's layers below
+/// the app's own, unchanged, and the current release's config. Nothing is built; the release
+/// goes live the zero-downtime way. wharf extension.
+#[utoipa::path(post, path = "/apps/{app}/rebase", tag = "releases",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses(
+        (status = 201, description = "The new release", body = api::Release),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The release is on the newest run image already, or another release is in its release phase", body = ErrorBody),
+        (status = 422, description = "The app has no release, or its release is not on a stack (or its stack is gone)", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn rebase(
+    State(state): State<AppState>,
+    Extension(Caller(account)): Extension<Caller>,
+    Path(app): Path<String>,
+) -> ApiResult<(StatusCode, Json<api::Release>)> {
+    let app = state.store.app(&app).await?;
+    // In a task of its own, as `create`: a stored release is always launched.
+    let task_state = state.clone();
+    let task = tokio::spawn(async move { rebase_release(&task_state, &app, &account.id).await });
+    let release = task.await.map_err(ApiError::internal)??;
+    Ok((StatusCode::CREATED, Json(to_api(&state, release))))
+}
+
+async fn rebase_release(
+    state: &AppState,
+    app: &wharf_store::AppRecord,
+    account_id: &str,
+) -> ApiResult<ReleaseRecord> {
+    let _no_gc = state.gc.read().await;
+    let current = state.store.current_release(&app.id).await?;
+    let Some((version, digest)) = current.and_then(|r| Some((r.version, r.image_digest?))) else {
+        return Err(ApiError::invalid_params(format!(
+            "{} has no release with an image yet: deploy it first",
+            app.name
+        )));
+    };
+    let image = Digest::parse(&digest).map_err(ApiError::internal)?;
+    let images = state.control.images().clone();
+    let rebased = tokio::task::spawn_blocking(move || wharf_stack::rebase(&images, &image))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            use wharf_stack::RebaseError;
+            let message = format!("v{version}: {e}");
+            match e {
+                RebaseError::UpToDate { .. } => {
+                    ApiError::new(StatusCode::CONFLICT, "conflict", message)
+                }
+                RebaseError::Image(e) => ApiError::internal(e),
+                _ => ApiError::invalid_params(message),
+            }
+        })?;
+    let process_types = state
+        .store
+        .image_process_types(&digest)
+        .await?
+        .ok_or_else(|| ApiError::internal("the current release's image has no process types"))?;
+    let release = state
+        .store
+        .release_image(
+            &app.id,
+            account_id,
+            &ReleaseImage {
+                digest: rebased.image.manifest.to_string(),
+                process_types,
+            },
+            &format!(
+                "Rebase onto {} run image {}",
+                rebased.stack,
+                rebased.to.short()
+            ),
+        )
+        .await?;
+    drop(_no_gc);
+    tracing::info!(app = %app.name, release = %release.version, from = %rebased.from, to = %rebased.to, "rebased");
+    state.releases.launch(&release).await;
+    Ok(release)
 }

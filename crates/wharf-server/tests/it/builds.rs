@@ -165,6 +165,10 @@ async fn a_procfile_app_builds_into_a_release(backend: Backend) {
     let release = server.get("/apps/built/releases/3").await.body;
     let image = done["slug"]["id"].as_str().unwrap().to_owned();
     assert_eq!(release["slug"]["id"], image.as_str());
+    // Built on the host-bound stack: the image holds only /app.
+    assert_eq!(release["stack"]["name"], "wharf-1");
+    assert_eq!(release["portable"], false);
+    assert_eq!(release["run_image"], serde_json::Value::Null);
     assert_eq!(release["current"], true);
     assert_eq!(
         release["description"],

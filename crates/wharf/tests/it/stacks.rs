@@ -116,6 +116,11 @@ fn an_app_on_a_stack_builds_and_runs_in_its_images() {
     // The image: the run image below, then the app's layers; the launcher on top.
     let releases = cli.run(&["releases", "-a", app, "--json"]).success().json();
     let digest = releases[0]["slug"]["id"].as_str().unwrap().to_owned();
+    let deployed_version = releases[0]["version"].as_u64().unwrap();
+    assert_eq!(releases[0]["portable"], true, "{releases}");
+    assert_eq!(releases[0]["stack"]["name"], crate::test_stack::NAME);
+    let shown = cli.run(&["releases", "info", "-a", app]).success();
+    assert!(shown.stdout.contains("; portable)"), "{shown:#?}");
     let store = wharf_image::ImageStore::open(&data_dir.join("images")).unwrap();
     let image = store.image(&digest.parse().unwrap()).unwrap();
     let run_image = store
@@ -133,10 +138,85 @@ fn an_app_on_a_stack_builds_and_runs_in_its_images() {
     let labels = image.labels();
     assert_eq!(labels[wharf_stack::LABEL_NAME], crate::test_stack::NAME);
     assert_eq!(labels[wharf_stack::LABEL_RUN_IMAGE], run_image.to_string());
+    assert_eq!(releases[0]["run_image"], run_image.to_string());
 
     let builds = cli.run(&["builds", "-a", app, "--json"]).success().json();
     let tag = format!("build-{}", builds[0]["id"].as_str().unwrap());
     podman_runs_the_image(&data_dir.join("images"), &tag);
+
+    // Rebase: a newer run image (the same plus one file, as a security update would be)...
+    let update = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(update.path().join("etc")).unwrap();
+    std::fs::write(update.path().join("etc/wharf-rebased"), "yes\n").unwrap();
+    let old_run = store.image(&run_image).unwrap();
+    let newer = store
+        .build_image(&wharf_image::ImageSpec {
+            base: below.clone(),
+            layers: vec![wharf_image::LayerSpec {
+                root: update.path().to_path_buf(),
+                prefix: String::new(),
+                select: wharf_image::Select::All,
+            }],
+            working_dir: "/".to_owned(),
+            env: old_run.env(),
+            labels: old_run.labels(),
+            ..Default::default()
+        })
+        .unwrap();
+    store
+        .tag(
+            &wharf_stack::Role::Run.tag(crate::test_stack::NAME),
+            &newer.manifest,
+        )
+        .unwrap();
+    // ...becomes the app's base in a new release, its own layers kept byte for byte.
+    let rebased = cli.run(&["stacks:rebase", "-a", app]).success();
+    let next = format!("v{}", deployed_version + 1);
+    assert!(
+        rebased
+            .stdout
+            .starts_with(&format!("Rebased {app}: {next} ")),
+        "{rebased:#?}"
+    );
+    let releases = cli.run(&["releases", "-a", app, "--json"]).success().json();
+    let v2 = store
+        .image(&releases[0]["slug"]["id"].as_str().unwrap().parse().unwrap())
+        .unwrap();
+    let digests = |layers: &[wharf_image::LayerInfo]| -> Vec<String> {
+        layers.iter().map(|l| l.digest.to_string()).collect()
+    };
+    let (v2_layers, run_layers) = (v2.layers(), newer.layers.len());
+    assert_eq!(digests(&v2_layers[..run_layers]), digests(&newer.layers));
+    assert_eq!(
+        digests(&v2_layers[run_layers..]),
+        digests(&image.layers()[below.len()..])
+    );
+    assert_eq!(
+        v2.labels()[wharf_stack::LABEL_RUN_IMAGE],
+        newer.manifest.to_string()
+    );
+    wait_until(
+        Duration::from_secs(120),
+        "the rebased release to answer",
+        || match http_get(server.router_port, &format!("{app}.localhost"), "/")? {
+            (200, body) if body.contains(&format!("release {next}")) => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        },
+    );
+    let sees = cli
+        .run(&["run", "-a", app, "--", "cat /etc/wharf-rebased"])
+        .success();
+    assert_eq!(sees.stdout, "yes\n", "{sees:#?}");
+    // Once is enough; --all says who was skipped and why.
+    let again = cli.run(&["stacks:rebase", "-a", app]).failure().error();
+    assert!(again.contains("newest run image"), "{again}");
+    let all = cli.run(&["stacks", "rebase", "--all"]).success();
+    assert!(
+        all.stdout
+            .lines()
+            .any(|l| l.starts_with(app) && l.contains("skipped")),
+        "{all:#?}"
+    );
 }
 
 /// `skopeo copy` of the image out of wharf's store, then `podman run` of it: web serves on the
