@@ -355,6 +355,18 @@ impl Client {
     pub async fn make_stack(&self, name: &str) -> Result<api::Stack> {
         let body = api::StackCreate {
             name: name.to_owned(),
+            run_image: None,
+            build_image: None,
+        };
+        self.with_body(Method::POST, &["stacks"], &body).await
+    }
+
+    /// Starts importing a stack's run and build images (skopeo references the server reads).
+    pub async fn import_stack(&self, name: &str, run: &str, build: &str) -> Result<api::Stack> {
+        let body = api::StackCreate {
+            name: name.to_owned(),
+            run_image: Some(run.to_owned()),
+            build_image: Some(build.to_owned()),
         };
         self.with_body(Method::POST, &["stacks"], &body).await
     }

@@ -448,8 +448,19 @@ pub struct StackImage {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StackCreate {
-    /// `wharf-bookworm` or `wharf-trixie`.
+    /// `wharf-bookworm` or `wharf-trixie` to make one of wharf's stacks; any other name (2 to
+    /// 40 lowercase letters, digits and `-`) with `run_image` and `build_image` to import one.
     pub name: String,
+    /// To import: the run image, as skopeo names images (`oci:DIR[:TAG]`,
+    /// `oci-archive:FILE[:TAG]`, `docker-archive:FILE`, `docker://REGISTRY/IMAGE[:TAG]`),
+    /// read by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))]
+    pub run_image: Option<String>,
+    /// To import: the build image (the run image plus what builds need), named as `run_image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))]
+    pub build_image: Option<String>,
 }
 
 /// `POST /gc`: what garbage collection freed (a wharf extension).

@@ -17,6 +17,7 @@ use std::process::Stdio;
 use tokio::io::AsyncBufReadExt;
 use wharf_image::{Digest, ImageSpec, ImageStore};
 
+pub mod import;
 pub mod launch;
 pub mod mirror;
 pub mod rootfs;
@@ -180,6 +181,32 @@ pub enum StackError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "`skopeo` is not installed; it brings images in from layouts, archives and registries: \
+         apt-get install skopeo"
+    )]
+    NoSkopeo,
+    #[error(
+        "`{reference}` is not an image wharf can import: give `oci:DIR[:TAG]`, \
+         `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME:TAG]` or \
+         `docker://REGISTRY/IMAGE[:TAG]`"
+    )]
+    BadReference { reference: String },
+    #[error("skopeo failed ({status}) copying `{reference}`: {last}")]
+    Skopeo {
+        reference: String,
+        status: std::process::ExitStatus,
+        last: String,
+    },
+    #[error(
+        "layer {layer} of `{reference}` is {media_type}; wharf stores gzip layers: convert it \
+         first (`skopeo copy --dest-compress-format gzip`)"
+    )]
+    NotGzip {
+        reference: String,
+        layer: String,
+        media_type: String,
     },
     #[error(transparent)]
     Image(#[from] wharf_image::ImageError),
@@ -360,7 +387,27 @@ async fn run_mmdebstrap(
         role.as_str(),
         packages.len()
     ));
-    let mut child = command.spawn().map_err(io("run", mmdebstrap))?;
+    let (status, last) = run_streamed(command, mmdebstrap, progress).await?;
+    if !status.success() {
+        return Err(StackError::Mmdebstrap {
+            name: def.name.to_owned(),
+            role: role.as_str(),
+            status,
+            last,
+        });
+    }
+    Ok(())
+}
+
+/// Runs `command` (set up with piped output, in a process group of its own, killed on drop)
+/// to its end, each line of its output to `progress`, indented; its status and last
+/// non-empty line. Dropping the future kills the whole group.
+pub(crate) async fn run_streamed(
+    mut command: tokio::process::Command,
+    program: &Path,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(std::process::ExitStatus, String), StackError> {
+    let mut child = command.spawn().map_err(io("run", program))?;
     let mut group = GroupGuard(child.id());
     let stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
     let stderr = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
@@ -372,17 +419,9 @@ async fn run_mmdebstrap(
             last = line;
         }
     }
-    let status = child.wait().await.map_err(io("wait for", mmdebstrap))?;
+    let status = child.wait().await.map_err(io("wait for", program))?;
     group.0 = None;
-    if !status.success() {
-        return Err(StackError::Mmdebstrap {
-            name: def.name.to_owned(),
-            role: role.as_str(),
-            status,
-            last,
-        });
-    }
-    Ok(())
+    Ok((status, last))
 }
 
 /// Kills a process group when dropped (a cancelled make), unless disarmed.

@@ -53,6 +53,7 @@ pub fn unpack(store: &ImageStore, manifest: &Digest, cache: &Path) -> Result<Pat
 
 fn unpack_layers(store: &ImageStore, manifest: &Digest, into: &Path) -> Result<(), StackError> {
     let root = nix::unistd::geteuid().is_root();
+    // Images made elsewhere (`wharf stacks import`) have layers on layers, with whiteouts.
     for layer in store.image(manifest)?.layers() {
         let blob = store.open_blob(&layer.digest)?;
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
@@ -67,6 +68,15 @@ fn unpack_layers(store: &ImageStore, manifest: &Digest, into: &Path) -> Result<(
             if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
                 continue;
             }
+            let path = entry.path().map_err(crate::io("read a layer of", into))?;
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                if let Some(hidden) = name.strip_prefix(".wh.") {
+                    // A whiteout: what a lower layer had there is gone.
+                    let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+                    whiteout(into, &dir, hidden)?;
+                    continue;
+                }
+            }
             entry.set_mask(0o6000);
             entry
                 .unpack_in(into)
@@ -74,4 +84,112 @@ fn unpack_layers(store: &ImageStore, manifest: &Digest, into: &Path) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Applies whiteout `.wh.<hidden>` in `dir` (relative to `root`): `.wh..wh..opq` empties the
+/// directory, any other removes the entry it names. Paths that climb out of `root` or pass
+/// through a symbolic link are refused, so a layer can't remove anything outside the tree.
+fn whiteout(root: &Path, dir: &Path, hidden: &str) -> Result<(), StackError> {
+    use std::path::Component;
+    let refused = || StackError::Io {
+        action: "apply a whiteout in",
+        path: root.join(dir),
+        source: std::io::Error::other("the path leaves the image's tree"),
+    };
+    let mut here = root.to_path_buf();
+    for part in dir.components() {
+        match part {
+            Component::Normal(p) => here.push(p),
+            Component::CurDir => {}
+            _ => return Err(refused()),
+        }
+        match std::fs::symlink_metadata(&here) {
+            Ok(m) if m.is_dir() => {}
+            // Nothing there: nothing to remove.
+            Err(_) => return Ok(()),
+            Ok(_) => return Err(refused()),
+        }
+    }
+    let remove = |path: &Path| -> Result<(), StackError> {
+        let result = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+            Ok(_) => std::fs::remove_file(path),
+            Err(_) => Ok(()),
+        };
+        result.map_err(crate::io("remove", path))
+    };
+    if hidden == ".wh..opq" {
+        for entry in std::fs::read_dir(&here).map_err(crate::io("read", &here))? {
+            remove(&entry.map_err(crate::io("read", &here))?.path())?;
+        }
+        return Ok(());
+    }
+    if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+        return Err(refused());
+    }
+    remove(&here.join(hidden))
+}
+
+#[cfg(test)]
+mod tests {
+    use wharf_image::{ImageSpec, ImageStore, LayerInfo};
+
+    /// A layer of `files` (each holding its own name), as another tool would write it.
+    fn layer(store: &ImageStore, files: &[&str]) -> LayerInfo {
+        let mut tar = tar::Builder::new(Vec::new());
+        for file in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(file.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_cksum();
+            tar.append_data(&mut header, file, file.as_bytes()).unwrap();
+        }
+        store
+            .import_tar_layer(&tar.into_inner().unwrap()[..])
+            .unwrap()
+    }
+
+    #[test]
+    fn whiteouts_of_upper_layers_remove_what_lower_ones_put() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(store_dir.path()).unwrap();
+        let lower = layer(&store, &["etc/a", "etc/b", "opaque/x", "opaque/sub/z"]);
+        let upper = layer(&store, &["etc/.wh.a", "opaque/.wh..wh..opq", "opaque/y"]);
+        let image = store
+            .build_image(&ImageSpec {
+                base: vec![lower, upper],
+                ..Default::default()
+            })
+            .unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let root = super::unpack(&store, &image.manifest, cache.path()).unwrap();
+        let names = |dir: &str| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names("etc"), ["b"]);
+        assert_eq!(names("opaque"), ["y"]);
+    }
+
+    #[test]
+    fn whiteouts_never_reach_outside_the_tree() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+        for (dir, name) in [("link", "keep"), ("../x", "keep"), ("", "..")] {
+            assert!(
+                super::whiteout(root.path(), std::path::Path::new(dir), name).is_err(),
+                "{dir}/{name}"
+            );
+        }
+        assert!(outside.path().join("keep").exists());
+    }
 }

@@ -496,6 +496,21 @@ pub enum StacksCommand {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Bring in a stack made elsewhere: its run and build images, from an OCI layout, an OCI
+    /// or Docker archive, or a registry (read by the server with skopeo), showing progress
+    Import {
+        /// The new stack's name (lowercase letters, digits and -)
+        stack: String,
+        /// The run image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE or
+        /// docker://REGISTRY/IMAGE[:TAG]
+        #[arg(long, value_name = "IMAGE")]
+        run: String,
+        /// The build image (the run image plus compilers and headers), named the same way
+        #[arg(long, value_name = "IMAGE")]
+        build: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Build the app on another stack from its next deploy on (also `wharf stack:set`)
     Set(StackSetArgs),
     /// Move the app's current release (or every app's, with --all) onto its stack's newest run

@@ -54,21 +54,20 @@ pub async fn run(global: &Global, args: StacksArgs) -> anyhow::Result<()> {
             }
             print_info(&stack);
         }
+        StacksCommand::Import {
+            stack,
+            run,
+            build,
+            json,
+        } => {
+            let started = client
+                .import_stack(&stack, &local_path(&run), &local_path(&build))
+                .await?;
+            follow(&client, &stack, &started, json.json).await?;
+        }
         StacksCommand::Build { stack, json } => {
             let started = client.make_stack(&stack).await?;
-            let Some(url) = &started.output_stream_url else {
-                bail!("the server gave no output stream for making {stack}");
-            };
-            // Progress goes to stderr, so --json's stdout is the stack alone.
-            output::copy_stream(&client, url, &mut std::io::stderr()).await?;
-            let made = client.stack(&stack).await?;
-            if made.status != "ready" {
-                bail!("{stack} was not made: its output above says why");
-            }
-            if json.json {
-                return output::json(&made);
-            }
-            print_info(&made);
+            follow(&client, &stack, &started, json.json).await?;
         }
         StacksCommand::Set(args) => return set(global, args).await,
         StacksCommand::Rebase(args) => return rebase(global, args).await,
@@ -194,4 +193,42 @@ pub async fn rebase(global: &Global, args: RebaseArgs) -> anyhow::Result<()> {
         bail!("{failed} app(s) could not be rebased (see above)");
     }
     Ok(())
+}
+
+/// Streams a stack's making (or import) to stderr until it ends, then shows the stack.
+async fn follow(
+    client: &wharf_client::Client,
+    stack: &str,
+    started: &Stack,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some(url) = &started.output_stream_url else {
+        bail!("the server gave no output stream for making {stack}");
+    };
+    // Progress goes to stderr, so --json's stdout is the stack alone.
+    output::copy_stream(client, url, &mut std::io::stderr()).await?;
+    let made = client.stack(stack).await?;
+    if made.status != "ready" {
+        bail!("{stack} was not made: its output above says why");
+    }
+    if json {
+        return output::json(&made);
+    }
+    print_info(&made);
+    Ok(())
+}
+
+/// An image reference with a relative file path made absolute (the server reads it, and does
+/// not share this command's working directory).
+fn local_path(reference: &str) -> String {
+    for transport in ["oci:", "oci-archive:", "docker-archive:"] {
+        if let Some(rest) = reference.strip_prefix(transport) {
+            if !rest.starts_with('/') {
+                if let Ok(dir) = std::env::current_dir() {
+                    return format!("{transport}{}/{rest}", dir.display());
+                }
+            }
+        }
+    }
+    reference.to_owned()
 }

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body as JsonBody, Path, Query};
 use crate::routes::sources::Signature;
 use crate::routes::STACK;
+use crate::stacks::Job;
 use crate::AppState;
 
 /// How long a stack's `output_stream_url` stays valid.
@@ -60,8 +61,12 @@ pub(crate) fn all(state: &AppState) -> ApiResult<Vec<api::Stack>> {
     names.extend(
         made.iter()
             .map(|s| s.name.clone())
+            .chain(state.stacks.making())
             .filter(|n| wharf_stack::default_stack(n).is_none()),
     );
+    names[wharf_stack::DEFAULT_STACKS.len()..].sort();
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
     let host = api::Stack {
         id: stack_id(STACK),
         name: STACK.to_owned(),
@@ -170,30 +175,52 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<StackCreate>,
 ) -> ApiResult<(StatusCode, Json<api::Stack>)> {
-    let def = wharf_stack::default_stack(&body.name).ok_or_else(|| {
-        ApiError::invalid_params(format!(
-            "wharf makes the stacks {}, not `{}`",
-            wharf_stack::DEFAULT_STACKS.map(|s| s.name).join(" and "),
-            wharf_core::name::shown(&body.name)
-        ))
-    })?;
+    let (name, job) =
+        match (body.run_image, body.build_image) {
+            (None, None) => {
+                let def = wharf_stack::default_stack(&body.name).ok_or_else(|| {
+                    ApiError::invalid_params(format!(
+                    "wharf makes the stacks {}, not `{}`; to import a stack made elsewhere, give \
+                     its `run_image` and `build_image`",
+                    wharf_stack::DEFAULT_STACKS.map(|s| s.name).join(" and "),
+                    wharf_core::name::shown(&body.name)
+                ))
+                })?;
+                (def.name.to_owned(), Job::Make(def))
+            }
+            (Some(run), Some(build)) => {
+                wharf_stack::import::check_name(&body.name).map_err(ApiError::invalid_params)?;
+                for reference in [&run, &build] {
+                    wharf_stack::import::check_reference(reference)
+                        .map_err(|e| ApiError::invalid_params(e.to_string()))?;
+                }
+                (
+                    body.name.clone(),
+                    Job::Import(vec![
+                        (wharf_stack::Role::Run, run),
+                        (wharf_stack::Role::Build, build),
+                    ]),
+                )
+            }
+            _ => return Err(ApiError::invalid_params(
+                "give both `run_image` and `build_image` to import a stack (or neither, to make \
+                 one of wharf's)",
+            )),
+        };
     if !state
         .stacks
-        .start(&state, def)
+        .start(&state, &name, job)
         .await
         .map_err(ApiError::internal)?
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
-            format!(
-                "stack `{}` is being made already: follow its output_stream_url",
-                def.name
-            ),
+            format!("stack `{name}` is being made already: follow its output_stream_url"),
         ));
     }
-    tracing::info!(stack = def.name, "making a stack");
-    Ok((StatusCode::ACCEPTED, Json(find(&state, def.name)?)))
+    tracing::info!(stack = %name, "making a stack");
+    Ok((StatusCode::ACCEPTED, Json(find(&state, &name)?)))
 }
 
 /// What making the stack printed: everything so far, then, while it is made, the rest as it

@@ -343,3 +343,91 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `wharf stacks import`: a stack made elsewhere comes in from an OCI layout and a Docker
+/// archive (through skopeo, on the server), is listed as ready with the layout's digest, and
+/// apps may be set to it; wharf's own names and unknown transports are refused.
+#[test]
+fn a_stack_made_elsewhere_is_imported() {
+    if !Path::new("/usr/bin/skopeo").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "skopeo is needed (scripts/setup installs it)"
+        );
+        eprintln!("note: skopeo is not installed; skipped");
+        return;
+    }
+    let server = Server::start();
+    let cli = Cli::logged_in(&server);
+    // An image made by another tool: a layout with a run and a build image of two layers.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let store = wharf_image::ImageStore::open(&layout).unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/os-release"), "ID=elsewhere\n").unwrap();
+    let spec = |extra: &str| wharf_image::ImageSpec {
+        layers: vec![wharf_image::LayerSpec {
+            root: tree.clone(),
+            prefix: extra.to_owned(),
+            select: wharf_image::Select::All,
+        }],
+        working_dir: "/".to_owned(),
+        ..Default::default()
+    };
+    let run = store.build_image(&spec("")).unwrap();
+    let build = store.build_image(&spec("opt")).unwrap();
+    store.tag("run", &run.manifest).unwrap();
+    store.tag("build", &build.manifest).unwrap();
+    let archive = dir.path().join("build.tar");
+    let exported = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:build", layout.display()))
+        .arg(format!(
+            "docker-archive:{}:elsewhere:build",
+            archive.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+
+    let imported = cli
+        .run(&[
+            "stacks",
+            "import",
+            "elsewhere",
+            "--run",
+            &format!("oci:{}:run", layout.display()),
+            "--build",
+            &format!("docker-archive:{}", archive.display()),
+            "--json",
+        ])
+        .success();
+    let stack = imported.json();
+    assert_eq!(stack["status"], "ready", "{imported:#?}");
+    assert_eq!(stack["run_image"]["digest"], run.manifest.to_string());
+    assert!(stack["build_image"]["digest"].is_string(), "{stack}");
+    assert!(
+        imported.stderr.contains("Copying the run image"),
+        "{imported:#?}"
+    );
+    cli.run(&["apps", "create", "elsewhere-app"]).success();
+    cli.run(&["stack:set", "elsewhere", "-a", "elsewhere-app"])
+        .success();
+
+    for (name, run, expected) in [
+        ("wharf-trixie", "oci:/x", "one of wharf's own stacks"),
+        (
+            "other",
+            "http://example.com/x",
+            "not an image wharf can import",
+        ),
+        ("Bad Name", "oci:/x", "can't name a stack"),
+    ] {
+        let refused = cli
+            .run(&["stacks", "import", name, "--run", run, "--build", run])
+            .failure()
+            .error();
+        assert!(refused.contains(expected), "{name} {run}: {refused}");
+    }
+}
