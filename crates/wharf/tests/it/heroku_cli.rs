@@ -207,6 +207,15 @@ fn the_heroku_cli_drives_wharf() {
             && stacks.stdout.contains("  wharf-trixie"),
         "{stacks:#?}"
     );
+    // stack:set: a stack that isn't made is refused with what to do; wharf-1 is taken.
+    let unmade = heroku.run(&["stack:set", "wharf-trixie", "-a", "hk-app"]);
+    assert_ne!(unmade.code, Some(0), "{unmade:#?}");
+    assert!(
+        unmade.stderr.contains("wharf stacks build wharf-trixie"),
+        "{unmade:#?}"
+    );
+    let set_stack = heroku.ok(&["stack:set", "wharf-1", "-a", "hk-app"]);
+    assert!(set_stack.stderr.contains("wharf-1"), "{set_stack:#?}");
 
     // Config.
     let set = heroku.ok(&["config:set", "GREETING=hello", "OTHER=x", "-a", "hk-app"]);
