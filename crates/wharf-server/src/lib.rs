@@ -75,6 +75,9 @@ pub struct ServerConfig {
     pub release_timeout: std::time::Duration,
     /// Each app's newest releases whose images garbage collection keeps (`WHARF_KEEP_RELEASES`).
     pub keep_releases: u32,
+    /// The stack new apps build on (`WHARF_STACK`): `wharf-1` (the host's `/usr`), one of
+    /// wharf's own (made by the first build that needs it), or one in the image store.
+    pub default_stack: String,
     /// How often garbage collection runs on its own (`WHARF_GC_INTERVAL`).
     pub gc_interval: std::time::Duration,
     /// The `wharf` executable git's pre-receive hook runs to deploy a push (the binary passes
@@ -148,6 +151,8 @@ pub struct AppState {
     pub tls: tls::Tls,
     /// Attached one-off processes waiting for their client (`heroku run`).
     pub rendezvous: rendezvous::Rendezvous,
+    /// The stack new apps build on unless they say (`WHARF_STACK`).
+    pub default_stack: Arc<str>,
     /// Makes stacks in the background (`POST /stacks`).
     pub stacks: stacks::StackMaker,
 }
@@ -246,6 +251,11 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "WHARF_STACK is `{0}`, which is not a stack here: use wharf-1, wharf-bookworm, \
+         wharf-trixie, or a stack imported with `wharf stacks import`"
+    )]
+    UnknownStack(String),
     #[error("WHARF_SECRET_KEY must be 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`")]
     SecretKey,
     #[error("cannot set up TLS")]
@@ -365,14 +375,31 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         config.release_timeout,
     );
     let gc = Arc::<tokio::sync::RwLock<()>>::default();
+    let stacks_log = config.data_dir.join("logs").join("stacks");
+    let stacks = stacks::StackMaker::new(&config.data_dir, images, gc.clone(), background.clone())
+        .map_err(|source| StartError::File {
+            path: stacks_log,
+            source,
+        })?;
+    let known = config.default_stack == crate::routes::STACK
+        || wharf_stack::default_stack(&config.default_stack).is_some()
+        || wharf_stack::list(stacks.images())
+            .map_err(|e| StartError::File {
+                path: config.data_dir.join("images"),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .iter()
+            .any(|s| s.name == config.default_stack && s.run.is_some() && s.build.is_some());
+    if !known {
+        return Err(StartError::UnknownStack(config.default_stack.clone()));
+    }
     let builds = builds::BuildRunner::new(
         store.clone(),
-        images,
         logs,
         config.build.clone(),
         config.data_dir.clone(),
         releases.clone(),
-        gc.clone(),
+        stacks.clone(),
     );
     control.converge_all().await?;
     let git_dir = config.data_dir.join("git");
@@ -387,11 +414,6 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         source,
     })?;
     let tls = tls::load_or_create(&config.data_dir, &tls_hostnames(config))?;
-    let stacks_log = config.data_dir.join("logs").join("stacks");
-    let stacks = stacks::StackMaker::new(&config.data_dir).map_err(|source| StartError::File {
-        path: stacks_log,
-        source,
-    })?;
     let links = Links {
         domain: config.domain.clone(),
         router_addr: config.router_addr,
@@ -417,6 +439,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         tls,
         rendezvous: rendezvous::Rendezvous::default(),
         stacks,
+        default_stack: Arc::from(config.default_stack.as_str()),
     };
     state.refresh_routes().await;
     Ok((state, admin))

@@ -1,15 +1,19 @@
-//! Making stacks (`POST /stacks`) in the background, one make per stack at a time, under the
-//! garbage collector's shared lock (its blobs are unreferenced until tagged). Each make's
-//! output goes to `logs/stacks/<name>.log`, which readers follow live as they do a build's.
+//! Making stacks (`POST /stacks`, and a build's first use of one of wharf's stacks), one make
+//! per stack at a time, under the garbage collector's shared lock (its blobs are unreferenced
+//! until tagged). Each make's output goes to `logs/stacks/<name>.log`, which readers follow
+//! live as they do a build's; a build that waits for a make sees the same lines in its own
+//! output.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use wharf_image::ImageStore;
 use wharf_stack::{Role, StackDef};
 
 use crate::builds::output::BuildLogs;
-use crate::AppState;
 
 /// How a stack comes about.
 #[derive(Debug, Clone)]
@@ -23,19 +27,43 @@ pub enum Job {
 #[derive(Debug, Clone)]
 pub struct StackMaker {
     logs: BuildLogs,
-    /// Where mmdebstrap writes its tars: private scratch under `builds/`.
+    /// Where mmdebstrap and skopeo write: private scratch under `builds/`.
     work: PathBuf,
+    images: ImageStore,
+    gc: Arc<tokio::sync::RwLock<()>>,
+    /// Cancelled when the server stops: a make in progress ends.
+    stop: CancellationToken,
     /// Names of the stacks being made now.
     making: Arc<Mutex<BTreeSet<String>>>,
+    /// Told whenever a make ends.
+    ended: Arc<Notify>,
 }
 
 impl StackMaker {
-    pub fn new(data_dir: &std::path::Path) -> std::io::Result<StackMaker> {
+    pub fn new(
+        data_dir: &std::path::Path,
+        images: ImageStore,
+        gc: Arc<tokio::sync::RwLock<()>>,
+        stop: CancellationToken,
+    ) -> std::io::Result<StackMaker> {
         Ok(StackMaker {
             logs: BuildLogs::new(data_dir.join("logs").join("stacks"))?,
             work: data_dir.join("builds").join("stacks"),
+            images,
+            gc,
+            stop,
             making: Arc::default(),
+            ended: Arc::default(),
         })
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    /// The garbage collector's lock, held shared while a stack is made.
+    pub fn gc_lock(&self) -> Arc<tokio::sync::RwLock<()>> {
+        self.gc.clone()
     }
 
     pub fn logs(&self) -> &BuildLogs {
@@ -61,82 +89,142 @@ impl StackMaker {
         self.logs.exists(name)
     }
 
-    /// Starts making stack `name`'s build and run images (`job`); `false` if it is being made
-    /// already.
-    pub async fn start(&self, state: &AppState, name: &str, job: Job) -> std::io::Result<bool> {
-        if !self
-            .making
+    /// Takes `name`'s turn to be made; `false` if it is being made already.
+    fn claim(&self, name: &str) -> bool {
+        self.making
             .lock()
             .expect("stack lock")
             .insert(name.to_owned())
-        {
+    }
+
+    fn release(&self, name: &str) {
+        self.making.lock().expect("stack lock").remove(name);
+        self.ended.notify_waiters();
+    }
+
+    /// Starts making stack `name`'s build and run images (`job`) in the background; `false`
+    /// if it is being made already.
+    pub async fn start(&self, name: &str, job: Job) -> std::io::Result<bool> {
+        if !self.claim(name) {
             return Ok(false);
         }
-        let mut writer = match self.logs.create(name).await {
+        let maker = self.clone();
+        let name = name.to_owned();
+        let writer = match self.logs.create(&name).await {
             Ok(writer) => writer,
             Err(e) => {
-                self.making.lock().expect("stack lock").remove(name);
+                self.release(&name);
                 return Err(e);
             }
         };
-        let name = name.to_owned();
-        let (state, maker) = (state.clone(), self.clone());
         tokio::spawn(async move {
-            let (lines, mut next) = tokio::sync::mpsc::unbounded_channel::<String>();
-            let writing = tokio::spawn(async move {
-                while let Some(line) = next.recv().await {
-                    writer.write(&format!("{line}\n")).await;
-                }
-                writer
-            });
-            let outcome = {
-                let _shared = state.gc.read().await;
-                let images = state.control.images().clone();
-                let work = maker.work.join(&name);
-                let mut progress = |line: &str| {
-                    let _ = lines.send(line.to_owned());
-                };
-                let doing = async {
-                    match &job {
-                        Job::Make(def) => {
-                            wharf_stack::make(
-                                def,
-                                &[Role::Run, Role::Build],
-                                &images,
-                                &work,
-                                &mut progress,
-                            )
-                            .await
-                        }
-                        Job::Import(refs) => {
-                            wharf_stack::import::import(&name, refs, &images, &work, &mut progress)
-                                .await
-                        }
-                    }
-                };
-                let made = tokio::select! {
-                    made = doing => made.map_err(|e| e.to_string()),
-                    () = state.background.cancelled() => Err("the server stopped before the stack was made".to_owned()),
-                };
-                let _ = std::fs::remove_dir_all(&work);
-                made
-            };
-            match &outcome {
-                Ok(stack) => {
-                    tracing::info!(stack = %name, run = ?stack.run.as_ref().map(|i| i.manifest.to_string()), "made a stack");
-                    let _ = lines.send(format!("-----> Stack {} is ready", name));
-                }
-                Err(e) => {
-                    tracing::warn!(stack = %name, error = %e, "making a stack failed");
-                    let _ = lines.send(format!("-----> Making stack {} failed: {e}", name));
-                }
-            }
-            drop(lines);
-            if let Ok(writer) = writing.await {
-                writer.finish().await;
-            }
-            maker.making.lock().expect("stack lock").remove(&name);
+            let _ = maker.run(&name, &job, writer, &mut |_| {}).await;
+            maker.release(&name);
         });
         Ok(true)
+    }
+
+    /// Makes sure one of wharf's stacks is made: makes it now if it is not (or waits for the
+    /// make under way), each line of its output also to `progress`.
+    pub async fn ensure(
+        &self,
+        def: &'static StackDef,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), String> {
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.claim(def.name) {
+                break;
+            }
+            progress(&format!("Stack {} is being made; waiting for it", def.name));
+            tokio::select! {
+                () = ended => {}
+                () = self.stop.cancelled() => {
+                    return Err("the server stopped while the stack was made".to_owned())
+                }
+            }
+        }
+        let ready = wharf_stack::list(&self.images)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .any(|s| s.name == def.name && s.run.is_some() && s.build.is_some());
+        let result = if ready {
+            Ok(())
+        } else {
+            match self.logs.create(def.name).await {
+                Ok(writer) => self.run(def.name, &Job::Make(def), writer, progress).await,
+                Err(e) => Err(format!("cannot write the stack's output: {e}")),
+            }
+        };
+        self.release(def.name);
+        result
+    }
+
+    /// Does `job` for stack `name` (claimed by the caller), its output to `writer` and to
+    /// `progress`.
+    async fn run(
+        &self,
+        name: &str,
+        job: &Job,
+        mut writer: crate::builds::output::LogWriter,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), String> {
+        let (lines, mut next) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let writing = tokio::spawn(async move {
+            while let Some(line) = next.recv().await {
+                writer.write(&format!("{line}\n")).await;
+            }
+            writer
+        });
+        let mut say = |line: &str| {
+            progress(line);
+            let _ = lines.send(line.to_owned());
+        };
+        let outcome = {
+            let _shared = self.gc.read().await;
+            let work = self.work.join(name);
+            let doing = async {
+                match job {
+                    Job::Make(def) => {
+                        wharf_stack::make(
+                            def,
+                            &[Role::Run, Role::Build],
+                            &self.images,
+                            &work,
+                            &mut say,
+                        )
+                        .await
+                    }
+                    Job::Import(refs) => {
+                        wharf_stack::import::import(name, refs, &self.images, &work, &mut say).await
+                    }
+                }
+            };
+            let made = tokio::select! {
+                made = doing => made.map_err(|e| e.to_string()),
+                () = self.stop.cancelled() => Err("the server stopped before the stack was made".to_owned()),
+            };
+            let _ = std::fs::remove_dir_all(&work);
+            made
+        };
+        let result = match outcome {
+            Ok(stack) => {
+                tracing::info!(stack = %name, run = ?stack.run.as_ref().map(|i| i.manifest.to_string()), "made a stack");
+                say(&format!("-----> Stack {name} is ready"));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(stack = %name, error = %e, "making a stack failed");
+                say(&format!("-----> Making stack {name} failed: {e}"));
+                Err(e)
+            }
+        };
+        drop(lines);
+        if let Ok(writer) = writing.await {
+            writer.finish().await;
+        }
+        result
     }
 }

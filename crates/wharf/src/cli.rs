@@ -337,6 +337,15 @@ pub struct ServerArgs {
         value_name = "SECONDS"
     )]
     pub gc_interval: u64,
+    /// The stack new apps build on: wharf-1 (the host's /usr), wharf-bookworm or wharf-trixie
+    /// (made by the first build that needs one; needs the sandbox), or an imported one
+    #[arg(
+        long,
+        env = "WHARF_STACK",
+        default_value = "wharf-1",
+        value_name = "STACK"
+    )]
+    pub stack: String,
     /// How many builds (of different apps) may run at once
     #[arg(
         long,

@@ -188,6 +188,14 @@ pub async fn settle_sandbox(config: &mut ServerConfig) -> anyhow::Result<String>
     }
     let isolation =
         wharf_sandbox::Isolation::resolve(config.run.sandbox, Some(&config.data_dir)).await?;
+    if isolation.bwrap.is_none() && config.default_stack != wharf_core::api::STACK {
+        anyhow::bail!(
+            "WHARF_STACK={} needs the sandbox (builds and apps run in the stack's images), and \
+             there is none: {}; or keep WHARF_STACK=wharf-1",
+            config.default_stack,
+            isolation.summary()
+        );
+    }
     if isolation.bwrap.is_some() {
         // Chosen: from now on namespaces are required, never dropped silently. (Without them,
         // `auto` stays `auto`, so each build's log says why.)
@@ -229,6 +237,7 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
         },
         release_timeout: seconds("--release-timeout", args.release_timeout)?,
         keep_releases: args.keep_releases,
+        default_stack: args.stack.clone(),
         gc_interval: seconds("--gc-interval", args.gc_interval)?,
         // git's pre-receive hook runs this very binary to deploy a push.
         wharf_exe: std::env::current_exe().ok(),

@@ -55,18 +55,22 @@ struct Inner {
     /// Held shared from packing the image until its release is stored, so garbage collection
     /// never frees the new image's blobs in between.
     gc: Arc<tokio::sync::RwLock<()>>,
+    /// Makes one of wharf's stacks the first time a build needs it.
+    stacks: crate::stacks::StackMaker,
 }
 
 impl BuildRunner {
+    /// Builds go to the image store, under the garbage collector's lock, that `stacks` (which
+    /// makes stacks they need) works with.
     pub fn new(
         store: Store,
-        images: ImageStore,
         logs: BuildLogs,
         settings: BuildSettings,
         data_dir: PathBuf,
         releaser: crate::release_phase::Releaser,
-        gc: Arc<tokio::sync::RwLock<()>>,
+        stacks: crate::stacks::StackMaker,
     ) -> BuildRunner {
+        let (images, gc) = (stacks.images().clone(), stacks.gc_lock());
         let slots = Semaphore::new(settings.concurrency.max(1));
         BuildRunner {
             inner: Arc::new(Inner {
@@ -81,6 +85,7 @@ impl BuildRunner {
                 cancel: CancellationToken::new(),
                 releaser,
                 gc,
+                stacks,
             }),
         }
     }
@@ -380,6 +385,34 @@ impl Inner {
             return Ok(None);
         }
         let name = app.build_stack;
+        if let Some(def) = wharf_stack::default_stack(&name) {
+            // Made on first use, and kept: later builds find it ready at once.
+            let (lines, mut next) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let ensuring = {
+                let stacks = self.stacks.clone();
+                tokio::spawn(async move {
+                    let mut progress = |line: &str| {
+                        let _ = lines.send(line.to_owned());
+                    };
+                    stacks.ensure(def, &mut progress).await
+                })
+            };
+            let mut told = false;
+            while let Some(line) = next.recv().await {
+                if !told {
+                    log.write(&format!(
+                        "-----> Making stack {name} (first use; later builds reuse it)\n"
+                    ))
+                    .await;
+                    told = true;
+                }
+                log.write(&format!("       {}\n", line.trim_start())).await;
+            }
+            ensuring
+                .await
+                .map_err(internal)?
+                .map_err(|e| format!("the app's stack `{name}` could not be made: {e}"))?;
+        }
         let images = self.images.clone();
         let cache = self.data_dir.join("stacks");
         let wanted = name.clone();

@@ -69,6 +69,8 @@ fn check_stack(state: &AppState, requested: &str) -> ApiResult<String> {
     };
     match stack.status.as_str() {
         "ready" | "host" => Ok(stack.name.clone()),
+        // wharf's own are made by the first build that needs them.
+        _ if wharf_stack::default_stack(&stack.name).is_some() => Ok(stack.name.clone()),
         "making" => Err(ApiError::invalid_params(format!(
             "stack `{name}` is still being made: wait for `wharf stacks info {name}` to say \
              ready, then set it again",
@@ -168,7 +170,10 @@ pub async fn create(
             )));
         }
     }
-    let stack = check_stack(&state, body.stack.as_deref().unwrap_or(STACK))?;
+    let stack = check_stack(
+        &state,
+        body.stack.as_deref().unwrap_or(&state.default_stack),
+    )?;
     let stack = stack.as_str();
     let app = match &body.name {
         Some(name) => {

@@ -209,7 +209,7 @@ pub async fn create(
         };
     if !state
         .stacks
-        .start(&state, &name, job)
+        .start(&name, job)
         .await
         .map_err(ApiError::internal)?
     {

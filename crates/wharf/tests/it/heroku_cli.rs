@@ -207,12 +207,12 @@ fn the_heroku_cli_drives_wharf() {
             && stacks.stdout.contains("  wharf-trixie"),
         "{stacks:#?}"
     );
-    // stack:set: a stack that isn't made is refused with what to do; wharf-1 is taken.
-    let unmade = heroku.run(&["stack:set", "wharf-trixie", "-a", "hk-app"]);
-    assert_ne!(unmade.code, Some(0), "{unmade:#?}");
+    // stack:set: a stack wharf doesn't have is refused, naming those it has.
+    let unknown = heroku.run(&["stack:set", "heroku-24", "-a", "hk-app"]);
+    assert_ne!(unknown.code, Some(0), "{unknown:#?}");
     assert!(
-        unmade.stderr.contains("wharf stacks build wharf-trixie"),
-        "{unmade:#?}"
+        unknown.stderr.contains("heroku-24") && unknown.stderr.contains("wharf-trixie"),
+        "{unknown:#?}"
     );
     let set_stack = heroku.ok(&["stack:set", "wharf-1", "-a", "hk-app"]);
     assert!(set_stack.stderr.contains("wharf-1"), "{set_stack:#?}");

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{http_get, wait_until, Cli, Server};
+use crate::harness::{http_get, run_to_end, wait_until, Cli, Server, WHARF};
 
 #[test]
 fn stacks_are_listed_and_unknown_ones_refused() {
@@ -53,14 +53,11 @@ fn an_app_on_a_stack_builds_and_runs_in_its_images() {
     let app = "on-stack";
     cli.run(&["apps", "create", app]).success();
 
-    // Only a stack that is made can be set.
-    let absent = cli
-        .run(&["stack:set", "wharf-bookworm", "-a", app])
-        .failure()
-        .error();
+    // Only a stack there is can be set.
+    let unknown = cli.run(&["stack:set", "nope", "-a", app]).failure().error();
     assert!(
-        absent.contains("wharf stacks build wharf-bookworm"),
-        "{absent}"
+        unknown.contains("unknown stack `nope`") && unknown.contains(crate::test_stack::NAME),
+        "{unknown}"
     );
     let set = cli
         .run(&["stack:set", crate::test_stack::NAME, "-a", app])
@@ -430,4 +427,66 @@ fn a_stack_made_elsewhere_is_imported() {
             .error();
         assert!(refused.contains(expected), "{name} {run}: {refused}");
     }
+}
+
+/// A server whose default stack is one of wharf's makes it the first time a build needs it,
+/// with its progress in that build's output, and keeps it: the next app's build starts at
+/// once. A default stack that doesn't exist stops the server at start.
+#[test]
+fn a_fresh_server_makes_its_default_stack_on_first_use() {
+    if !crate::test_stack::available() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let mut refused = Command::new(WHARF);
+    refused
+        .arg("server")
+        .arg("--data-dir")
+        .arg(data.path().join("refused"))
+        .args(["--api-addr", "127.0.0.1:0", "--router-addr", "127.0.0.1:0"])
+        .args(["--stack", "nope"]);
+    let refused = run_to_end(refused, &["server"], None, Duration::from_secs(60));
+    assert_ne!(refused.code, Some(0), "{refused:#?}");
+    assert!(
+        refused.stderr.contains("WHARF_STACK is `nope`"),
+        "{refused:#?}"
+    );
+
+    let server = Server::start_with(&["--stack", "wharf-trixie", "--port-range", "34350-34399"]);
+    let cli = Cli::logged_in(&server);
+    for (n, app) in ["first", "second"].into_iter().enumerate() {
+        cli.run(&["apps", "create", app]).success();
+        let info = cli
+            .run(&["apps", "info", "-a", app, "--json"])
+            .success()
+            .json();
+        assert_eq!(info["build_stack"]["name"], "wharf-trixie");
+        // The first deploy downloads and unpacks Debian twice (run and build images).
+        let source = example("python-web");
+        let args = ["deploy", source.to_str().unwrap(), "-a", app];
+        let mut command = cli.command(WHARF);
+        command.args(args);
+        let deployed = run_to_end(command, &args, None, Duration::from_secs(15 * 60));
+        assert_eq!(deployed.code, Some(0), "{deployed:#?}");
+        let log = deployed.transcript();
+        let made = log.contains("Making stack wharf-trixie (first use");
+        assert_eq!(made, n == 0, "{log}");
+        wait_until(
+            Duration::from_secs(120),
+            "the app to answer",
+            || match http_get(server.router_port, &format!("{app}.localhost"), "/")? {
+                (200, body) if body.contains("Hello from python-web!") => Ok(()),
+                (status, body) => Err(format!("{status} {body}")),
+            },
+        );
+    }
+    let stack = cli
+        .run(&["stacks", "info", "wharf-trixie", "--json"])
+        .success()
+        .json();
+    assert_eq!(stack["status"], "ready", "{stack}");
+    let one_off = cli
+        .run(&["run", "-a", "second", "--", "cat /etc/debian_version"])
+        .success();
+    assert!(one_off.stdout.starts_with("13."), "{one_off:#?}");
 }
