@@ -4,7 +4,10 @@
 #     uploads and the server unpacks) against `tar | gzip` on the same tree;
 #  2. cold and warm builds of small apps through a real `wharf server` (release build), next to
 #     the plain tool doing the same install by hand (pip into a venv, npm ci), with the image
-#     size against the source size.
+#     size against the source size;
+#  3. the same apps on the stack wharf-trixie: the cold stack build (mmdebstrap, both images),
+#     then each app's first build on it and its warm rebuild, with the whole image's size (run
+#     image included). Needs bubblewrap and mmdebstrap (SKIP_STACK=1 leaves this part out).
 # Prints a table. Needs python3, node/npm and network access to PyPI and npm for the cold builds.
 #
 #   bench/build.sh            # default sizes
@@ -134,6 +137,32 @@ for app in static procfile python node; do
   rows+=("$(printf '%-9s %9.2f %9.2f %12.2f %12s %12s' "$app" "$cold" "$warm" "$plain" "$src" "$img")")
 done
 
+# --- 3. on a stack ------------------------------------------------------------------------------
+stack_rows=()
+stack_note=""
+if [ "${SKIP_STACK:-0}" != 1 ]; then
+  start=$(now)
+  if "$WHARF" stacks build wharf-trixie >/dev/null 2>&1; then
+    end=$(now)
+    stack_cold=$(echo "$end - $start" | bc)
+    run_size=$("$WHARF" stacks info wharf-trixie --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["run_image"]["size"])')
+    build_size=$("$WHARF" stacks info wharf-trixie --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["build_image"]["size"])')
+    stack_note=$(printf 'stack wharf-trixie made in %.1f s; run image %s MiB, build image %s MiB (compressed)' "$stack_cold" "$(mib "$run_size")" "$(mib "$build_size")")
+    for app in static procfile python; do
+      "$WHARF" apps create "stack-$app" >/dev/null
+      "$WHARF" stack:set wharf-trixie -a "stack-$app" >/dev/null
+      first=$(deploy_time "stack-$app" "$apps/$app")
+      warm=$(deploy_time "stack-$app" "$apps/$app")
+      digest=$("$WHARF" builds info -a "stack-$app" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["slug"]["id"])')
+      img=$(image_size "$digest")
+      stack_rows+=("$(printf '%-9s %9.2f %9.2f %12s' "$app" "$first" "$warm" "$img")")
+    done
+    stack_rows+=("$(printf '%-9s %9s %9s %12s' node - - "(no Node.js in the stack yet)")")
+  else
+    stack_note="the stack could not be made here (bubblewrap and mmdebstrap are needed): $("$WHARF" stacks info wharf-trixie 2>&1 | tail -n 1)"
+  fi
+fi
+
 # --- table ---------------------------------------------------------------------------------------
 echo
 echo "wharf build-stage benchmark ($(nproc) cores, $(date -u +%Y-%m-%d), bench/build.sh, best of $RUNS for archives)"
@@ -148,3 +177,9 @@ echo
 echo "Builds through wharf deploy (pack, upload, build, image, release), seconds; plain = the install by hand"
 printf '%-9s %9s %9s %12s %12s %12s\n' "app" "cold" "warm" "plain cold" "source B" "image B"
 for row in "${rows[@]}"; do echo "$row"; done
+if [ -n "$stack_note" ]; then
+  echo
+  echo "On a stack: $stack_note; seconds, image B = the whole image (run image included)"
+  printf '%-9s %9s %9s %12s\n' "app" "first" "warm" "image B"
+  for row in "${stack_rows[@]}"; do echo "$row"; done
+fi
