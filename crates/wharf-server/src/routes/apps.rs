@@ -67,6 +67,16 @@ fn check_stack(state: &AppState, requested: &str) -> ApiResult<String> {
             names.join(", ")
         )));
     };
+    if stack.status != "host"
+        && state.builds.settings().sandbox != wharf_build::SandboxMode::Namespaces
+    {
+        return Err(ApiError::invalid_params(format!(
+            "stack `{}` needs the sandbox (builds and apps run in its images), and this server \
+             runs without one: install bubblewrap (apt-get install bubblewrap) and restart it, \
+             or keep the host-bound stack `{STACK}`",
+            stack.name
+        )));
+    }
     match stack.status.as_str() {
         "ready" | "host" => Ok(stack.name.clone()),
         // wharf's own are made by the first build that needs them.

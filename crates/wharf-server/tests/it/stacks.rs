@@ -30,6 +30,28 @@ async fn stacks_are_listed_refused_when_unknown_and_kept_by_gc() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.message().contains("heroku-24"), "{missing:?}");
 
+    // Without a sandbox, apps stay on the host-bound stack.
+    server.create_app("bound").await;
+    let refused = server
+        .patch("/apps/bound", json!({"build_stack": "wharf-trixie"}))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.message().contains("needs the sandbox"),
+        "{refused:?}"
+    );
+    let unknown = server
+        .patch("/apps/bound", json!({"build_stack": "heroku-24"}))
+        .await;
+    assert!(
+        unknown.message().contains("unknown stack `heroku-24`"),
+        "{unknown:?}"
+    );
+    let kept = server
+        .patch("/apps/bound", json!({"build_stack": "wharf-1"}))
+        .await;
+    assert_eq!(kept.status, StatusCode::OK, "{kept:?}");
+
     // Only wharf's own stacks are made.
     let refused = server.post("/stacks", json!({"name": "heroku-24"})).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
