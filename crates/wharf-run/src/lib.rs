@@ -20,7 +20,6 @@
 
 mod backend;
 mod backoff;
-mod cgroup;
 mod error;
 pub mod events;
 mod health;

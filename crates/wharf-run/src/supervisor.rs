@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wharf_image::ImageStore;
 
-use crate::cgroup::Cgroups;
+use wharf_sandbox::cgroup::Cgroups;
 use crate::ports::PortPool;
 use crate::pty::{self, TtySize};
 use crate::runtime::{self, InstanceDir};

@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+pub mod cgroup;
 pub mod launch;
 pub mod mode;
 pub mod procfs;

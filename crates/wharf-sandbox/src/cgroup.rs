@@ -9,19 +9,19 @@
 //!
 //! The cgroups are made before the instance is spawned, and the instance joins them itself,
 //! before its program runs, through wharf's launcher (`wharf cgroup-exec`, see
-//! `wharf_sandbox::launch`), so nothing it starts is ever outside them. Where wharf's own
+//! [`crate::launch`]), so nothing it starts is ever outside them. Where wharf's own
 //! executable can't be found (wharf-run embedded in another program), the process group is
 //! moved in right after the spawn instead, and whatever forked and left the group within that
 //! instant escapes the limits.
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::process_table;
+use crate::procfs::process_table;
 
 const ROOT: &str = "/sys/fs/cgroup";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Cgroups {
+pub enum Cgroups {
     V2,
     V1,
     Unavailable,
@@ -29,12 +29,12 @@ pub(crate) enum Cgroups {
 
 /// Limits of one instance, and where they live.
 #[derive(Debug, Default)]
-pub(crate) struct Limits {
+pub struct Limits {
     dirs: Vec<PathBuf>,
 }
 
 impl Cgroups {
-    pub(crate) fn detect() -> Cgroups {
+    pub fn detect() -> Cgroups {
         let root = Path::new(ROOT);
         let v2 = root.join("cgroup.controllers");
         let detected = if v2.is_file() {
@@ -57,7 +57,7 @@ impl Cgroups {
 
     /// Creates the instance's cgroups and sets the limits; the process joins them through the
     /// launcher ([`Limits::procs_files`]) or is moved in afterwards ([`Limits::join`]).
-    pub(crate) fn prepare(
+    pub fn prepare(
         &self,
         app_id: &str,
         instance: &str,
@@ -126,7 +126,7 @@ impl Cgroups {
     /// Removes the cgroups of instance `instance` of app `app_id` that a previous (killed)
     /// server left behind, once their processes are gone, and the app's level if it is left
     /// empty. A cgroup that still holds a process is not removed (the kernel refuses).
-    pub(crate) fn remove_leftover(&self, app_id: &str, instance: &str) {
+    pub fn remove_leftover(&self, app_id: &str, instance: &str) {
         let root = Path::new(ROOT);
         let leaf = Path::new("wharf").join(app_id).join(instance);
         let dirs: Vec<PathBuf> = match self {
@@ -143,13 +143,13 @@ impl Cgroups {
 
 impl Limits {
     /// The `cgroup.procs` file of each of the instance's cgroups.
-    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+    pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     /// Moves every process of the group `pgid` in: all of them when the launcher could not be
     /// used, and otherwise a no-op check that nothing was missed.
-    pub(crate) fn join(&self, pgid: i32) {
+    pub fn join(&self, pgid: i32) {
         let members: Vec<i32> = process_table()
             .iter()
             .filter(|p| p.pgrp == pgid && !p.zombie)
@@ -163,7 +163,7 @@ impl Limits {
     }
 
     /// Removes the cgroups once their processes are gone.
-    pub(crate) fn remove(&mut self) {
+    pub fn remove(&mut self) {
         for dir in self.dirs.drain(..) {
             let _ = std::fs::remove_dir(&dir);
             // The app's level goes too once its last instance is gone (fails harmlessly before).
