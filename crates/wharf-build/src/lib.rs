@@ -71,6 +71,9 @@ pub struct BuildRequest {
     /// the authorities the host's administrator added, so builds reach package registries
     /// where the host does (through a TLS-inspecting proxy, say). Never part of the image.
     pub trust: Option<PathBuf>,
+    /// `cgroup.procs` files (see `wharf_sandbox::cgroup`) every build command joins before it
+    /// runs, through wharf's launcher (`wharf cgroup-exec`) when this process is `wharf`.
+    pub cgroups: Vec<PathBuf>,
 }
 
 impl BuildRequest {
@@ -88,6 +91,7 @@ impl BuildRequest {
             user: None,
             root: None,
             trust: None,
+            cgroups: Vec::new(),
         }
     }
 }
@@ -161,7 +165,8 @@ pub async fn build(
         req.user,
         req.root.clone(),
     )
-    .trusting(req.trust.clone());
+    .trusting(req.trust.clone())
+    .joining(req.cgroups.clone());
     sandbox.prepare()?;
     let cache = ProviderCache::new(&req.cache_dir, detected.name());
     std::fs::create_dir_all(cache.path())

@@ -156,6 +156,8 @@ pub(crate) struct Sandbox {
     root: Option<PathBuf>,
     /// A CA bundle mounted over the build image's own (see [`crate::BuildRequest::trust`]).
     trust: Option<PathBuf>,
+    /// `cgroup.procs` files each command joins (see [`crate::BuildRequest::cgroups`]).
+    cgroups: Vec<PathBuf>,
 }
 
 /// Where a build image keeps its CA bundle (Debian's `ca-certificates`), and the variables
@@ -190,7 +192,14 @@ impl Sandbox {
             user,
             root,
             trust: None,
+            cgroups: Vec::new(),
         }
+    }
+
+    /// Each command joins these cgroups before it runs.
+    pub(crate) fn joining(mut self, cgroups: Vec<PathBuf>) -> Self {
+        self.cgroups = cgroups;
+        self
     }
 
     /// Mounts `bundle` over the build image's CA bundle (when it has one).
@@ -365,25 +374,40 @@ impl Sandbox {
         let program = self.visible_os(cmd.program.as_os_str());
         let args: Vec<OsString> = cmd.args.iter().map(|a| self.visible_os(a)).collect();
 
-        let mut command = match &self.isolation {
+        // The program and its arguments, and where it starts.
+        let (mut argv, dir): (Vec<OsString>, &Path) = match &self.isolation {
             Isolation::None => {
-                let mut c = tokio::process::Command::new(&program);
-                c.args(&args).current_dir(&self.app_dir);
-                c
+                let mut argv = vec![program];
+                argv.extend(args);
+                (argv, &self.app_dir)
             }
             Isolation::Bubblewrap { bwrap, .. } => {
-                let mut c = tokio::process::Command::new(bwrap);
-                c.args(self.bubblewrap_args()).arg("--");
+                let mut argv: Vec<OsString> = vec![bwrap.into()];
+                argv.extend(self.bubblewrap_args());
+                argv.push("--".into());
                 if let Some((setpriv, uid)) = self.drop_to() {
-                    c.args(wharf_sandbox::as_user(setpriv, uid));
+                    argv.extend(wharf_sandbox::as_user(setpriv, uid));
                 }
-                c.arg(&program)
-                    .args(&args)
-                    // bwrap itself starts in a directory that exists on the host.
-                    .current_dir(&self.work_dir);
-                c
+                argv.push(program);
+                argv.extend(args);
+                // bwrap itself starts in a directory that exists on the host.
+                (argv, &self.work_dir)
             }
         };
+        // In the build's cgroups from its first instant, through wharf's launcher.
+        if let Some(launcher) = wharf_sandbox::launch::own_executable() {
+            if !self.cgroups.is_empty() {
+                let launch = wharf_sandbox::launch::Launch {
+                    join: self.cgroups.clone(),
+                    user: None,
+                    command: argv,
+                };
+                argv = vec![launcher.into()];
+                argv.extend(launch.args());
+            }
+        }
+        let mut command = tokio::process::Command::new(&argv[0]);
+        command.args(&argv[1..]).current_dir(dir);
         command
             .env_clear()
             .env("PATH", path)

@@ -34,7 +34,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wharf_image::ImageStore;
 
-use wharf_sandbox::cgroup::Cgroups;
 use crate::ports::PortPool;
 use crate::pty::{self, TtySize};
 use crate::runtime::{self, InstanceDir};
@@ -44,6 +43,7 @@ use crate::{
     backoff, events, stale, DesiredApp, InstanceState, InstanceStatus, LogSink, ProcessSpec,
     ReleaseSpec, Rollout, Routes, RunError, Stream, SupervisorConfig, Target, Upstream,
 };
+use wharf_sandbox::cgroup::Cgroups;
 
 /// How often an instance's memory is measured against its limit.
 const MEMORY_CHECK: Duration = Duration::from_secs(1);
@@ -191,17 +191,7 @@ impl Cell {
     }
 }
 
-/// The running `wharf` executable, if this process is one (not, say, a test binary that
-/// embeds the supervisor).
-pub(crate) fn own_executable() -> Option<&'static std::path::Path> {
-    static EXE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let exe = std::env::current_exe().ok()?;
-        let wharf = exe.parent()?.join("wharf");
-        (wharf.is_file() && exe.file_name() == wharf.file_name()).then_some(wharf)
-    })
-    .as_deref()
-}
+pub(crate) use wharf_sandbox::launch::own_executable;
 
 /// The directory of [`own_executable`].
 fn own_tools_dir() -> Option<&'static str> {

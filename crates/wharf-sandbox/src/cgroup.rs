@@ -57,13 +57,7 @@ impl Cgroups {
 
     /// Creates the instance's cgroups and sets the limits; the process joins them through the
     /// launcher ([`Limits::procs_files`]) or is moved in afterwards ([`Limits::join`]).
-    pub fn prepare(
-        &self,
-        app_id: &str,
-        instance: &str,
-        memory: Option<u64>,
-        pids: u32,
-    ) -> Limits {
+    pub fn prepare(&self, app_id: &str, instance: &str, memory: Option<u64>, pids: u32) -> Limits {
         let mut limits = Limits::default();
         let root = Path::new(ROOT);
         let leaf = Path::new("wharf").join(app_id).join(instance);

@@ -57,6 +57,21 @@ struct Inner {
     gc: Arc<tokio::sync::RwLock<()>>,
     /// Makes one of wharf's stacks the first time a build needs it.
     stacks: crate::stacks::StackMaker,
+    /// Each build runs in cgroups of its own (`wharf/builds/<id>`), where the host allows.
+    cgroups: wharf_sandbox::cgroup::Cgroups,
+}
+
+/// Processes a build's commands may have at once (compilers and package managers run many);
+/// a fork bomb in a build script stops there.
+const BUILD_PIDS: u32 = 4096;
+
+/// Removes a build's cgroups when the build is over.
+struct BuildCgroups(wharf_sandbox::cgroup::Limits);
+
+impl Drop for BuildCgroups {
+    fn drop(&mut self) {
+        self.0.remove();
+    }
 }
 
 impl BuildRunner {
@@ -86,6 +101,7 @@ impl BuildRunner {
                 releaser,
                 gc,
                 stacks,
+                cgroups: wharf_sandbox::cgroup::Cgroups::detect(),
             }),
         }
     }
@@ -199,6 +215,8 @@ impl Inner {
         .map_err(|e| format!("the source archive can't be used: {e}"))?;
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        // CPU shared with the apps' below wharf's own, and at most BUILD_PIDS processes.
+        let limits = BuildCgroups(self.cgroups.prepare("builds", &build.id, None, BUILD_PIDS));
         let request = BuildRequest {
             source_dir,
             work_dir: work_dir.join("work"),
@@ -223,6 +241,7 @@ impl Inner {
                     .map_err(internal)?,
                 None => None,
             },
+            cgroups: limits.0.procs_files(),
         };
         tokio::fs::create_dir_all(&request.work_dir)
             .await
@@ -238,6 +257,7 @@ impl Inner {
             .await
             .map_err(internal)?
             .map_err(|e| e.to_string())?;
+        drop(limits);
         self.store
             .set_build_provider(&build.id, &output.provider)
             .await

@@ -165,3 +165,45 @@ fn deploy_refuses_what_it_cannot_pack_before_uploading() {
         .json();
     assert!(builds.as_array().unwrap().is_empty());
 }
+
+/// A build's commands run in cgroups of the build's own (`wharf/builds/<id>`), where the host
+/// lets wharf make cgroups, and those are gone once the build is.
+#[test]
+fn a_build_runs_in_its_own_cgroups() {
+    let pids = std::path::Path::new("/sys/fs/cgroup/pids");
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let writable =
+        |dir: &std::path::Path| nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok();
+    if !(v2 && writable(std::path::Path::new("/sys/fs/cgroup")) || pids.is_dir() && writable(pids))
+    {
+        eprintln!("note: cgroups are not writable here; skipped");
+        return;
+    }
+    let server = Server::start();
+    let cli = Cli::logged_in(&server);
+    cli.run(&["apps", "create", "limited"]).success();
+    let dir = cli.work_dir().join("limited");
+    write_tree(
+        &dir,
+        &[
+            ("bin/build", "#!/bin/sh\ncat /proc/self/cgroup\n"),
+            ("Procfile", "worker: true\n"),
+        ],
+    );
+    let run = cli
+        .run(&["deploy", dir.to_str().unwrap(), "-a", "limited"])
+        .success();
+    let builds = cli
+        .run(&["builds", "-a", "limited", "--json"])
+        .success()
+        .json();
+    let id = builds[0]["id"].as_str().unwrap();
+    let cgroup = format!("/wharf/builds/{id}");
+    assert!(run.stdout.contains(&cgroup), "{run:#?}");
+    let left: Vec<_> = ["/sys/fs/cgroup", "/sys/fs/cgroup/pids"]
+        .iter()
+        .map(|root| std::path::Path::new(root).join(cgroup.trim_start_matches('/')))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
