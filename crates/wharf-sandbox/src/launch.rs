@@ -105,6 +105,18 @@ impl Launch {
     }
 }
 
+/// The running `wharf` executable, if this process is one (not, say, a test binary that
+/// embeds the supervisor or the builder): the launcher is a subcommand of it.
+pub fn own_executable() -> Option<&'static std::path::Path> {
+    static EXE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let exe = std::env::current_exe().ok()?;
+        let wharf = exe.parent()?.join("wharf");
+        (wharf.is_file() && exe.file_name() == wharf.file_name()).then_some(wharf)
+    })
+    .as_deref()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,16 +134,4 @@ mod tests {
         assert!(Launch::parse(["--".into()]).is_err());
         assert!(Launch::parse(["--user".into(), "x".into(), "--".into(), "a".into()]).is_err());
     }
-}
-
-/// The running `wharf` executable, if this process is one (not, say, a test binary that
-/// embeds the supervisor or the builder): the launcher is a subcommand of it.
-pub fn own_executable() -> Option<&'static std::path::Path> {
-    static EXE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    EXE.get_or_init(|| {
-        let exe = std::env::current_exe().ok()?;
-        let wharf = exe.parent()?.join("wharf");
-        (wharf.is_file() && exe.file_name() == wharf.file_name()).then_some(wharf)
-    })
-    .as_deref()
 }
