@@ -175,6 +175,17 @@ async fn restart(state: &AppState, app: &str, target: Target) -> ApiResult<Statu
         for name in &one_offs {
             state.control.supervisor().stop_one_off(&app.id, name);
         }
+        // Answered once they are gone (a GET then says 404), or after RESTART_WAIT with them
+        // still stopping (a process ignoring SIGTERM gets its grace period).
+        let deadline = tokio::time::Instant::now() + RESTART_WAIT;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        while tokio::time::Instant::now() < deadline {
+            let left = state.control.supervisor().one_offs(&app.id);
+            if !left.iter().any(|o| one_offs.contains(&o.name)) {
+                break;
+            }
+            tick.tick().await;
+        }
         tracing::info!(app = %app.name, stopped = ?one_offs, "one-off processes stopped");
         return Ok(StatusCode::ACCEPTED);
     }
