@@ -43,6 +43,22 @@ impl Releases {
         let app_root = self.root.join(app_id);
         let dest = app_root.join(format!("v{}", release.version));
         let _guard = self.unpacking.lock().await;
+        // Both unpacked already (the release was checked against its run image then): found
+        // without reading the image store, as every instance start after the first is.
+        let unpacked_root = release
+            .run_image
+            .as_deref()
+            .and_then(|d| wharf_image::Digest::parse(d).ok())
+            .map(|d| wharf_stack::rootfs::path(&self.stacks, &d));
+        if dest.is_dir() && unpacked_root.as_ref().is_none_or(|r| r.is_dir()) {
+            if let Some(gid) = user {
+                crate::runtime::restrict_to_group(&app_root, gid)?;
+            }
+            return Ok(ReleaseTree {
+                app: dest.join("app"),
+                root: unpacked_root,
+            });
+        }
         let (root, below) = match &release.run_image {
             Some(run_image) => {
                 let (root, below) = self.run_root(app_id, release, run_image).await?;
@@ -113,17 +129,12 @@ impl Releases {
         let found = tokio::task::spawn_blocking(move || {
             let parse = |d: &str| wharf_image::Digest::parse(d).map_err(|e| e.to_string());
             let (image, run) = (parse(&image)?, parse(&run)?);
-            let below = images.image(&run).map_err(|e| e.to_string())?.layers();
-            let layers = images.image(&image).map_err(|e| e.to_string())?.layers();
-            let digests = |l: &[wharf_image::LayerInfo]| -> Vec<wharf_image::Digest> {
-                l.iter().map(|l| l.digest.clone()).collect()
-            };
-            if layers.len() < below.len() || digests(&layers[..below.len()]) != digests(&below) {
-                return Err("the image's bottom layers are not the run image's".to_owned());
-            }
+            let read = |d: &wharf_image::Digest| images.image(d).map_err(|e| e.to_string());
+            let below = wharf_stack::layers_on(&read(&image)?, &read(&run)?)
+                .ok_or("the image's bottom layers are not the run image's")?;
             let root =
                 wharf_stack::rootfs::unpack(&images, &run, &stacks).map_err(|e| e.to_string())?;
-            Ok((root, below.len()))
+            Ok((root, below))
         })
         .await
         .map_err(|e| e.to_string())

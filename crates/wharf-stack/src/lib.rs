@@ -587,6 +587,15 @@ pub enum RebaseError {
     Image(#[from] wharf_image::ImageError),
 }
 
+/// How many of `image`'s layers, from the bottom, are `run`'s: `Some` when `image` sits on the
+/// run image `run` (its bottom layers are exactly `run`'s), `None` when it doesn't.
+pub fn layers_on(image: &wharf_image::Image, run: &wharf_image::Image) -> Option<usize> {
+    let (layers, below) = (image.layers(), run.layers());
+    let same =
+        layers.len() >= below.len() && layers.iter().zip(&below).all(|(a, b)| a.digest == b.digest);
+    same.then_some(below.len())
+}
+
 /// A rebased image: what it was on and what it is on now.
 #[derive(Debug, Clone)]
 pub struct Rebased {
@@ -626,18 +635,14 @@ pub fn rebase(store: &ImageStore, image: &Digest) -> Result<Rebased, RebaseError
             run: to,
         });
     }
-    let below = store.image(&from)?.layers();
-    let layers = old.layers();
-    let digests =
-        |l: &[wharf_image::LayerInfo]| l.iter().map(|l| l.digest.clone()).collect::<Vec<_>>();
-    if layers.len() < below.len() || digests(&layers[..below.len()]) != digests(&below) {
+    let Some(below) = layers_on(&old, &store.image(&from)?) else {
         return Err(RebaseError::Mismatch {
             image: image.clone(),
             run: from,
         });
-    }
+    };
     let mut base = store.image(&to)?.layers();
-    base.extend(layers[below.len()..].iter().cloned());
+    base.extend(old.layers()[below..].iter().cloned());
     labels.insert(LABEL_RUN_IMAGE.to_owned(), to.to_string());
     let built = store.build_image(&ImageSpec {
         base,

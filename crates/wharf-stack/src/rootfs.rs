@@ -8,6 +8,11 @@ use wharf_image::{Digest, ImageStore};
 
 use crate::StackError;
 
+/// Where image `manifest`'s root filesystem is (or would be) unpacked under `cache`.
+pub fn path(cache: &Path, manifest: &Digest) -> PathBuf {
+    cache.join(manifest.hex())
+}
+
 /// The root filesystem of image `manifest` under `cache` (`<cache>/<hex digest>`), unpacked
 /// from the store the first time it is asked for. Unpacking goes to a temporary directory
 /// that is renamed into place, so a crash midway leaves nothing that looks complete.
@@ -17,7 +22,7 @@ use crate::StackError;
 /// fifos are skipped (the sandbox brings its own `/dev`). Stack images are one layer each, so
 /// there are no whiteouts to apply.
 pub fn unpack(store: &ImageStore, manifest: &Digest, cache: &Path) -> Result<PathBuf, StackError> {
-    let dest = cache.join(manifest.hex());
+    let dest = path(cache, manifest);
     if dest.is_dir() {
         return Ok(dest);
     }

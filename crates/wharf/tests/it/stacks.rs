@@ -87,13 +87,10 @@ fn an_app_on_a_stack_builds_and_runs_in_its_images() {
         log.contains(&format!("Building on stack {}", crate::test_stack::NAME)),
         "{log}"
     );
-    wait_until(
-        Duration::from_secs(120),
-        "the app to answer through the router",
-        || match http_get(server.router_port, &format!("{app}.localhost"), "/")? {
-            (200, body) if body.contains("Hello from python-web!") => Ok(()),
-            (status, body) => Err(format!("{status} {body}")),
-        },
+    until_answers(
+        server.router_port,
+        &format!("{app}.localhost"),
+        "Hello from python-web!",
     );
 
     // A one-off runs in the run image: trixie (13), not the host's Debian; no compilers.
@@ -192,13 +189,10 @@ fn an_app_on_a_stack_builds_and_runs_in_its_images() {
         v2.labels()[wharf_stack::LABEL_RUN_IMAGE],
         newer.manifest.to_string()
     );
-    wait_until(
-        Duration::from_secs(120),
-        "the rebased release to answer",
-        || match http_get(server.router_port, &format!("{app}.localhost"), "/")? {
-            (200, body) if body.contains(&format!("release {next}")) => Ok(()),
-            (status, body) => Err(format!("{status} {body}")),
-        },
+    until_answers(
+        server.router_port,
+        &format!("{app}.localhost"),
+        &format!("release {next}"),
     );
     let sees = cli
         .run(&["run", "-a", app, "--", "cat /etc/wharf-rebased"])
@@ -288,11 +282,16 @@ fn podman_runs_the_image(store: &std::path::Path, tag: &str) {
     let _container = OnDrop(Box::new(move || {
         let _ = podman(&["rm", "-f", "-t", "0", &name]).output();
     }));
+    until_answers(port, "localhost", "Hello from python-web!");
+}
+
+/// Waits (up to two minutes) until `GET /` of `host` on `port` answers 200 with `needle`.
+fn until_answers(port: u16, host: &str, needle: &str) {
     wait_until(
-        Duration::from_secs(60),
-        "the image to serve under podman",
-        || match http_get(port, "localhost", "/")? {
-            (200, body) if body.contains("Hello from python-web!") => Ok(()),
+        Duration::from_secs(120),
+        &format!("{host} to answer with `{needle}`"),
+        || match http_get(port, host, "/")? {
+            (200, body) if body.contains(needle) => Ok(()),
             (status, body) => Err(format!("{status} {body}")),
         },
     );
@@ -471,13 +470,10 @@ fn a_fresh_server_makes_its_default_stack_on_first_use() {
         let log = deployed.transcript();
         let made = log.contains("Making stack wharf-trixie (first use");
         assert_eq!(made, n == 0, "{log}");
-        wait_until(
-            Duration::from_secs(120),
-            "the app to answer",
-            || match http_get(server.router_port, &format!("{app}.localhost"), "/")? {
-                (200, body) if body.contains("Hello from python-web!") => Ok(()),
-                (status, body) => Err(format!("{status} {body}")),
-            },
+        until_answers(
+            server.router_port,
+            &format!("{app}.localhost"),
+            "Hello from python-web!",
         );
     }
     let stack = cli
