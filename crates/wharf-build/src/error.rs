@@ -88,6 +88,46 @@ pub enum BuildError {
     #[error("{file} is invalid: {reason}")]
     InvalidManifest { file: &'static str, reason: String },
 
+    #[error(
+        "could not download {what} from {url}: {reason}; check that the wharf server reaches it \
+         (or point WHARF_NPM_REGISTRY or WHARF_PYTHON_URL at a source it reaches) and build again"
+    )]
+    Download {
+        what: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error(
+        "{what} from {url} does not match the digest its source published (expected \
+         {expected}, got {actual}); nothing was kept: build again, and if it repeats, the source \
+         or a proxy between it and this server serves a different file"
+    )]
+    DigestMismatch {
+        what: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+
+    #[error(
+        "{runtime} {asked} is asked for by {file}, but it can't be provided here: {have}. {fix}"
+    )]
+    RuntimeUnavailable {
+        runtime: &'static str,
+        asked: String,
+        file: &'static str,
+        have: String,
+        fix: String,
+    },
+
+    #[error("step `{step}` failed: {reason}; {fix}")]
+    StepFailed {
+        step: String,
+        reason: String,
+        fix: String,
+    },
+
     #[error("invalid build request: {0}")]
     InvalidRequest(String),
 }

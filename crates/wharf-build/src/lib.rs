@@ -23,11 +23,13 @@ mod error;
 mod log;
 mod process_tree;
 mod provider;
+mod runtime;
 mod sandbox;
 mod toolchain;
 mod tree;
 
 pub use error::BuildError;
+pub use runtime::{RuntimeSources, NPM_REGISTRY};
 pub use sandbox::{ParseSandboxModeError, SandboxMode, APP_MOUNT, SYSTEM_PATH};
 
 use cache::ProviderCache;
@@ -74,7 +76,17 @@ pub struct BuildRequest {
     /// `cgroup.procs` files (see `wharf_sandbox::cgroup`) every build command joins before it
     /// runs, through wharf's launcher (`wharf cgroup-exec`) when this process is `wharf`.
     pub cgroups: Vec<PathBuf>,
+    /// Where language runtimes that don't come with the stack are fetched from and kept.
+    pub runtimes: RuntimeSources,
+    /// The stack's name, for messages.
+    pub stack: String,
+    /// The app's settings wharf itself reads during a build, taken from its config vars:
+    /// `DISABLE_COLLECTSTATIC`. They never reach build commands, which see no config vars.
+    pub switches: BTreeMap<String, String>,
 }
+
+/// Config vars that are switches of the build itself (see [`BuildRequest::switches`]).
+pub const BUILD_SWITCHES: [&str; 1] = ["DISABLE_COLLECTSTATIC"];
 
 impl BuildRequest {
     /// A request with the default timeout (15 minutes), sandbox mode `auto`, no extra env and
@@ -83,7 +95,6 @@ impl BuildRequest {
         BuildRequest {
             source_dir,
             work_dir,
-            cache_dir,
             timeout: Duration::from_secs(15 * 60),
             sandbox: SandboxMode::Auto,
             buildpack_env: BTreeMap::new(),
@@ -92,6 +103,12 @@ impl BuildRequest {
             root: None,
             trust: None,
             cgroups: Vec::new(),
+            runtimes: RuntimeSources::new(
+                cache_dir.parent().unwrap_or(&cache_dir).join(".runtimes"),
+            ),
+            stack: "wharf-1".to_owned(),
+            switches: BTreeMap::new(),
+            cache_dir,
         }
     }
 }
@@ -101,6 +118,9 @@ impl BuildRequest {
 pub struct BuildOutput {
     /// The built app tree (inside `work_dir`); it becomes `/app` in the image.
     pub app_dir: PathBuf,
+    /// Paths relative to `app_dir` that form the runtime layer (`.wharf`: a language runtime
+    /// that doesn't come with the stack), below the dependency layer.
+    pub runtime_paths: Vec<PathBuf>,
     /// Paths relative to `app_dir` that form the dependency layer (`.venv`, `node_modules`);
     /// everything else is the code layer.
     pub dependency_paths: Vec<PathBuf>,
@@ -112,6 +132,8 @@ pub struct BuildOutput {
     /// The provider that built the app: `bin-build`, `buildpack`, `python`, `node`, `rust`,
     /// `static` or `procfile`.
     pub provider: String,
+    /// The language runtime and its version (`python 3.13.5`), when the provider uses one.
+    pub runtime: Option<String>,
 }
 
 /// Builds `req.source_dir` into an app tree under `req.work_dir`.
@@ -181,6 +203,9 @@ pub async fn build(
         work_dir: &req.work_dir,
         cache,
         buildpack_env: &req.buildpack_env,
+        sources: &req.runtimes,
+        stack: &req.stack,
+        switches: &req.switches,
     };
     let built = detected.build(&ctx).await?;
     limits.check()?;
@@ -191,10 +216,12 @@ pub async fn build(
     log.step("Build succeeded");
     Ok(BuildOutput {
         app_dir,
+        runtime_paths: built.runtime_paths,
         dependency_paths: built.dependency_paths,
         env: built.env,
         process_types,
         provider: detected.name().to_owned(),
+        runtime: built.runtime.map(|r| r.to_string()),
     })
 }
 

@@ -290,6 +290,11 @@ impl Sandbox {
         })
     }
 
+    /// Whether commands run in namespaces (where the app tree is `/app`).
+    pub(crate) fn is_sandboxed(&self) -> bool {
+        self.isolation.is_sandboxed()
+    }
+
     /// Whether build commands drop to the app's user.
     pub(crate) fn as_app_user(&self) -> bool {
         self.drop_to().is_some()
@@ -337,6 +342,31 @@ impl Sandbox {
         let style = cmd.style;
         let status = self
             .exec(cmd, limits, &mut |line| log.output(style, line))
+            .await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(BuildError::CommandFailed {
+                step: cmd.step.clone(),
+                status,
+            })
+        }
+    }
+
+    /// [`Sandbox::run`], also handing each output line to `seen` (to look for known failures).
+    pub(crate) async fn run_seeing(
+        &self,
+        cmd: &SandboxCommand,
+        log: &BuildLog,
+        limits: &Limits,
+        seen: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), BuildError> {
+        let style = cmd.style;
+        let status = self
+            .exec(cmd, limits, &mut |line| {
+                seen(line);
+                log.output(style, line);
+            })
             .await?;
         if status.success() {
             Ok(())

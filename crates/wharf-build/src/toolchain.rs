@@ -1,4 +1,4 @@
-//! Finding the language toolchains (python3, node/npm, cargo): in the build image when the app
+//! Finding the language toolchains (python3, cargo): in the build image when the app
 //! builds on a stack, else on the host.
 //!
 //! Builds get the system `PATH` only. A toolchain installed elsewhere (rustup in `~/.cargo/bin`,
@@ -75,26 +75,6 @@ pub(crate) async fn python(root: Option<&Path>) -> Result<Vec<PathBuf>, BuildErr
     match exe.as_deref().map(Path::new).and_then(Path::parent) {
         Some(dir) => Ok(vec![dir.to_path_buf()]),
         None => Err(missing),
-    }
-}
-
-/// Directories to put in front of `PATH` so that `node` and `npm` are found.
-pub(crate) fn node(root: Option<&Path>) -> Result<Vec<PathBuf>, BuildError> {
-    if let Some(root) = root {
-        return in_image(root, &["node", "npm"]);
-    }
-    if find_program("node", SYSTEM_PATH).is_some() && find_program("npm", SYSTEM_PATH).is_some() {
-        return Ok(Vec::new());
-    }
-    let dir = find_program("node", &server_path())
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .filter(|d| is_executable(&d.join("npm")));
-    match dir {
-        Some(dir) => Ok(vec![dir]),
-        None => Err(BuildError::ToolMissing {
-            tool: "node and npm",
-            hint: "install Node.js with npm on the wharf host",
-        }),
     }
 }
 

@@ -588,6 +588,8 @@ pub struct Build {
     pub user: UserRef,
     /// The provider that built it (`python`, `node`, …), once detected.
     pub provider: Option<String>,
+    /// The language runtime and version it was built with (`python 3.13.5`), once built.
+    pub runtime: Option<String>,
     /// Process types and their commands, once built.
     pub process_types: Option<BTreeMap<String, String>>,
     /// Why the build failed.

@@ -54,8 +54,9 @@ pub struct StackDef {
     pub build: &'static [&'static str],
 }
 
-/// What runtimes load at run time: TLS, time zones, the C libraries language packages' native
-/// extensions link to, a Python, and curl for health checks and scripts. (`libssl3` is
+/// What runtimes load at run time: TLS, time zones, the C and C++ libraries language runtimes
+/// (Node.js) and packages' native extensions link to, a Python, and curl for health checks and
+/// scripts. (`libssl3` is
 /// `libssl3t64` from trixie on.)
 macro_rules! run_packages {
     ($ssl:literal) => {
@@ -64,6 +65,7 @@ macro_rules! run_packages {
             "tzdata",
             $ssl,
             "libffi8",
+            "libstdc++6",
             "libpq5",
             "zlib1g",
             "libsqlite3-0",

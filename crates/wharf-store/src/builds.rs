@@ -34,6 +34,8 @@ pub struct BuildRecord {
     pub source_version: Option<String>,
     pub status: BuildStatus,
     pub provider: Option<String>,
+    /// The language runtime and version the build used (`python 3.13.5`).
+    pub runtime: Option<String>,
     pub image_digest: Option<String>,
     pub process_types: Option<BTreeMap<String, String>>,
     pub error: Option<String>,
@@ -48,6 +50,7 @@ pub struct BuildRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildSuccess {
     pub provider: String,
+    pub runtime: Option<String>,
     pub image_digest: String,
     pub process_types: BTreeMap<String, String>,
     /// The description of the release it makes ("Deploy 1a2b3c4d5e6f").
@@ -66,7 +69,7 @@ fn source_from_row(row: &AnyRow) -> Result<SourceRecord> {
 
 const BUILD_SELECT: &str =
     "SELECT b.id, b.app_id, b.source_id, s.sha256 AS source_sha256, b.source_version, \
-     b.status, b.provider, b.image_digest, b.process_types, b.error, b.release_id, b.user_id, \
+     b.status, b.provider, b.runtime, b.image_digest, b.process_types, b.error, b.release_id, b.user_id, \
      u.email AS user_email, b.created_at, b.updated_at \
      FROM builds b JOIN sources s ON s.id = b.source_id JOIN accounts u ON u.id = b.user_id";
 
@@ -85,6 +88,7 @@ fn build_from_row(row: &AnyRow) -> Result<BuildRecord> {
                 StoreError::Corrupt(e.to_string())
             })?,
         provider: row.try_get("provider")?,
+        runtime: row.try_get("runtime")?,
         image_digest: row.try_get("image_digest")?,
         process_types: process_types
             .map(|json| {
@@ -317,7 +321,7 @@ impl Store {
             serde_json::to_string(&success.process_types).expect("a map of strings serializes");
         let done = sqlx::query(
             "UPDATE builds SET status = 'succeeded', provider = $2, image_digest = $3, process_types = $4, \
-             release_id = $5, updated_at = $6 WHERE id = $1 AND status = 'running'",
+             release_id = $5, updated_at = $6, runtime = $7 WHERE id = $1 AND status = 'running'",
         )
         .bind(id)
         .bind(&success.provider)
@@ -325,6 +329,7 @@ impl Store {
         .bind(process_types)
         .bind(&release_id)
         .bind(now())
+        .bind(&success.runtime)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -32,6 +32,7 @@ pub async fn run(global: &Global, args: BuildsArgs) -> anyhow::Result<()> {
                         b.id.clone(),
                         b.phase.to_string(),
                         b.provider.clone().unwrap_or_default(),
+                        b.runtime.clone().unwrap_or_default(),
                         b.source_blob.version.clone().unwrap_or_default(),
                         b.user.email.clone(),
                         b.created_at.clone(),
@@ -39,7 +40,9 @@ pub async fn run(global: &Global, args: BuildsArgs) -> anyhow::Result<()> {
                 })
                 .collect();
             output::table(
-                &["ID", "STATUS", "PROVIDER", "VERSION", "BY", "CREATED"],
+                &[
+                    "ID", "STATUS", "PROVIDER", "RUNTIME", "VERSION", "BY", "CREATED",
+                ],
                 &rows,
             );
         }
@@ -69,6 +72,7 @@ pub async fn run(global: &Global, args: BuildsArgs) -> anyhow::Result<()> {
                     "Provider".into(),
                     build.provider.clone().unwrap_or_default(),
                 ),
+                ("Runtime".into(), build.runtime.clone().unwrap_or_default()),
                 (
                     "Source".into(),
                     build.source_blob.checksum.clone().unwrap_or_default(),

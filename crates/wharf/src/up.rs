@@ -64,6 +64,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("reading WHARF_* settings")?
         .server;
     server_args.sandbox = args.sandbox.clone();
+    if server_args.runtime_cache.is_none() && args.data_dir.is_none() {
+        // Every `wharf up` directory shares the runtimes it downloads.
+        server_args.runtime_cache = Some(crate::server::default_data_dir()?.join("runtimes"));
+    }
     let mut config = crate::server::config(server_args, data_dir.clone())?;
     // Before a port is opened or a file made: a sandbox that can't work stops us here.
     let sandbox = crate::server::settle_sandbox(&mut config).await?;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::cache::ProviderCache;
 use crate::error::BuildError;
 use crate::log::BuildLog;
+use crate::runtime::{Chosen, RuntimeSources};
 use crate::sandbox::{Limits, Sandbox, SandboxCommand, SYSTEM_PATH};
 
 mod bin_build;
@@ -34,6 +35,11 @@ pub(crate) struct ProviderOutput {
     pub dependency_paths: Vec<PathBuf>,
     /// Image env defaults.
     pub env: BTreeMap<String, String>,
+    /// Paths relative to the app tree that form the runtime layer (`.wharf`): the language
+    /// runtime itself, when it doesn't come with the stack.
+    pub runtime_paths: Vec<PathBuf>,
+    /// The language runtime the app was built with.
+    pub runtime: Option<Chosen>,
 }
 
 impl ProviderOutput {
@@ -72,11 +78,29 @@ pub(crate) struct BuildContext<'a> {
     pub cache: ProviderCache,
     /// Variables a buildpack finds in its `ENV_DIR` (empty for now).
     pub buildpack_env: &'a BTreeMap<String, String>,
+    /// Where runtimes that don't come with the stack are fetched from.
+    pub sources: &'a RuntimeSources,
+    /// The stack's name, for messages (`wharf-1` builds on the host).
+    pub stack: &'a str,
+    /// The app's settings wharf itself reads during builds (see
+    /// [`crate::BuildRequest::switches`]).
+    pub switches: &'a BTreeMap<String, String>,
 }
 
 impl BuildContext<'_> {
     pub(crate) async fn run(&self, cmd: SandboxCommand) -> Result<(), BuildError> {
         self.sandbox.run(&cmd, self.log, self.limits).await
+    }
+
+    /// [`BuildContext::run`], also handing each output line to `seen`.
+    pub(crate) async fn run_seeing(
+        &self,
+        cmd: SandboxCommand,
+        seen: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), BuildError> {
+        self.sandbox
+            .run_seeing(&cmd, self.log, self.limits, seen)
+            .await
     }
 
     /// Runs `cmd` for its output; on failure its output goes to the log and the step fails.

@@ -1,20 +1,30 @@
 //! Python apps: `requirements.txt` (`pip install -r`) or `pyproject.toml` (`pip install .`),
 //! installed into a virtualenv at `.venv` in the app tree, which is the dependency layer.
 //!
+//! The interpreter is the one the app asks for (`runtime::python`): one of the stack's, or a
+//! prebuilt CPython from the operator's source, copied to `.wharf/python` (the runtime layer).
+//! Then, as Heroku's Python support does: `bin/pre_compile`, the install, Django's
+//! `collectstatic` (when the app is a Django project with `STATIC_ROOT`; `DISABLE_COLLECTSTATIC=1`
+//! skips it), `bin/post_compile`.
+//!
 //! pip's cache lives in `cache/python/pip`. After an install the venv is saved to the cache with
-//! the hash of its inputs (the requirements file and the interpreter); a later build with the same
-//! hash copies it back instead of running pip (for `pyproject.toml` the app's own package is then
-//! reinstalled with `--no-deps`, since its code may have changed).
+//! the hash of its inputs (the requirements file and the interpreter's path and version); a later
+//! build with the same hash copies it back instead of running pip, and another interpreter
+//! misses it (for `pyproject.toml` the app's own package is then reinstalled with `--no-deps`,
+//! since its code may have changed).
 //!
 //! Scripts pip writes to `.venv/bin` start with the absolute path of the interpreter it was built
 //! at; they are rewritten to `#!/usr/bin/env python3`, which finds the venv's interpreter through
 //! the image's `PATH` (`/app/.venv/bin` first), so the venv works wherever the app tree is run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{has_file, BuildContext, Provider, ProviderOutput};
 use crate::cache::inputs_hash;
 use crate::error::BuildError;
+use crate::runtime::fetch::{Digest, Fetcher};
+use crate::runtime::python::{self as py, Offer, Pick, Request, Version, Want};
+use crate::runtime::{Chosen, RUNTIME_DIR};
 use crate::sandbox::SandboxCommand;
 use crate::{toolchain, tree};
 
@@ -22,6 +32,10 @@ pub(crate) struct Python;
 
 const VENV: &str = ".venv";
 const PORTABLE_SHEBANG: &str = "#!/usr/bin/env python3";
+/// Where a downloaded Python goes in the app tree.
+const DOWNLOADED: &str = ".wharf/python";
+/// The newest patch of a minor version wharf looks for at a Python source.
+const MAX_PATCH: u64 = 40;
 
 impl Provider for Python {
     const NAME: &'static str = "python";
@@ -35,7 +49,8 @@ impl Provider for Python {
     }
 
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<ProviderOutput, BuildError> {
-        let tools = toolchain::python(ctx.sandbox.root()).await?;
+        let request = py::requested(ctx.app_dir)?;
+        let (program, chosen, downloaded) = interpreter(ctx, request.as_ref()).await?;
         let requirements = has_file(ctx.app_dir, "requirements.txt");
         let manifest = if requirements {
             "requirements.txt"
@@ -45,21 +60,14 @@ impl Provider for Python {
         let manifest_path = ctx.app_dir.join(manifest);
         let manifest_text =
             std::fs::read(&manifest_path).map_err(|e| BuildError::io("read", &manifest_path, e))?;
+        let hash = inputs_hash(&[
+            manifest.as_bytes(),
+            &manifest_text,
+            program.as_bytes(),
+            chosen.version.as_bytes(),
+        ]);
 
-        let version_cmd = SandboxCommand::new("python3 --version", "python3")
-            .arg("-c")
-            .arg("import sys; print(sys.executable); print(sys.version)")
-            .path_prefix(&tools);
-        let interpreter = ctx.output(version_cmd, "python3 --version").await?;
-        let version = interpreter
-            .lines()
-            .nth(1)
-            .and_then(|v| v.split_whitespace().next())
-            .unwrap_or("(unknown version)")
-            .to_owned();
-        ctx.log.step(&format!("Using Python {version}"));
-        let hash = inputs_hash(&[manifest.as_bytes(), &manifest_text, interpreter.as_bytes()]);
-
+        hook(ctx, "bin/pre_compile").await?;
         let venv_dir = ctx.app_dir.join(VENV);
         if venv_dir.exists() {
             ctx.log
@@ -72,7 +80,6 @@ impl Provider for Python {
                 .env("PIP_CACHE_DIR", ctx.cache.path().join("pip"))
                 .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
                 .env("PIP_NO_INPUT", "1")
-                .path_prefix(&tools)
         };
 
         if ctx.cache.restore("venv", &hash, &venv_dir).await? {
@@ -82,35 +89,478 @@ impl Provider for Python {
             if !requirements {
                 ctx.log
                     .step("Installing the app's package with pip (--no-deps)");
-                ctx.run(pip("pip install --no-deps .").args(["--no-deps", "."]))
-                    .await?;
+                pip_install(
+                    ctx,
+                    pip("pip install --no-deps .").args(["--no-deps", "."]),
+                    &chosen,
+                )
+                .await?;
                 make_portable(ctx)?;
             }
         } else {
-            ctx.log.step("Creating virtualenv .venv");
-            let venv = SandboxCommand::new("python3 -m venv", "python3")
+            ctx.log.step(&format!(
+                "Creating virtualenv .venv with Python {}",
+                chosen.version
+            ));
+            let venv = SandboxCommand::new("python -m venv", &program)
                 .args(["-m", "venv"])
-                .arg(ctx.app_path(VENV))
-                .path_prefix(&tools);
+                .arg(ctx.app_path(VENV));
             ctx.run(venv).await?;
             if requirements {
                 ctx.log.step("Installing requirements with pip");
-                ctx.run(pip("pip install -r requirements.txt").args(["-r", "requirements.txt"]))
-                    .await?;
+                pip_install(
+                    ctx,
+                    pip("pip install -r requirements.txt").args(["-r", "requirements.txt"]),
+                    &chosen,
+                )
+                .await?;
             } else {
                 ctx.log.step("Installing the app with pip (pyproject.toml)");
-                ctx.run(pip("pip install .").arg(".")).await?;
+                pip_install(ctx, pip("pip install .").arg("."), &chosen).await?;
             }
             make_portable(ctx)?;
             ctx.cache.save("venv", &hash, &venv_dir).await?;
         }
+        collectstatic(ctx).await?;
+        hook(ctx, "bin/post_compile").await?;
 
-        let mut output = ProviderOutput::with_path(&["/app/.venv/bin"]).web(web_command(ctx));
+        let mut prefix = vec!["/app/.venv/bin"];
+        if downloaded {
+            prefix.push("/app/.wharf/python/bin");
+        }
+        let mut output = ProviderOutput::with_path(&prefix).web(web_command(ctx));
         output
             .env
             .insert("PYTHONUNBUFFERED".to_owned(), "1".to_owned());
         output.dependency_paths.push(VENV.into());
+        if downloaded {
+            output.runtime_paths.push(RUNTIME_DIR.into());
+        }
+        output.runtime = Some(chosen);
         Ok(output)
+    }
+}
+
+/// The interpreter to build with (as build commands name it), the version it is, and whether
+/// it was downloaded into the app tree.
+async fn interpreter(
+    ctx: &BuildContext<'_>,
+    request: Option<&Request>,
+) -> Result<(String, Chosen, bool), BuildError> {
+    let offers = stack_pythons(ctx).await?;
+    let asked = request
+        .map(|r| format!(" (asked for by {}: {})", r.file, r.asked))
+        .unwrap_or_default();
+    let source = ctx.sources.python_url.as_deref();
+    let from_stack = |offer: Offer, note: Option<String>| {
+        ctx.log.step(&format!(
+            "Using Python {} from the stack {}{asked}",
+            offer.version, ctx.stack
+        ));
+        if let Some(note) = note {
+            ctx.log.note(&note);
+        }
+        let chosen = Chosen {
+            name: "python",
+            version: offer.version.to_string(),
+        };
+        Ok((offer.program, chosen, false))
+    };
+    let pick = py::pick(request, &offers);
+    let Some(request) = request else {
+        return match pick {
+            Pick::Stack(offer) => from_stack(offer, None),
+            _ => Err(BuildError::ToolMissing {
+                tool: "python3",
+                hint: "install Python 3 with the venv module on the wharf host \
+                       (`apt-get install python3 python3-venv`)",
+            }),
+        };
+    };
+    match (pick, source) {
+        (Pick::Stack(offer), _) => from_stack(offer, None),
+        (Pick::SameMinor(offer), None) => {
+            let note = format!(
+                "{} asks for exactly {}; the stack's {} is the same minor version (Debian's, \
+                 with its security fixes). For exactly {}, the operator can set WHARF_PYTHON_URL",
+                request.file, request.asked, offer.version, request.asked
+            );
+            from_stack(offer, Some(note))
+        }
+        (Pick::SameMinor(offer), Some(url)) => {
+            let Want::Exact(exact) = request.want else {
+                unreachable!("SameMinor answers an exact request")
+            };
+            match download(ctx, url, exact, &asked).await? {
+                Some(found) => Ok(found),
+                None => {
+                    let note = format!(
+                        "the Python source has no {exact}; the stack's {} is the same minor version",
+                        offer.version
+                    );
+                    from_stack(offer, Some(note))
+                }
+            }
+        }
+        (Pick::Missing, Some(url)) => {
+            let found = match &request.want {
+                Want::Exact(exact) => download(ctx, url, *exact, &asked).await?,
+                Want::Minor(major, minor) => match newest_patch(ctx, url, *major, *minor).await? {
+                    Some(version) => download(ctx, url, version, &asked).await?,
+                    None => None,
+                },
+                Want::Range(_) => None,
+            };
+            found.ok_or_else(|| unavailable(ctx, request, &offers, true))
+        }
+        (Pick::Missing, None) => Err(unavailable(ctx, request, &offers, false)),
+    }
+}
+
+fn unavailable(
+    ctx: &BuildContext<'_>,
+    request: &Request,
+    offers: &[Offer],
+    source: bool,
+) -> BuildError {
+    let versions: Vec<String> = offers.iter().map(|o| o.version.to_string()).collect();
+    let have = format!(
+        "the stack {} has Python {}{}",
+        ctx.stack,
+        if versions.is_empty() {
+            "(none)".to_owned()
+        } else {
+            versions.join(", ")
+        },
+        if source {
+            ", and the Python source (WHARF_PYTHON_URL) has no such version"
+        } else {
+            ""
+        }
+    );
+    let range_hint = if matches!(request.want, Want::Range(_)) && source {
+        " (a version range is met from the stack only: name a version in .python-version to \
+         download it)"
+    } else {
+        ""
+    };
+    let fix = format!(
+        "Ask for one it has in {}{range_hint}, move the app to a stack that has the version \
+         (wharf's stacks: {}; `wharf stack:set NAME -a APP`){}",
+        request.file,
+        py::WHARF_STACK_PYTHONS,
+        if source {
+            ""
+        } else {
+            ", or have the operator set WHARF_PYTHON_URL to a source of prebuilt CPython archives"
+        }
+    );
+    BuildError::RuntimeUnavailable {
+        runtime: "Python",
+        asked: request.asked.clone(),
+        file: request.file,
+        have,
+        fix,
+    }
+}
+
+/// The Pythons of the build's root (the stack's build image, or the host): `python3` first,
+/// then every `python3.N` in `/usr/bin`, each with its version. One command asks them all.
+async fn stack_pythons(ctx: &BuildContext<'_>) -> Result<Vec<Offer>, BuildError> {
+    let tools = toolchain::python(ctx.sandbox.root()).await?;
+    let usr_bin = ctx.sandbox.root().unwrap_or(Path::new("/")).join("usr/bin");
+    let mut programs = vec!["python3".to_owned()];
+    if let Ok(entries) = std::fs::read_dir(&usr_bin) {
+        let mut versioned: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| {
+                n.strip_prefix("python3.")
+                    .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()))
+            })
+            .collect();
+        versioned.sort();
+        programs.extend(versioned.into_iter().map(|n| format!("/usr/bin/{n}")));
+    }
+    let probe = SandboxCommand::new("python3 --version", "sh")
+        .arg("-c")
+        .arg(
+            "for p in \"$@\"; do \"$p\" -c 'import sys; \
+             print(sys.executable, \"%d.%d.%d\" % sys.version_info[:3])' 2>/dev/null; done; true",
+        )
+        .arg("sh")
+        .args(&programs)
+        .path_prefix(&tools);
+    let out = ctx.output(probe, "python3 --version").await?;
+    let mut offers: Vec<Offer> = Vec::new();
+    for line in out.lines() {
+        let Some((program, version)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some(version) = Version::parse(version) else {
+            continue;
+        };
+        match offers.iter_mut().find(|o| o.version == version) {
+            // `/usr/bin/python3.13` for `/usr/bin/python3`: the same interpreter, by a name
+            // that stays when the default moves on.
+            Some(o) if o.program.ends_with("/python3") => o.program = program.to_owned(),
+            Some(_) => {}
+            None => offers.push(Offer {
+                program: program.to_owned(),
+                version,
+            }),
+        }
+    }
+    Ok(offers)
+}
+
+fn source_url(template: &str, version: Version) -> String {
+    template
+        .replace("{version}", &version.to_string())
+        .replace("{minor}", &format!("{}.{}", version.0, version.1))
+}
+
+/// The newest `major.minor.N` the source has (asking for each patch, eight at a time).
+async fn newest_patch(
+    ctx: &BuildContext<'_>,
+    template: &str,
+    major: u64,
+    minor: u64,
+) -> Result<Option<Version>, BuildError> {
+    use futures_util::{stream, StreamExt, TryStreamExt};
+    ctx.log.note(&format!(
+        "looking for the newest Python {major}.{minor}.x at the Python source"
+    ));
+    let fetcher = Fetcher::new(&ctx.sources.cache_dir, ctx.log, ctx.limits)?;
+    let found: Vec<Option<Version>> = stream::iter((0..=MAX_PATCH).map(|patch| {
+        let version = Version(major, minor, patch);
+        let url = source_url(template, version);
+        let fetcher = &fetcher;
+        async move {
+            let there = fetcher.exists(&format!("Python {version}"), &url).await?;
+            Ok::<_, BuildError>(there.then_some(version))
+        }
+    }))
+    .buffer_unordered(8)
+    .try_collect()
+    .await?;
+    Ok(found.into_iter().flatten().max())
+}
+
+/// Python `version` from the source, copied into the app tree; `None` when the source has
+/// no such archive.
+async fn download(
+    ctx: &BuildContext<'_>,
+    template: &str,
+    version: Version,
+    asked: &str,
+) -> Result<Option<(String, Chosen, bool)>, BuildError> {
+    if !ctx.sandbox.is_sandboxed() {
+        return Err(BuildError::InvalidRequest(format!(
+            "Python {version} has to be downloaded, which needs the namespaces sandbox (its \
+             virtualenv refers to /app): install bubblewrap, or ask for the host's Python"
+        )));
+    }
+    let fetcher = Fetcher::new(&ctx.sources.cache_dir, ctx.log, ctx.limits)?;
+    let what = format!("Python {version}");
+    let url = source_url(template, version);
+    if !fetcher.exists(&what, &url).await? {
+        return Ok(None);
+    }
+    let digest = match fetcher.text(&what, &format!("{url}.sha256")).await? {
+        Some(text) => Digest::Sha256(
+            text.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        None => Digest::Unpublished,
+    };
+    // Kept by version and archive: a source that publishes a rebuilt archive of the same
+    // version gets it downloaded again.
+    let archive_id = match &digest {
+        Digest::Sha256(hex) => hex.chars().take(16).collect::<String>(),
+        _ => crate::cache::inputs_hash(&[url.as_bytes()])[..16].to_owned(),
+    };
+    let dir = fetcher
+        .unpacked(
+            &what,
+            "python",
+            &format!("{version}-{archive_id}"),
+            &url,
+            &digest,
+        )
+        .await?;
+    ctx.log.step(&format!(
+        "Using Python {version} from the Python source{asked}"
+    ));
+    let home = python_home(&dir).ok_or_else(|| BuildError::Download {
+        what: what.clone(),
+        url: url.clone(),
+        reason: "the archive holds no bin/python3 (at its top or in one directory)".to_owned(),
+    })?;
+    let into = ctx.app_dir.join(DOWNLOADED);
+    tree::remove(&into)?;
+    let from = home.clone();
+    let to = into.clone();
+    tree::blocking(move || tree::copy_tree(&from, &to)).await?;
+    let program = ctx.app_path(&format!("{DOWNLOADED}/bin/python3"));
+    let reported = ctx
+        .output(
+            SandboxCommand::new("python3 --version", &program)
+                .arg("-c")
+                .arg("import sys; print(\"%d.%d.%d\" % sys.version_info[:3])"),
+            "python3 --version",
+        )
+        .await?;
+    if Version::parse(&reported) != Some(version) {
+        return Err(BuildError::Download {
+            what,
+            url,
+            reason: format!(
+                "the archive's interpreter says it is Python {}, not {version}",
+                reported.trim()
+            ),
+        });
+    }
+    let chosen = Chosen {
+        name: "python",
+        version: version.to_string(),
+    };
+    Ok(Some((program.to_string_lossy().into_owned(), chosen, true)))
+}
+
+/// Where `bin/python3` is in an unpacked archive: at its top, or in its one directory
+/// (python-build-standalone's `python/`).
+fn python_home(dir: &Path) -> Option<PathBuf> {
+    if dir.join("bin/python3").exists() {
+        return Some(dir.to_path_buf());
+    }
+    let mut subdirs = std::fs::read_dir(dir).ok()?.filter_map(Result::ok);
+    let only = subdirs.next()?;
+    if subdirs.next().is_some() {
+        return None;
+    }
+    let home = only.path();
+    home.join("bin/python3").exists().then_some(home)
+}
+
+/// Runs pip; when it fails because a dependency needs another Python, says so.
+async fn pip_install(
+    ctx: &BuildContext<'_>,
+    cmd: SandboxCommand,
+    chosen: &Chosen,
+) -> Result<(), BuildError> {
+    let mut needs: Option<String> = None;
+    let result = ctx
+        .run_seeing(cmd, &mut |line| {
+            if needs.is_none() && line.contains("require a different python version") {
+                needs = Some(line.trim().to_owned());
+            }
+        })
+        .await;
+    match (result, needs) {
+        (Err(BuildError::CommandFailed { step, .. }), Some(line)) => {
+            let detail: String = line.chars().take(300).collect();
+            Err(BuildError::StepFailed {
+                step,
+                reason: format!(
+                    "a dependency needs a different Python than {chosen} (pip: {detail})"
+                ),
+                fix: "ask for a Python the dependency supports in .python-version (for example \
+                      `3.13`), or pin a version of the dependency that supports this one"
+                    .to_owned(),
+            })
+        }
+        (result, _) => result,
+    }
+}
+
+/// Runs `bin/pre_compile` or `bin/post_compile` when the app has it.
+async fn hook(ctx: &BuildContext<'_>, rel: &str) -> Result<(), BuildError> {
+    let path = ctx.app_dir.join(rel);
+    if !path.is_file() {
+        return Ok(());
+    }
+    if !tree::is_executable(&path) {
+        return Err(BuildError::NotExecutable {
+            path: rel.to_owned(),
+        });
+    }
+    ctx.log.step(&format!("Running {rel}"));
+    let cmd = SandboxCommand::new(rel, ctx.app_path(rel))
+        .path_prefix(&[ctx.app_path(".venv/bin")])
+        .raw_output();
+    ctx.run(cmd).await
+}
+
+/// Django's `collectstatic`, as Heroku runs it: when `manage.py` is there, Django is installed,
+/// `django.contrib.staticfiles` is an installed app and `STATIC_ROOT` is set.
+async fn collectstatic(ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+    if !has_file(ctx.app_dir, "manage.py") {
+        return Ok(());
+    }
+    if ctx
+        .switches
+        .get("DISABLE_COLLECTSTATIC")
+        .is_some_and(|v| v == "1")
+    {
+        ctx.log
+            .step("Skipping Django collectstatic (DISABLE_COLLECTSTATIC=1)");
+        return Ok(());
+    }
+    let python = ctx.app_path(".venv/bin/python");
+    let check = SandboxCommand::new("manage.py shell", &python)
+        .args(["-c", "import django"])
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let (status, _) = ctx.sandbox.output(&check, ctx.limits).await?;
+    if !status.success() {
+        return Ok(()); // manage.py without Django: not a Django app
+    }
+    let fix = "fix what it reports (builds don't see config vars, so settings must import \
+               without them), or skip collectstatic with `wharf config set \
+               DISABLE_COLLECTSTATIC=1`";
+    let probe = SandboxCommand::new("manage.py shell (STATIC_ROOT)", &python)
+        .args([
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings; \
+             print('wharf:static', bool(getattr(settings, 'STATIC_ROOT', None)) and \
+             'django.contrib.staticfiles' in settings.INSTALLED_APPS)",
+        ])
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let (status, out) = ctx.sandbox.output(&probe, ctx.limits).await?;
+    if !status.success() {
+        ctx.log
+            .step("Django collectstatic: the settings don't load");
+        for line in out.lines() {
+            ctx.log.note(line);
+        }
+        return Err(BuildError::StepFailed {
+            step: "manage.py collectstatic".to_owned(),
+            reason: "loading the Django settings failed".to_owned(),
+            fix: fix.to_owned(),
+        });
+    }
+    if !out.lines().any(|l| l.trim() == "wharf:static True") {
+        ctx.log.step(
+            "Skipping Django collectstatic: no STATIC_ROOT (or django.contrib.staticfiles isn't installed)",
+        );
+        return Ok(());
+    }
+    ctx.log
+        .step("Running Django collectstatic (python manage.py collectstatic --noinput)");
+    let run = SandboxCommand::new("manage.py collectstatic", &python)
+        .args(["manage.py", "collectstatic", "--noinput"])
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    match ctx.run(run).await {
+        Err(BuildError::CommandFailed { step, status }) => Err(BuildError::StepFailed {
+            step,
+            reason: format!("it exited with {status}; its output is above"),
+            fix: fix.to_owned(),
+        }),
+        other => other,
     }
 }
 

@@ -86,6 +86,8 @@ impl Fixture {
         );
         req.sandbox = self.mode;
         req.timeout = TEST_LIMIT;
+        // Node.js and npm downloaded once for every test on this machine.
+        req.runtimes.cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtimes");
         req
     }
 

@@ -193,20 +193,30 @@ async fn node_installs_file_dependency_and_restores_it_from_cache() {
         assert_eq!(out.provider, "node");
         assert!(log.contains("-----> Node.js app detected\n"), "{log}");
         assert!(
-            log.contains("-----> Installing dependencies with npm install --omit=dev\n"),
+            log.contains("-----> Installing dependencies with npm install --include=dev\n"),
             "{log}"
         );
         assert_eq!(out.dependency_paths, [PathBuf::from("node_modules")]);
+        assert_eq!(out.runtime_paths, [PathBuf::from(".wharf")]);
+        assert!(
+            out.runtime
+                .as_deref()
+                .is_some_and(|r| r.starts_with("node ")),
+            "{:?}",
+            out.runtime
+        );
         assert_eq!(out.process_types["web"], "npm start");
         assert_eq!(out.env["NODE_ENV"], "production");
         assert_eq!(
             out.env["PATH"],
-            format!("/app/node_modules/.bin:{SYSTEM_PATH}")
+            format!("/app/.wharf/node/bin:/app/node_modules/.bin:{SYSTEM_PATH}")
         );
+        let node = out.app_dir.join(".wharf/node/bin/node");
+        let node = node.to_str().unwrap();
         let got = run_in(
             &out.app_dir,
-            "node_modules/.bin",
-            "node",
+            ".wharf/node/bin",
+            node,
             &["-e", "console.log(require('dep'))"],
         );
         assert_eq!(got.trim(), "dep works", "{mode}");
@@ -214,10 +224,16 @@ async fn node_installs_file_dependency_and_restores_it_from_cache() {
 
         let (again, log) = f.build().await.ok();
         assert!(
-            log.contains("package.json unchanged: restored node_modules from the build cache (npm install skipped)"),
+            log.contains("package.json unchanged: restored the dependencies from the build cache (install skipped)"),
             "{log}"
         );
-        let got = run_in(&again.app_dir, "node_modules/.bin", "node", &["server.js"]);
+        let node = again.app_dir.join(".wharf/node/bin/node");
+        let got = run_in(
+            &again.app_dir,
+            ".wharf/node/bin",
+            node.to_str().unwrap(),
+            &["server.js"],
+        );
         assert_eq!(got.trim(), "dep works");
     }
 }
@@ -248,16 +264,22 @@ async fn node_with_lockfile_uses_npm_ci_and_defaults_to_node_main() {
 
     let (out, log) = f.build().await.ok();
     assert!(
-        log.contains("-----> Installing dependencies with npm ci --omit=dev\n"),
+        log.contains("-----> Installing dependencies with npm ci --include=dev\n"),
         "{log}"
     );
     assert_eq!(out.process_types["web"], "node app.js");
-    let got = run_in(&out.app_dir, "node_modules/.bin", "node", &["app.js"]);
+    let node = out.app_dir.join(".wharf/node/bin/node");
+    let got = run_in(
+        &out.app_dir,
+        ".wharf/node/bin",
+        node.to_str().unwrap(),
+        &["app.js"],
+    );
     assert_eq!(got.trim(), "dep works");
 
     let (_, log) = f.build().await.ok();
     assert!(
-        log.contains("package-lock.json unchanged: restored node_modules"),
+        log.contains("package-lock.json unchanged: restored the dependencies"),
         "{log}"
     );
 }

@@ -27,6 +27,12 @@ pub struct BuildSettings {
     pub sandbox: SandboxMode,
     /// Limits on uploaded source archives.
     pub limits: Limits,
+    /// The npm registry Node.js and its package managers come from (`WHARF_NPM_REGISTRY`).
+    pub npm_registry: String,
+    /// Prebuilt CPython archives for versions the stacks don't have (`WHARF_PYTHON_URL`).
+    pub python_url: Option<String>,
+    /// Where downloaded runtimes are kept (`WHARF_RUNTIME_CACHE`); `None`: `$DATA/runtimes`.
+    pub runtime_cache: Option<PathBuf>,
 }
 
 /// The queue and the builds in it.
@@ -217,6 +223,15 @@ impl Inner {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         // CPU shared with the apps' below wharf's own, and at most BUILD_PIDS processes.
         let limits = BuildCgroups(self.cgroups.prepare("builds", &build.id, None, BUILD_PIDS));
+        let config = self
+            .store
+            .config_vars(&build.app_id)
+            .await
+            .map_err(internal)?;
+        let switches = wharf_build::BUILD_SWITCHES
+            .iter()
+            .filter_map(|key| Some((key.to_string(), config.get(key)?.to_owned())))
+            .collect();
         let request = BuildRequest {
             source_dir,
             work_dir: work_dir.join("work"),
@@ -242,6 +257,19 @@ impl Inner {
                 None => None,
             },
             cgroups: limits.0.procs_files(),
+            runtimes: wharf_build::RuntimeSources {
+                cache_dir: self
+                    .settings
+                    .runtime_cache
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("runtimes")),
+                npm_registry: self.settings.npm_registry.clone(),
+                python_url: self.settings.python_url.clone(),
+            },
+            stack: stack
+                .as_ref()
+                .map_or_else(|| crate::routes::STACK.to_owned(), |s| s.name.clone()),
+            switches,
         };
         tokio::fs::create_dir_all(&request.work_dir)
             .await
@@ -294,6 +322,7 @@ impl Inner {
                 .await?;
             let success = BuildSuccess {
                 provider: output.provider.clone(),
+                runtime: output.runtime.clone(),
                 image_digest: image.manifest.to_string(),
                 process_types: output.process_types.clone(),
                 release_description: format!("Deploy {}", image.manifest.short()),
@@ -553,6 +582,14 @@ const APP_UID: u32 = 1000;
 /// Dependencies in one layer, the app's code in another: a code-only change reuses the first.
 fn image_spec(output: &BuildOutput) -> ImageSpec {
     let mut layers = Vec::new();
+    // The language runtime below the dependencies: the same version gives the same layer.
+    if !output.runtime_paths.is_empty() {
+        layers.push(LayerSpec {
+            root: output.app_dir.clone(),
+            prefix: "app".to_owned(),
+            select: Select::Only(output.runtime_paths.clone()),
+        });
+    }
     if !output.dependency_paths.is_empty() {
         layers.push(LayerSpec {
             root: output.app_dir.clone(),
@@ -560,13 +597,22 @@ fn image_spec(output: &BuildOutput) -> ImageSpec {
             select: Select::Only(output.dependency_paths.clone()),
         });
     }
+    let below: Vec<PathBuf> = output
+        .runtime_paths
+        .iter()
+        .chain(&output.dependency_paths)
+        .cloned()
+        .collect();
     layers.push(LayerSpec {
         root: output.app_dir.clone(),
         prefix: "app".to_owned(),
-        select: Select::AllExcept(output.dependency_paths.clone()),
+        select: Select::AllExcept(below),
     });
     let mut labels = BTreeMap::new();
     labels.insert("dev.wharf.provider".to_owned(), output.provider.clone());
+    if let Some(runtime) = &output.runtime {
+        labels.insert("dev.wharf.runtime".to_owned(), runtime.clone());
+    }
     labels.insert(
         "dev.wharf.process-types".to_owned(),
         serde_json::to_string(&output.process_types).expect("a map of strings serializes"),

@@ -46,6 +46,7 @@ pub fn to_api(state: &AppState, build: BuildRecord) -> api::Build {
             email: build.user_email,
         },
         provider: build.provider,
+        runtime: build.runtime,
         process_types: build.process_types,
         error: build.error,
         id: build.id,

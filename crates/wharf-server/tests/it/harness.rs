@@ -112,6 +112,9 @@ impl TestServer {
                     max_entries: 1000,
                     max_path_len: 200,
                 },
+                npm_registry: wharf_build::NPM_REGISTRY.to_owned(),
+                python_url: None,
+                runtime_cache: None,
             },
         };
         let (state, _) = wharf_server::prepare(&config).await.unwrap();

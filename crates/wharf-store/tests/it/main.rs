@@ -254,6 +254,7 @@ async fn builds_move_forward_and_a_success_makes_its_release(backend: Backend) {
     assert_eq!(build.status, BuildStatus::Pending);
     // A build can't succeed before it runs, nor run twice.
     let success = wharf_store::BuildSuccess {
+        runtime: Some("python 3.13.5".to_owned()),
         provider: "procfile".into(),
         image_digest: format!("sha256:{}", "c".repeat(64)),
         process_types: [("web".to_owned(), "true".to_owned())].into(),

@@ -194,6 +194,8 @@ impl Server {
             .args(["--api-addr", "127.0.0.1:0", "--router-addr", "127.0.0.1:0"])
             .env("WHARF_LOG", "info")
             .env("NO_COLOR", "1")
+            // Node.js, npm and Pythons downloaded once for all the tests on this machine.
+            .env("WHARF_RUNTIME_CACHE", runtime_cache())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -783,4 +785,10 @@ pub fn port_in_url(line: &str) -> u16 {
         .and_then(|rest| rest.split('/').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("a port in {line}"))
+}
+
+/// The runtime cache every test server shares (downloads are unpacked there once, renamed into
+/// place, so servers running at once never see half of one).
+pub fn runtime_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtimes")
 }

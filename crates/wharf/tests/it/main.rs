@@ -24,6 +24,7 @@ mod login;
 mod release_stage;
 mod releases;
 mod run;
+mod runtimes;
 mod shutdown;
 mod soak;
 mod stacks;

@@ -286,7 +286,7 @@ fn podman_runs_the_image(store: &std::path::Path, tag: &str) {
 }
 
 /// Waits (up to two minutes) until `GET /` of `host` on `port` answers 200 with `needle`.
-fn until_answers(port: u16, host: &str, needle: &str) {
+pub(crate) fn until_answers(port: u16, host: &str, needle: &str) {
     wait_until(
         Duration::from_secs(120),
         &format!("{host} to answer with `{needle}`"),
@@ -321,13 +321,13 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn example(name: &str) -> std::path::PathBuf {
+pub(crate) fn example(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples")
         .join(name)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -1,5 +1,6 @@
 //! A small stack for tests, made once per machine and copied into each test's data directory:
-//! Debian trixie's essential packages with Python, pip's CA bundle and venv (not the host's
+//! Debian trixie's essential packages with Python, pip's CA bundle and venv, and the C++
+//! runtime Node.js links to (not the host's
 //! bookworm, so a test can tell which one it runs on). Making it downloads packages and takes
 //! about a minute; every later test copies it in a second. The cache lives in Cargo's target
 //! directory and is made under a file lock, so tests running at once make it once.
@@ -15,7 +16,7 @@ const DEF: StackDef = StackDef {
     name: NAME,
     suite: "trixie",
     variant: "essential",
-    run: &["python3", "ca-certificates"],
+    run: &["python3", "ca-certificates", "libstdc++6"],
     build: &["python3-venv"],
 };
 
@@ -40,7 +41,15 @@ pub fn available() -> bool {
 /// Puts the test stack's images (tagged as wharf tags stacks) into the image store of
 /// `data_dir`, making them first if this machine has not yet.
 pub fn install(data_dir: &Path) {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-stack");
+    // Named by what it is made of, so a changed definition is made afresh.
+    let made_of = format!(
+        "{} {} {:?} {:?}",
+        DEF.suite, DEF.variant, DEF.run, DEF.build
+    );
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "test-stack-{}",
+        &wharf_image::Digest::of(made_of.as_bytes()).hex()[..12]
+    ));
     std::fs::create_dir_all(&cache).unwrap();
     let lock = std::fs::File::create(cache.join("lock")).unwrap();
     let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
