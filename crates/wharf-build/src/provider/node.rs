@@ -220,13 +220,21 @@ impl Provider for Node {
                 // pnpm's store and node-gyp's headers, kept between builds.
                 .env("XDG_DATA_HOME", ctx.cache.path().join("data"))
                 .env("XDG_CACHE_HOME", ctx.cache.path().join("xdg-cache"))
-                .env("YARN_CACHE_FOLDER", ctx.cache.path().join("yarn"))
-                .env("YARN_ENABLE_GLOBAL_CACHE", "false")
                 .env("YARN_ENABLE_TELEMETRY", "0")
                 .env("YARN_ENABLE_PROGRESS_BARS", "false")
                 .env("COREPACK_ENABLE_STRICT", "0")
                 .env("CI", "true")
                 .path_prefix(&[bin.clone(), modules_bin.clone()]);
+            cmd = match manager {
+                Manager::YarnClassic => cmd.env("YARN_CACHE_FOLDER", ctx.cache.path().join("yarn")),
+                // Plug'n'Play reads packages from the cache at run time: it stays in the app
+                // (`.yarn/cache`, part of the dependency layer); the global mirror it is
+                // filled from is kept between builds.
+                Manager::YarnBerry => cmd
+                    .env("YARN_ENABLE_GLOBAL_CACHE", "false")
+                    .env("YARN_GLOBAL_FOLDER", ctx.cache.path().join("yarn-berry")),
+                _ => cmd,
+            };
             if ctx.sandbox.root().is_none() {
                 // The host's CAs (a proxy's included); in a build image the sandbox sets them.
                 if Path::new(HOST_CA_BUNDLE).exists() {
@@ -258,6 +266,7 @@ impl Provider for Node {
             None => Vec::new(),
         };
         let hash = inputs_hash(&[
+            CACHE_FORMAT,
             &package_text,
             &lock_text,
             node.version.to_string().as_bytes(),
@@ -329,6 +338,9 @@ impl Provider for Node {
         Ok(output)
     }
 }
+
+/// Changes when what the dependency cache holds changes shape, so older entries miss.
+const CACHE_FORMAT: &[u8] = b"node-deps-2";
 
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 

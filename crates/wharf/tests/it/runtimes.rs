@@ -319,3 +319,65 @@ fn a_vite_app_builds_on_node_from_the_registry() {
         "{builds}"
     );
 }
+
+/// Express apps installed by the package manager their files name, on the host-bound stack:
+/// pnpm pinned by `packageManager` (with a `heroku-postbuild` that runs instead of `build`),
+/// Yarn classic by its `yarn.lock` (on the Node.js `engines.node` asks for), and Yarn Berry
+/// (Plug'n'Play) by `packageManager`. Each answers through the router, started by its own
+/// manager's `start` under `NODE_ENV=production`.
+#[test]
+fn package_managers_install_as_the_app_says() {
+    let server = Server::start_with(&["--port-range", "34550-34599"]);
+    let cli = Cli::logged_in(&server);
+    let apps = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps");
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "pnpm-web",
+            &[
+                "Using pnpm 9.15.9 (packageManager: pnpm@9.15.9)",
+                "Installing dependencies with pnpm install --frozen-lockfile --prod=false",
+                "Running heroku-postbuild (pnpm run heroku-postbuild)",
+                "postbuild ran with v",
+                "Pruning devDependencies (pnpm prune --prod)",
+                "Default types for node -> web",
+            ],
+        ),
+        (
+            "yarn-web",
+            &[
+                "(asked for by package.json engines.node: 20.x)",
+                "Using yarn 1.22.",
+                "Installing dependencies with yarn install --frozen-lockfile --production=false",
+                "Pruning devDependencies (yarn install --production=true",
+            ],
+        ),
+        (
+            "yarn-berry-web",
+            &[
+                "Using yarn 4.9.2 (packageManager: yarn@4.9.2)",
+                "Installing dependencies with yarn install --immutable",
+            ],
+        ),
+    ];
+    for (name, needles) in cases {
+        cli.run(&["apps", "create", name]).success();
+        let source = cli.work_dir().join(name);
+        copy_dir(&apps.join(name), &source);
+        let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", name]);
+        let log = deployed.transcript();
+        assert_eq!(deployed.code, Some(0), "{log}");
+        for needle in needles {
+            assert!(log.contains(needle), "{name}: no `{needle}` in:\n{log}");
+        }
+        until_answers(
+            server.router_port,
+            &format!("{name}.localhost"),
+            &format!("Hello from {name} on Node.js "),
+        );
+        let (_, body) = http_get(server.router_port, &format!("{name}.localhost"), "/").unwrap();
+        assert!(body.ends_with("(production)\n"), "{name}: {body}");
+        if name == "yarn-web" {
+            assert!(body.contains("on Node.js 20."), "{body}");
+        }
+    }
+}
