@@ -12,7 +12,7 @@ use wharf_core::procfile::ProcfileError;
 pub enum BuildError {
     #[error(
         "no build provider matched this app: wharf looked for bin/build (a build script), \
-         bin/detect + bin/compile (a buildpack), requirements.txt or pyproject.toml (Python), \
+         bin/detect + bin/compile (a buildpack), requirements.txt, pyproject.toml or Pipfile (Python), \
          package.json (Node), Cargo.toml (Rust), index.html (a static site) and a Procfile at the \
          top of the source; add one of them"
     )]

@@ -41,7 +41,9 @@ impl Provider for Python {
     const NAME: &'static str = "python";
 
     fn detect(&self, source: &Path) -> bool {
-        has_file(source, "requirements.txt") || has_file(source, "pyproject.toml")
+        ["requirements.txt", "pyproject.toml", "Pipfile"]
+            .iter()
+            .any(|f| has_file(source, f))
     }
 
     fn detected(&self) -> &'static str {
@@ -51,21 +53,22 @@ impl Provider for Python {
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<ProviderOutput, BuildError> {
         let request = py::requested(ctx.app_dir)?;
         let (program, chosen, downloaded) = interpreter(ctx, request.as_ref()).await?;
-        let requirements = has_file(ctx.app_dir, "requirements.txt");
-        let manifest = if requirements {
-            "requirements.txt"
-        } else {
-            "pyproject.toml"
-        };
-        let manifest_path = ctx.app_dir.join(manifest);
-        let manifest_text =
-            std::fs::read(&manifest_path).map_err(|e| BuildError::io("read", &manifest_path, e))?;
-        let hash = inputs_hash(&[
-            manifest.as_bytes(),
-            &manifest_text,
-            program.as_bytes(),
-            chosen.version.as_bytes(),
-        ]);
+        let manager = Manager::of(ctx.app_dir);
+        let mut inputs: Vec<Vec<u8>> = vec![
+            CACHE_FORMAT.to_vec(),
+            program.clone().into_bytes(),
+            chosen.version.clone().into_bytes(),
+        ];
+        for file in manager.inputs() {
+            let path = ctx.app_dir.join(file);
+            match std::fs::read(&path) {
+                Ok(text) => inputs.push([file.as_bytes(), b"\0", &text].concat()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BuildError::io("read", &path, e)),
+            }
+        }
+        let parts: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        let hash = inputs_hash(&parts);
 
         hook(ctx, "bin/pre_compile").await?;
         let venv_dir = ctx.app_dir.join(VENV);
@@ -84,9 +87,11 @@ impl Provider for Python {
 
         if ctx.cache.restore("venv", &hash, &venv_dir).await? {
             ctx.log.step(&format!(
-                "{manifest} unchanged: restored .venv from the build cache (pip install skipped)"
+                "{} unchanged: restored .venv from the build cache ({} skipped)",
+                manager.lockfile(),
+                manager.name()
             ));
-            if !requirements {
+            if manager == Manager::PipProject {
                 ctx.log
                     .step("Installing the app's package with pip (--no-deps)");
                 pip_install(
@@ -106,17 +111,48 @@ impl Provider for Python {
                 .args(["-m", "venv"])
                 .arg(ctx.app_path(VENV));
             ctx.run(venv).await?;
-            if requirements {
-                ctx.log.step("Installing requirements with pip");
-                pip_install(
-                    ctx,
-                    pip("pip install -r requirements.txt").args(["-r", "requirements.txt"]),
-                    &chosen,
-                )
-                .await?;
-            } else {
-                ctx.log.step("Installing the app with pip (pyproject.toml)");
-                pip_install(ctx, pip("pip install .").arg("."), &chosen).await?;
+            match manager {
+                Manager::Pip => {
+                    ctx.log.step("Installing requirements with pip");
+                    pip_install(
+                        ctx,
+                        pip("pip install -r requirements.txt").args(["-r", "requirements.txt"]),
+                        &chosen,
+                    )
+                    .await?;
+                }
+                Manager::PipProject => {
+                    ctx.log.step("Installing the app with pip (pyproject.toml)");
+                    pip_install(ctx, pip("pip install .").arg("."), &chosen).await?;
+                }
+                tool => {
+                    let exe = install_tool(ctx, tool, &program, &chosen).await?;
+                    let args = tool.install_args(ctx.app_dir);
+                    let step = format!("{} {}", tool.name(), args.join(" "));
+                    ctx.log
+                        .step(&format!("Installing dependencies with {step}"));
+                    let cmd = SandboxCommand::new(&step, exe)
+                        .args(args)
+                        .env("VIRTUAL_ENV", ctx.app_path(VENV))
+                        .env("PIP_CACHE_DIR", ctx.cache.path().join("pip"))
+                        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+                        .env("UV_PROJECT_ENVIRONMENT", ctx.app_path(VENV))
+                        .env("UV_PYTHON", ctx.app_path(".venv/bin/python"))
+                        .env("UV_PYTHON_DOWNLOADS", "never")
+                        .env("UV_CACHE_DIR", ctx.cache.path().join("uv"))
+                        .env("UV_LINK_MODE", "copy")
+                        .env("UV_NO_PROGRESS", "1")
+                        .env("POETRY_VIRTUALENVS_IN_PROJECT", "true")
+                        .env("POETRY_VIRTUALENVS_CREATE", "true")
+                        .env("POETRY_CACHE_DIR", ctx.cache.path().join("poetry"))
+                        .env("POETRY_NO_INTERACTION", "1")
+                        .env("PIPENV_VENV_IN_PROJECT", "1")
+                        .env("PIPENV_NOSPIN", "1")
+                        .env("PIPENV_YES", "1")
+                        .env("PIPENV_CACHE_DIR", ctx.cache.path().join("pipenv"))
+                        .path_prefix(&[ctx.app_path(".venv/bin")]);
+                    ctx.run(cmd).await?;
+                }
             }
             make_portable(ctx)?;
             ctx.cache.save("venv", &hash, &venv_dir).await?;
@@ -139,6 +175,145 @@ impl Provider for Python {
         output.runtime = Some(chosen);
         Ok(output)
     }
+}
+
+/// Changes when what the venv cache holds changes shape, so older entries miss.
+const CACHE_FORMAT: &[u8] = b"python-venv-2";
+
+/// How the app's dependencies are installed, chosen by its files as Heroku chooses: `uv.lock`,
+/// then `poetry.lock`, then `Pipfile.lock` or `Pipfile`, then `requirements.txt`, then a bare
+/// `pyproject.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Manager {
+    Uv,
+    Poetry,
+    Pipenv,
+    Pip,
+    PipProject,
+}
+
+impl Manager {
+    fn of(dir: &Path) -> Manager {
+        if has_file(dir, "uv.lock") {
+            Manager::Uv
+        } else if has_file(dir, "poetry.lock") {
+            Manager::Poetry
+        } else if has_file(dir, "Pipfile.lock") || has_file(dir, "Pipfile") {
+            Manager::Pipenv
+        } else if has_file(dir, "requirements.txt") {
+            Manager::Pip
+        } else {
+            Manager::PipProject
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Manager::Uv => "uv",
+            Manager::Poetry => "poetry",
+            Manager::Pipenv => "pipenv",
+            Manager::Pip | Manager::PipProject => "pip",
+        }
+    }
+
+    /// The file that decides what is installed, for messages.
+    fn lockfile(self) -> &'static str {
+        match self {
+            Manager::Uv => "uv.lock",
+            Manager::Poetry => "poetry.lock",
+            Manager::Pipenv => "Pipfile.lock",
+            Manager::Pip => "requirements.txt",
+            Manager::PipProject => "pyproject.toml",
+        }
+    }
+
+    /// The files a cached venv must have been built from.
+    fn inputs(self) -> &'static [&'static str] {
+        match self {
+            Manager::Uv => &["uv.lock", "pyproject.toml"],
+            Manager::Poetry => &["poetry.lock", "pyproject.toml"],
+            Manager::Pipenv => &["Pipfile.lock", "Pipfile"],
+            Manager::Pip => &["requirements.txt"],
+            Manager::PipProject => &["pyproject.toml"],
+        }
+    }
+
+    /// The PyPI package the tool comes in.
+    fn package(self) -> &'static str {
+        self.name()
+    }
+
+    /// The install into `.venv`, main dependencies only, from the lockfile as it is.
+    fn install_args(self, dir: &Path) -> Vec<&'static str> {
+        match self {
+            Manager::Uv => vec!["sync", "--locked", "--no-dev"],
+            Manager::Poetry => vec!["install", "--only", "main", "--no-root"],
+            Manager::Pipenv if has_file(dir, "Pipfile.lock") => vec!["install", "--deploy"],
+            Manager::Pipenv => vec!["install", "--skip-lock"],
+            Manager::Pip | Manager::PipProject => vec![],
+        }
+    }
+}
+
+/// The package manager (uv, Poetry, Pipenv) installed with pip into its own venv in the build
+/// cache, once per Python version; returns its program as build commands see it.
+async fn install_tool(
+    ctx: &BuildContext<'_>,
+    tool: Manager,
+    python: &str,
+    chosen: &Chosen,
+) -> Result<PathBuf, BuildError> {
+    let home = ctx
+        .cache
+        .path()
+        .join("tools")
+        .join(format!("{}-{}", tool.name(), chosen.version));
+    let exe = home.join("bin").join(tool.name());
+    // Written last: a venv without it was cut short and is made again.
+    let complete = home.join(".wharf-complete");
+    if complete.exists() {
+        let version = ctx
+            .output(
+                SandboxCommand::new(format!("{} --version", tool.name()), &exe).arg("--version"),
+                &format!("{} --version", tool.name()),
+            )
+            .await?;
+        ctx.log.step(&format!(
+            "Using {} (kept in the build cache)",
+            version.trim()
+        ));
+        return Ok(exe);
+    }
+    ctx.log.step(&format!(
+        "Installing {} with pip (kept in the build cache for later builds)",
+        tool.name()
+    ));
+    tree::remove(&home)?;
+    ctx.run(
+        SandboxCommand::new("python -m venv", python)
+            .args(["-m", "venv"])
+            .arg(&home),
+    )
+    .await?;
+    ctx.run(
+        SandboxCommand::new(
+            format!("pip install {}", tool.package()),
+            home.join("bin/python"),
+        )
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--progress-bar",
+            "off",
+            tool.package(),
+        ])
+        .env("PIP_CACHE_DIR", ctx.cache.path().join("pip"))
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+    )
+    .await?;
+    std::fs::write(&complete, b"").map_err(|e| BuildError::io("write", &complete, e))?;
+    Ok(exe)
 }
 
 /// The interpreter to build with (as build commands name it), the version it is, and whether

@@ -381,3 +381,81 @@ fn package_managers_install_as_the_app_says() {
         }
     }
 }
+
+/// Python apps installed by the package manager their lockfile names, on a stack: uv
+/// (FastAPI under uvicorn; `requires-python` picks the stack's Python), Poetry and Pipenv
+/// (Flask under gunicorn). Each tool is installed once into the build cache; each app
+/// answers through the router; a second build of an unchanged lockfile skips the install.
+#[test]
+fn python_package_managers_install_from_their_lockfiles() {
+    if !crate::test_stack::available() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let (server, cli) = on_stack(data.path(), "34600-34649", &[], "uv-fastapi");
+    let apps = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps");
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "uv-fastapi",
+            &[
+                "(asked for by pyproject.toml: >=3.11)",
+                "Installing uv with pip",
+                "Installing dependencies with uv sync --locked --no-dev",
+            ],
+        ),
+        (
+            "poetry-flask",
+            &[
+                "Installing poetry with pip",
+                "Installing dependencies with poetry install --only main --no-root",
+            ],
+        ),
+        (
+            "pipenv-flask",
+            &[
+                "Installing pipenv with pip",
+                "Installing dependencies with pipenv install --deploy",
+            ],
+        ),
+    ];
+    for (name, needles) in cases {
+        if name != "uv-fastapi" {
+            cli.run(&["apps", "create", name]).success();
+            cli.run(&["stack:set", crate::test_stack::NAME, "-a", name])
+                .success();
+        }
+        let source = cli.work_dir().join(name);
+        copy_dir(&apps.join(name), &source);
+        let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", name]);
+        let log = deployed.transcript();
+        assert_eq!(deployed.code, Some(0), "{log}");
+        for needle in needles {
+            assert!(log.contains(needle), "{name}: no `{needle}` in:\n{log}");
+        }
+        until_answers(
+            server.router_port,
+            &format!("{name}.localhost"),
+            &format!("Hello from {name}"),
+        );
+    }
+    // Unchanged lockfile, changed code: the venv comes from the cache.
+    let source = cli.work_dir().join("poetry-flask");
+    let app_py = std::fs::read_to_string(source.join("app.py")).unwrap();
+    std::fs::write(
+        source.join("app.py"),
+        app_py.replace("Hello from", "Hi again from"),
+    )
+    .unwrap();
+    let again = cli.run(&["deploy", source.to_str().unwrap(), "-a", "poetry-flask"]);
+    let log = again.transcript();
+    assert_eq!(again.code, Some(0), "{log}");
+    assert!(
+        log.contains("poetry.lock unchanged: restored .venv from the build cache (poetry skipped)"),
+        "{log}"
+    );
+    until_answers(
+        server.router_port,
+        "poetry-flask.localhost",
+        "Hi again from poetry-flask",
+    );
+}
