@@ -128,6 +128,9 @@ pub enum BuildError {
         fix: String,
     },
 
+    #[error("{0}; fix app.json and deploy again")]
+    InvalidAppJson(#[source] wharf_core::app_json::AppJsonError),
+
     #[error("invalid build request: {0}")]
     InvalidRequest(String),
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use wharf_core::app_json::AppJson;
 use wharf_core::procfile::Procfile;
 
 mod cache;
@@ -134,6 +135,8 @@ pub struct BuildOutput {
     pub provider: String,
     /// The language runtime and its version (`python 3.13.5`), when the provider uses one.
     pub runtime: Option<String>,
+    /// What wharf uses of the app's `app.json`, when it has one.
+    pub app_json: Option<AppJson>,
 }
 
 /// Builds `req.source_dir` into an app tree under `req.work_dir`.
@@ -213,6 +216,7 @@ pub async fn build(
     // Read again from the app tree: a build script or buildpack may have written the Procfile.
     let procfile = read_procfile(&app_dir)?;
     let process_types = process_types(&log, detected.name(), procfile, built.default_process_types);
+    let app_json = read_app_json(&log, &app_dir)?;
     log.step("Build succeeded");
     Ok(BuildOutput {
         app_dir,
@@ -222,6 +226,7 @@ pub async fn build(
         process_types,
         provider: detected.name().to_owned(),
         runtime: built.runtime.map(|r| r.to_string()),
+        app_json,
     })
 }
 
@@ -270,6 +275,41 @@ fn read_procfile(dir: &Path) -> Result<Option<Procfile>, BuildError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(BuildError::io("read", path, e)),
     }
+}
+
+/// The app's `app.json` (read from the built tree, so a build step may write it), checked.
+fn read_app_json(log: &BuildLog, dir: &Path) -> Result<Option<AppJson>, BuildError> {
+    let path = dir.join("app.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(BuildError::io("read", path, e)),
+    };
+    let app = AppJson::parse(&text).map_err(BuildError::InvalidAppJson)?;
+    let mut uses = Vec::new();
+    if !app.env.is_empty() {
+        let keys: Vec<&str> = app.env.keys().map(String::as_str).collect();
+        uses.push(format!("env {}", keys.join(", ")));
+    }
+    if !app.formation.is_empty() {
+        let kinds: Vec<&str> = app.formation.keys().map(String::as_str).collect();
+        uses.push(format!("formation {}", kinds.join(", ")));
+    }
+    if app.postdeploy.is_some() {
+        uses.push("scripts.postdeploy".to_owned());
+    }
+    if let Some(check) = &app.web_healthcheck {
+        uses.push(format!("web health check {}", check.path));
+    }
+    log.step("Reading app.json");
+    if uses.is_empty() {
+        log.note(
+            "nothing in it that wharf uses (env, formation, scripts.postdeploy, healthchecks)",
+        );
+    } else {
+        log.note(&format!("uses: {}", uses.join("; ")));
+    }
+    Ok(Some(app))
 }
 
 /// The Procfile's entries, plus the provider's defaults for the types it does not name.

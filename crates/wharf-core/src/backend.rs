@@ -77,6 +77,9 @@ pub struct ReleaseSpec {
     /// the image's bottom ones: its processes run with it as `/`. `None` for a host-bound
     /// image (stack `wharf-1`), which holds only `/app` and runs on the host's `/usr`.
     pub run_image: Option<String>,
+    /// The web health check the image's `app.json` declares (used when the formation sets
+    /// no health path of its own).
+    pub web_health: Option<crate::app_json::HealthCheck>,
 }
 
 /// One process type of the formation.
@@ -89,6 +92,8 @@ pub struct ProcessSpec {
     pub memory_limit: Option<u64>,
     /// `web` only: the path that must answer 2xx/3xx before the instance is up.
     pub health_path: Option<String>,
+    /// How long one `GET` of `health_path` may take (5 s when unset).
+    pub health_timeout: Option<Duration>,
     /// The signal that asks the process to stop, by name (`SIGTERM`, `SIGINT`, …).
     pub stop_signal: String,
     pub grace: Duration,
@@ -103,6 +108,7 @@ impl ProcessSpec {
             command: command.to_owned(),
             memory_limit: None,
             health_path: None,
+            health_timeout: None,
             stop_signal: "SIGTERM".to_owned(),
             grace: Duration::from_secs(30),
         }

@@ -10,6 +10,7 @@
 //! function of its input, which is what makes it safe to fuzz and property-test.
 
 pub mod api;
+pub mod app_json;
 pub mod backend;
 pub mod build;
 pub mod config;

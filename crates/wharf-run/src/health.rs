@@ -11,15 +11,21 @@ use tokio::net::TcpStream;
 
 /// How often a booting instance is probed.
 const INTERVAL: Duration = Duration::from_millis(50);
-/// One probe's own time limit.
+/// One probe's own time limit, unless the check sets one.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Returns once the instance of process group `pgid` answers on `port`, from a socket one of
 /// its processes holds; the caller bounds it with the boot timeout.
-pub(crate) async fn wait_healthy(port: u16, pgid: i32, health_path: Option<String>) {
+pub(crate) async fn wait_healthy(
+    port: u16,
+    pgid: i32,
+    health_path: Option<String>,
+    timeout: Option<Duration>,
+) {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let timeout = timeout.unwrap_or(PROBE_TIMEOUT);
     loop {
-        if probe(addr, health_path.as_deref()).await && listens(pgid, port) {
+        if probe(addr, health_path.as_deref(), timeout).await && listens(pgid, port) {
             return;
         }
         tokio::time::sleep(INTERVAL).await;
@@ -87,7 +93,7 @@ fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
         .collect()
 }
 
-async fn probe(addr: SocketAddr, path: Option<&str>) -> bool {
+async fn probe(addr: SocketAddr, path: Option<&str>, timeout: Duration) -> bool {
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await.ok()?;
         let Some(path) = path else {
@@ -108,10 +114,7 @@ async fn probe(addr: SocketAddr, path: Option<&str>) -> bool {
         }
         Some(status_is_healthy(&head))
     };
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, attempt).await,
-        Ok(Some(true))
-    )
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
 }
 
 /// `HTTP/1.x 2xx` or `3xx` on the status line.
@@ -185,8 +188,8 @@ mod tests {
                 .await
                 .unwrap();
         });
-        assert!(!probe(addr, Some("/health")).await);
-        assert!(probe(addr, Some("/health")).await);
+        assert!(!probe(addr, Some("/health"), PROBE_TIMEOUT).await);
+        assert!(probe(addr, Some("/health"), PROBE_TIMEOUT).await);
         server.await.unwrap();
     }
 }

@@ -606,6 +606,19 @@ impl Supervisor {
             .await
     }
 
+    /// app.json's `postdeploy` script: a detached one-off (`postdeploy.N`), its output in the
+    /// app's log.
+    pub async fn run_postdeploy(
+        &self,
+        app_id: &str,
+        release: &ReleaseSpec,
+        command: &str,
+        log: Arc<dyn LogSink>,
+    ) -> Result<OneOff, RunError> {
+        self.start_one_off("postdeploy", app_id, release, command, OneOffIo::Log, log)
+            .await
+    }
+
     async fn start_one_off(
         &self,
         process_type: &str,
@@ -1431,7 +1444,13 @@ impl InstanceRun {
         if !is_web {
             self.set_state(InstanceState::Up);
         }
-        let health = runtime_health(is_web, port, pgid, self.cell.spec.health_path.clone());
+        let health = runtime_health(
+            is_web,
+            port,
+            pgid,
+            self.cell.spec.health_path.clone(),
+            self.cell.spec.health_timeout,
+        );
         tokio::pin!(health);
         let mut booting = is_web;
         let boot_deadline = tokio::time::sleep_until(started + inner.config.boot_timeout);
@@ -1562,9 +1581,15 @@ impl InstanceRun {
 }
 
 /// Resolves when a web instance is healthy; never for other types.
-async fn runtime_health(is_web: bool, port: u16, pgid: i32, path: Option<String>) {
+async fn runtime_health(
+    is_web: bool,
+    port: u16,
+    pgid: i32,
+    path: Option<String>,
+    timeout: Option<Duration>,
+) {
     if is_web {
-        crate::health::wait_healthy(port, pgid, path).await
+        crate::health::wait_healthy(port, pgid, path, timeout).await
     } else {
         std::future::pending::<()>().await
     }
@@ -1587,6 +1612,7 @@ fn same_definition(a: &ProcessSpec, b: &ProcessSpec) -> bool {
         && a.command == b.command
         && a.memory_limit == b.memory_limit
         && a.health_path == b.health_path
+        && a.health_timeout == b.health_timeout
         && a.stop_signal == b.stop_signal
         && a.grace == b.grace
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use wharf_core::app_json::AppJson;
 use wharf_core::backend::{
     Backend, DesiredApp, LogSink, ProcessSpec, ReleaseSpec, Rollout, Stream,
 };
@@ -103,11 +104,18 @@ impl Control {
     /// What the app's current release runs with, if it has an image.
     pub fn release_spec(&self, release: &ReleaseRecord) -> Option<ReleaseSpec> {
         let digest = Digest::parse(release.image_digest.as_deref()?).ok()?;
-        let (image_env, run_image) = match self.images.image(&digest) {
-            Ok(image) => (
-                image.env(),
-                image.labels().remove(wharf_stack::LABEL_RUN_IMAGE),
-            ),
+        let (image_env, run_image, web_health) = match self.images.image(&digest) {
+            Ok(image) => {
+                let mut labels = image.labels();
+                let app_json = labels
+                    .get(crate::builds::LABEL_APP_JSON)
+                    .and_then(|text| serde_json::from_str::<AppJson>(text).ok());
+                (
+                    image.env(),
+                    labels.remove(wharf_stack::LABEL_RUN_IMAGE),
+                    app_json.and_then(|a| a.web_healthcheck),
+                )
+            }
             Err(e) => {
                 tracing::error!(release = %release.version, error = %e, "cannot read the release's image");
                 return None;
@@ -119,6 +127,7 @@ impl Control {
             env: release.config.to_string_map(),
             image_env,
             run_image,
+            web_health,
         })
     }
 
@@ -158,6 +167,7 @@ impl Control {
             return Ok(());
         };
         let formation = self.store.formation(&app.id).await?;
+        let web_health = spec.web_health.clone();
         let processes = formation
             .into_iter()
             .filter_map(|f| {
@@ -170,7 +180,15 @@ impl Control {
                     quantity: f.quantity,
                     command,
                     memory_limit: Some(f.size.memory_bytes()),
-                    health_path: f.health_path.clone(),
+                    // The formation's own path, else the one app.json declares for web.
+                    health_path: f.health_path.clone().or_else(|| {
+                        (f.process_type == "web")
+                            .then(|| web_health.as_ref().map(|h| h.path.clone()))
+                            .flatten()
+                    }),
+                    health_timeout: (f.process_type == "web" && f.health_path.is_none())
+                        .then(|| web_health.as_ref().map(|h| h.timeout()))
+                        .flatten(),
                     stop_signal: f.stop_signal.clone(),
                     grace: Duration::from_secs(f.grace_seconds),
                 })

@@ -113,6 +113,82 @@ impl Releaser {
     }
 }
 
+impl Releaser {
+    /// Runs app.json's `postdeploy` script once `release` (an app's first deploy) is live: after
+    /// its release phase, if any, succeeded. It runs as a detached one-off of that release
+    /// (`postdeploy.N`), its output in the app's log, and its exit status is logged; it never
+    /// changes the release.
+    pub fn postdeploy(&self, release: &ReleaseRecord, command: &str) {
+        let releaser = self.clone();
+        let inner = self.inner.clone();
+        let release = release.clone();
+        let command = command.to_owned();
+        tokio::spawn(async move {
+            let log = inner.control.logs().app(&release.app_id);
+            let said = |text: String| {
+                log.append(LogLine::event("api", text));
+            };
+            if let Err(e) = releaser.wait_idle(&release.app_id).await {
+                said(format!("postdeploy script not run: {e}"));
+                return;
+            }
+            let live = inner
+                .store
+                .release(
+                    &release.app_id,
+                    &wharf_store::ReleaseRef::Id(release.id.clone()),
+                )
+                .await;
+            match live.as_ref().map(|r| r.status) {
+                Ok(ReleaseStatus::Succeeded) => {}
+                Ok(status) => {
+                    said(format!(
+                        "postdeploy script not run: {} is {status}, not live",
+                        release.version
+                    ));
+                    return;
+                }
+                Err(e) => {
+                    said(format!("postdeploy script not run: {e}"));
+                    return;
+                }
+            }
+            let Some(spec) = inner.control.release_spec(&release) else {
+                said("postdeploy script not run: the release's image can't be read".to_owned());
+                return;
+            };
+            said(format!("Running app.json's postdeploy script: `{command}`"));
+            let started = inner
+                .control
+                .supervisor()
+                .run_postdeploy(
+                    &release.app_id,
+                    &spec,
+                    &command,
+                    inner.control.sink(&release.app_id),
+                )
+                .await;
+            match started {
+                Err(e) => said(format!("postdeploy script could not start: {e}")),
+                Ok(one_off) => {
+                    let name = one_off.name.clone();
+                    match one_off.exit.await {
+                        Ok(0) => said(format!("postdeploy script ({name}) succeeded")),
+                        Ok(code) => said(format!(
+                            "postdeploy script ({name}) failed with status {code}; the release is \
+                             unchanged: run it again with `wharf run -a {} -- {command}`",
+                            release.app_name
+                        )),
+                        Err(_) => said(format!(
+                            "postdeploy script ({name}): its exit status was lost"
+                        )),
+                    }
+                }
+            }
+        });
+    }
+}
+
 impl Inner {
     async fn run(&self, release: ReleaseRecord, mut output: Option<LogWriter>) {
         let version = release.version;

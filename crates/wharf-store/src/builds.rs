@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use wharf_core::build::BuildStatus;
+use wharf_core::config::{ConfigChange, ConfigKey};
+use wharf_core::formation::DynoSize;
 use wharf_core::range::Range;
 
 use crate::config::load_for_update;
@@ -55,6 +57,27 @@ pub struct BuildSuccess {
     pub process_types: BTreeMap<String, String>,
     /// The description of the release it makes ("Deploy 1a2b3c4d5e6f").
     pub release_description: String,
+    /// What the app's `app.json` sets on its first deploy; applied only when no release of the
+    /// app had an image before this one.
+    pub first_deploy: FirstDeploy,
+}
+
+/// Settings an app gets on its first deploy (from its `app.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirstDeploy {
+    /// Config vars set unless the app already has them.
+    pub config: BTreeMap<ConfigKey, String>,
+    /// Quantity and size per process type (types the image doesn't have are ignored).
+    pub formation: BTreeMap<String, (Option<u32>, Option<DynoSize>)>,
+}
+
+/// What [`Store::succeed_build`] made.
+#[derive(Debug, Clone)]
+pub struct Succeeded {
+    pub build: BuildRecord,
+    pub release: ReleaseRecord,
+    /// Whether this was the app's first deploy (so [`BuildSuccess::first_deploy`] applied).
+    pub first_deploy: bool,
 }
 
 fn source_from_row(row: &AnyRow) -> Result<SourceRecord> {
@@ -294,14 +317,41 @@ impl Store {
 
     /// running → succeeded, making the app's next release from the image and the app's current
     /// config, in one transaction.
-    pub async fn succeed_build(
-        &self,
-        id: &str,
-        success: &BuildSuccess,
-    ) -> Result<(BuildRecord, ReleaseRecord)> {
+    pub async fn succeed_build(&self, id: &str, success: &BuildSuccess) -> Result<Succeeded> {
         let build = self.build(id).await?;
         let mut tx = self.pool.begin().await?;
-        let config = load_for_update(&mut tx, &self.secrets, &build.app_id).await?;
+        let mut config = load_for_update(&mut tx, &self.secrets, &build.app_id).await?;
+        let deployed_before: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM releases WHERE app_id = $1 AND image_digest IS NOT NULL",
+        )
+        .bind(&build.app_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        let first_deploy = deployed_before == 0;
+        if first_deploy {
+            let change = ConfigChange {
+                set: success
+                    .first_deploy
+                    .config
+                    .iter()
+                    .filter(|(key, _)| config.get(key.as_str()).is_none())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                unset: Default::default(),
+            };
+            if !change.set.is_empty() {
+                config = crate::config::write_change(
+                    &mut tx,
+                    &self.secrets,
+                    &build.app_id,
+                    config,
+                    &change,
+                )
+                .await?
+                .0;
+            }
+        }
         let release_id = insert_release(
             &mut tx,
             &self.secrets,
@@ -317,6 +367,32 @@ impl Store {
         .await?;
         let types: Vec<String> = success.process_types.keys().cloned().collect();
         crate::formation::sync_types(&mut tx, &build.app_id, &types).await?;
+        if first_deploy {
+            for (kind, (quantity, size)) in &success.first_deploy.formation {
+                if let Some(quantity) = quantity {
+                    sqlx::query(
+                        "UPDATE formations SET quantity = $3, updated_at = $4 \
+                         WHERE app_id = $1 AND process_type = $2",
+                    )
+                    .bind(&build.app_id)
+                    .bind(kind)
+                    .bind(i64::from(*quantity))
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some(size) = size {
+                    sqlx::query(
+                        "UPDATE formations SET size = $3 WHERE app_id = $1 AND process_type = $2",
+                    )
+                    .bind(&build.app_id)
+                    .bind(kind)
+                    .bind(size.name())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
         let process_types =
             serde_json::to_string(&success.process_types).expect("a map of strings serializes");
         let done = sqlx::query(
@@ -339,10 +415,24 @@ impl Store {
             )));
         }
         tx.commit().await?;
-        Ok((
-            self.build(id).await?,
-            self.release_by_id(&release_id).await?,
-        ))
+        Ok(Succeeded {
+            build: self.build(id).await?,
+            release: self.release_by_id(&release_id).await?,
+            first_deploy,
+        })
+    }
+
+    /// Whether a release of the app has had an image (so its next build is not its first
+    /// deploy).
+    pub async fn deployed_before(&self, app_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM releases WHERE app_id = $1 AND image_digest IS NOT NULL",
+        )
+        .bind(app_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(n > 0)
     }
 
     /// What built the image `digest` (`python`, `node`, …), if a build of it is stored.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use sqlx::{Any, Row, Transaction};
-use wharf_core::config::{ConfigChange, ConfigKey, ConfigVars};
+use wharf_core::config::{ConfigChange, ConfigDiff, ConfigKey, ConfigVars};
 
 use crate::releases::{current_image, insert_release, ReleaseRecord};
 use crate::secrets::{Column, Secrets};
@@ -84,34 +84,13 @@ impl Store {
     ) -> Result<ConfigUpdate> {
         let mut tx = self.pool.begin().await?;
         let current = load_for_update(&mut tx, &self.secrets, app_id).await?;
-        let (vars, diff) = current
-            .apply(change)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let (vars, diff) = write_change(&mut tx, &self.secrets, app_id, current, change).await?;
         if diff.is_empty() {
             tx.rollback().await?;
             return Ok(ConfigUpdate {
                 vars,
                 release: None,
             });
-        }
-        for key in &diff.removed {
-            sqlx::query("DELETE FROM config_vars WHERE app_id = $1 AND key = $2")
-                .bind(app_id)
-                .bind(key.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for key in &diff.set {
-            let value = vars.get(key.as_str()).unwrap_or_default();
-            sqlx::query(
-                "INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(app_id)
-            .bind(key.as_str())
-            .bind(self.secrets.seal(Column::ConfigVars, value))
-            .execute(&mut *tx)
-            .await?;
         }
         let image = current_image(&mut tx, app_id).await?;
         let release_id = insert_release(
@@ -131,4 +110,38 @@ impl Store {
             release: Some(release),
         })
     }
+}
+
+/// Applies `change` to the app's config `current` (already loaded for update in `tx`) and
+/// writes what changed; returns the new config and the difference.
+pub(crate) async fn write_change(
+    tx: &mut Transaction<'_, Any>,
+    secrets: &Secrets,
+    app_id: &str,
+    current: ConfigVars,
+    change: &ConfigChange,
+) -> Result<(ConfigVars, ConfigDiff)> {
+    let (vars, diff) = current
+        .apply(change)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    for key in &diff.removed {
+        sqlx::query("DELETE FROM config_vars WHERE app_id = $1 AND key = $2")
+            .bind(app_id)
+            .bind(key.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    for key in &diff.set {
+        let value = vars.get(key.as_str()).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(app_id)
+        .bind(key.as_str())
+        .bind(secrets.seal(Column::ConfigVars, value))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok((vars, diff))
 }

@@ -36,7 +36,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{AnyPool, ConnectOptions, Connection, Row};
 
 pub use apps::{AppRecord, AppUpdate};
-pub use builds::{BuildRecord, BuildSuccess, SourceRecord};
+pub use builds::{BuildRecord, BuildSuccess, FirstDeploy, SourceRecord, Succeeded};
 pub use config::ConfigUpdate;
 pub use domains::{DomainRecord, RouteRecord};
 pub use formation::{FormationChange, FormationRecord, DEFAULT_GRACE_SECONDS};

@@ -174,6 +174,7 @@ impl Fixture {
             ]),
             image_env: BTreeMap::from([("APP_FILE".to_owned(), "/app/hello.txt".to_owned())]),
             run_image: None,
+            web_health: None,
         }
     }
 

@@ -339,6 +339,7 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
             env: Default::default(),
             image_env: Default::default(),
             run_image: None,
+            web_health: None,
         },
         processes: vec![ProcessSpec::new("worker", 2, "sleep 1000")],
     };

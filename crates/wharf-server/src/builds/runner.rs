@@ -10,9 +10,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wharf_build::{BuildOutput, BuildRequest, SandboxMode};
+use wharf_core::app_json::AppJson;
+use wharf_core::config::ConfigKey;
+use wharf_core::formation::DynoSize;
 use wharf_image::archive::Limits;
 use wharf_image::{ImageSpec, ImageStore, LayerSpec, Select};
-use wharf_store::{BuildRecord, BuildSuccess, Store, StoreError};
+use wharf_store::{BuildRecord, BuildSuccess, FirstDeploy, Store, StoreError};
 
 use super::output::{BuildLogs, LogWriter};
 
@@ -298,6 +301,7 @@ impl Inner {
         // another release phase starts in the meantime, the lock is let go and it all repeats
         // (packing again finds its layers in the store).
         let mut waited = false;
+        let mut first = false;
         let release = loop {
             if self
                 .store
@@ -316,6 +320,22 @@ impl Inner {
                         .to_owned())
                 }
             }
+            // What app.json sets on a first deploy (and what it requires of the config).
+            let deployed_before = self
+                .store
+                .deployed_before(&build.app_id)
+                .await
+                .map_err(internal)?;
+            let settings = if deployed_before {
+                FirstDeploy::default()
+            } else {
+                let config = self
+                    .store
+                    .config_vars(&build.app_id)
+                    .await
+                    .map_err(internal)?;
+                first_deploy(output.app_json.as_ref(), &config, app)?
+            };
             let _no_gc = self.gc.read().await;
             let image = self
                 .pack(build, &output, stack.as_ref(), work_dir, log, !waited)
@@ -326,9 +346,50 @@ impl Inner {
                 image_digest: image.manifest.to_string(),
                 process_types: output.process_types.clone(),
                 release_description: format!("Deploy {}", image.manifest.short()),
+                first_deploy: settings,
             };
             match self.store.succeed_build(&build.id, &success).await {
-                Ok((_, release)) => break release,
+                Ok(done) => {
+                    if done.first_deploy {
+                        first = true;
+                        let set: Vec<&str> = success
+                            .first_deploy
+                            .config
+                            .keys()
+                            .map(ConfigKey::as_str)
+                            .collect();
+                        if !set.is_empty() {
+                            log.write(&format!(
+                                "-----> First deploy: config vars from app.json: {}\n",
+                                set.join(", ")
+                            ))
+                            .await;
+                        }
+                        if !success.first_deploy.formation.is_empty() {
+                            let kinds: Vec<String> = success
+                                .first_deploy
+                                .formation
+                                .iter()
+                                .map(|(k, (q, s))| {
+                                    let mut text = k.clone();
+                                    if let Some(q) = q {
+                                        text.push_str(&format!("={q}"));
+                                    }
+                                    if let Some(s) = s {
+                                        text.push_str(&format!(":{}", s.name()));
+                                    }
+                                    text
+                                })
+                                .collect();
+                            log.write(&format!(
+                                "-----> First deploy: formation from app.json: {}\n",
+                                kinds.join(" ")
+                            ))
+                            .await;
+                        }
+                    }
+                    break done.release;
+                }
                 Err(StoreError::ReleasePhaseRunning { .. }) => waited = true,
                 Err(e) => return Err(internal(e)),
             }
@@ -354,6 +415,18 @@ impl Inner {
                 .await;
         }
         self.releaser.launch(&release).await;
+        if let (true, Some(command)) = (
+            first,
+            output.app_json.as_ref().and_then(|a| a.postdeploy.as_ref()),
+        ) {
+            log.write(&format!(
+                "-----> app.json's postdeploy script runs once {} is live, as a one-off \
+                 (`{command}`; its output: wharf logs -a {app})\n",
+                release.version
+            ))
+            .await;
+            self.releaser.postdeploy(&release, command);
+        }
         tracing::info!(app = %app, build = %build.id, release = %release.version, image = release.image_digest.as_deref().unwrap_or_default(), "build succeeded");
         Ok(())
     }
@@ -579,6 +652,66 @@ impl OnStack {
 /// Kubernetes); wharf's own backend runs each app as the app's user instead.
 const APP_UID: u32 = 1000;
 
+/// The image label holding what wharf uses of the app's `app.json` (JSON).
+pub const LABEL_APP_JSON: &str = "dev.wharf.app-json";
+
+/// What the app's `app.json` sets on its first deploy, and config vars it requires that the
+/// app lacks (an error naming them), given its current config.
+fn first_deploy(
+    app_json: Option<&AppJson>,
+    config: &wharf_core::config::ConfigVars,
+    app: &str,
+) -> Result<FirstDeploy, String> {
+    let Some(app_json) = app_json else {
+        return Ok(FirstDeploy::default());
+    };
+    let mut out = FirstDeploy::default();
+    let mut missing = Vec::new();
+    for (key, var) in &app_json.env {
+        if config.get(key).is_some() {
+            continue;
+        }
+        let value = match (&var.value, var.secret) {
+            (_, true) => hex::encode(rand::random::<[u8; 32]>()),
+            (Some(value), false) => value.clone(),
+            (None, false) if var.required => {
+                missing.push(match &var.description {
+                    Some(d) => format!("{key} ({d})"),
+                    None => key.clone(),
+                });
+                continue;
+            }
+            (None, false) => continue,
+        };
+        let key = ConfigKey::parse(key).map_err(|e| format!("app.json: `env.{key}`: {e}"))?;
+        out.config.insert(key, value);
+    }
+    if !missing.is_empty() {
+        let first = app_json
+            .env
+            .keys()
+            .find(|k| missing.iter().any(|m| m.starts_with(k.as_str())))
+            .cloned()
+            .unwrap_or_default();
+        return Err(format!(
+            "app.json requires config vars this app doesn't have: {}; set them (`wharf config \
+             set {first}=… -a {app}`) and deploy again",
+            missing.join(", ")
+        ));
+    }
+    for (kind, formation) in &app_json.formation {
+        let size = formation
+            .size
+            .as_deref()
+            .map(DynoSize::parse)
+            .transpose()
+            .map_err(|e| format!("app.json: `formation.{kind}.size`: {e}"))?;
+        out.formation
+            .insert(kind.clone(), (formation.quantity, size));
+    }
+    Ok(out)
+}
+
 /// Dependencies in one layer, the app's code in another: a code-only change reuses the first.
 fn image_spec(output: &BuildOutput) -> ImageSpec {
     let mut layers = Vec::new();
@@ -610,6 +743,12 @@ fn image_spec(output: &BuildOutput) -> ImageSpec {
     });
     let mut labels = BTreeMap::new();
     labels.insert("dev.wharf.provider".to_owned(), output.provider.clone());
+    if let Some(app_json) = &output.app_json {
+        labels.insert(
+            LABEL_APP_JSON.to_owned(),
+            serde_json::to_string(app_json).expect("app.json's parts serialize"),
+        );
+    }
     if let Some(runtime) = &output.runtime {
         labels.insert("dev.wharf.runtime".to_owned(), runtime.clone());
     }

@@ -259,6 +259,22 @@ async fn builds_move_forward_and_a_success_makes_its_release(backend: Backend) {
         image_digest: format!("sha256:{}", "c".repeat(64)),
         process_types: [("web".to_owned(), "true".to_owned())].into(),
         release_description: "Deploy cccccccccccc".into(),
+        // app.json's settings: taken on this first deploy only.
+        first_deploy: wharf_store::FirstDeploy {
+            config: [(
+                wharf_core::config::ConfigKey::parse("GREETING").unwrap(),
+                "hello".to_owned(),
+            )]
+            .into(),
+            formation: [(
+                "web".to_owned(),
+                (
+                    Some(2),
+                    Some(wharf_core::formation::DynoSize::parse("standard-2x").unwrap()),
+                ),
+            )]
+            .into(),
+        },
     };
     assert!(matches!(
         store.succeed_build(&build.id, &success).await,
@@ -269,7 +285,25 @@ async fn builds_move_forward_and_a_success_makes_its_release(backend: Backend) {
         store.start_build(&build.id).await,
         Err(StoreError::Conflict(_))
     ));
-    let (done, release) = store.succeed_build(&build.id, &success).await.unwrap();
+    let wharf_store::Succeeded {
+        build: done,
+        release,
+        first_deploy,
+    } = store.succeed_build(&build.id, &success).await.unwrap();
+    assert!(first_deploy);
+    assert_eq!(
+        store.config_vars(&app.id).await.unwrap().get("GREETING"),
+        Some("hello")
+    );
+    assert_eq!(release.config.get("GREETING"), Some("hello"));
+    let web = store
+        .formation(&app.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.process_type == "web")
+        .unwrap();
+    assert_eq!((web.quantity, web.size.name()), (2, "standard-2x"));
     assert_eq!(done.status, BuildStatus::Succeeded);
     assert_eq!(done.release_id.as_deref(), Some(release.id.as_str()));
     assert_eq!(release.version.get(), 3);

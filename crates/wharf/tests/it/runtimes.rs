@@ -459,3 +459,119 @@ fn python_package_managers_install_from_their_lockfiles() {
         "Hi again from poetry-flask",
     );
 }
+
+/// app.json on the first deploy, where Heroku reads it: `env` values and generated secrets
+/// become config vars, `formation` sets quantities and sizes, `scripts.postdeploy` runs once as
+/// a one-off after the release is live, and `healthchecks.web` gates each web instance (wharf
+/// asks its `/health` before routing to it). Later deploys leave the config as it is. An app
+/// whose app.json requires a var it lacks fails to build, naming it, and a bad key is named.
+#[test]
+fn app_json_sets_up_the_first_deploy() {
+    let server = Server::start_with(&["--port-range", "34650-34699"]);
+    let cli = Cli::logged_in(&server);
+    let app = "app-json";
+    cli.run(&["apps", "create", app]).success();
+    let source = cli.work_dir().join(app);
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/app-json"),
+        &source,
+    );
+    let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
+    let log = deployed.transcript();
+    assert_eq!(deployed.code, Some(0), "{log}");
+    for needle in [
+        "uses: env GREETING, OPTIONAL_FLAG, SECRET_KEY; formation web, worker; scripts.postdeploy; web health check /health",
+        "First deploy: config vars from app.json: GREETING, SECRET_KEY",
+        "First deploy: formation from app.json: web=2:standard-2x worker=1",
+        "app.json's postdeploy script runs once v",
+    ] {
+        assert!(log.contains(needle), "no `{needle}` in:\n{log}");
+    }
+    let config = cli.run(&["config", "-a", app, "--json"]).success().json();
+    assert_eq!(config["GREETING"], "hello from app.json", "{config}");
+    assert_eq!(config["SECRET_KEY"].as_str().unwrap().len(), 64, "{config}");
+    assert!(config.get("OPTIONAL_FLAG").is_none(), "{config}");
+
+    until_answers(
+        server.router_port,
+        "app-json.localhost",
+        "GREETING=hello from app.json",
+    );
+    let (_, body) = http_get(server.router_port, "app-json.localhost", "/").unwrap();
+    assert!(body.contains("SECRET_KEY=64 chars"), "{body}");
+    let checks: u32 = body
+        .split("health checks=")
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(checks >= 1, "wharf asked /health before routing: {body}");
+    wait_until(Duration::from_secs(60), "2 web and 1 worker up", || {
+        let ps = cli.run(&["ps", "--json", "-a", app]).success().json();
+        let up = |kind: &str| {
+            ps.as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["type"] == kind && d["state"] == "up")
+                .count()
+        };
+        match (up("web"), up("worker")) {
+            (2, 1) => Ok(()),
+            other => Err(format!("{other:?}: {ps}")),
+        }
+    });
+    wait_until(
+        Duration::from_secs(60),
+        "the postdeploy script's output",
+        || {
+            let logs = cli.run(&["logs", "-a", app, "-n", "200"]).success().stdout;
+            if logs.contains("postdeploy ran with GREETING=hello from app.json")
+                && logs.contains("postdeploy script (postdeploy.1) succeeded")
+            {
+                Ok(())
+            } else {
+                Err(logs)
+            }
+        },
+    );
+
+    // Later deploys: app.json's env no longer applies; config changes stay.
+    cli.run(&["config", "set", "GREETING=changed by hand", "-a", app])
+        .success();
+    let again = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
+    let log = again.transcript();
+    assert_eq!(again.code, Some(0), "{log}");
+    assert!(!log.contains("First deploy"), "{log}");
+    let config = cli.run(&["config", "-a", app, "--json"]).success().json();
+    assert_eq!(config["GREETING"], "changed by hand", "{config}");
+
+    // A required var the app lacks stops its first deploy, named with its description.
+    cli.run(&["apps", "create", "needs-token"]).success();
+    std::fs::write(
+        source.join("app.json"),
+        r#"{"env": {"API_TOKEN": {"description": "from the vendor's dashboard"}}}"#,
+    )
+    .unwrap();
+    let failed = cli.run(&["deploy", source.to_str().unwrap(), "-a", "needs-token"]);
+    let log = failed.transcript();
+    assert_ne!(failed.code, Some(0), "{log}");
+    assert!(
+        log.contains("app.json requires config vars this app doesn't have: API_TOKEN (from the vendor's dashboard)")
+            && log.contains("wharf config set API_TOKEN="),
+        "{log}"
+    );
+    cli.run(&["config", "set", "API_TOKEN=abc", "-a", "needs-token"])
+        .success();
+    let fixed = cli.run(&["deploy", source.to_str().unwrap(), "-a", "needs-token"]);
+    assert_eq!(fixed.code, Some(0), "{}", fixed.transcript());
+
+    // A key of the wrong shape is named.
+    std::fs::write(
+        source.join("app.json"),
+        r#"{"formation": {"web": {"quantity": "two"}}}"#,
+    )
+    .unwrap();
+    let bad = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
+    let log = bad.transcript();
+    assert_ne!(bad.code, Some(0), "{log}");
+    assert!(log.contains("`formation.web.quantity`"), "{log}");
+}
