@@ -7,7 +7,11 @@
 #     size against the source size;
 #  3. the same apps on the stack wharf-trixie: the cold stack build (mmdebstrap, both images),
 #     then each app's first build on it and its warm rebuild, with the whole image's size (run
-#     image included). Needs bubblewrap and mmdebstrap (SKIP_STACK=1 leaves this part out).
+#     image included). Needs bubblewrap and mmdebstrap (SKIP_STACK=1 leaves this part out);
+#  4. real apps on that stack, examples/python-django (pip, collectstatic) and examples/node-vite
+#     (Node.js 22 from the npm registry, npm ci, a Vite build, prune): cold (the server's first
+#     build of them, its runtime cache empty, so Node.js is downloaded), warm (the same source
+#     again) and a code-only change.
 # Prints a table. Needs python3, node/npm and network access to PyPI and npm for the cold builds.
 #
 #   bench/build.sh            # default sizes
@@ -139,6 +143,7 @@ done
 
 # --- 3. on a stack ------------------------------------------------------------------------------
 stack_rows=()
+real_rows=()
 stack_note=""
 if [ "${SKIP_STACK:-0}" != 1 ]; then
   start=$(now)
@@ -148,7 +153,7 @@ if [ "${SKIP_STACK:-0}" != 1 ]; then
     run_size=$("$WHARF" stacks info wharf-trixie --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["run_image"]["size"])')
     build_size=$("$WHARF" stacks info wharf-trixie --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["build_image"]["size"])')
     stack_note=$(printf 'stack wharf-trixie made in %.1f s; run image %s MiB, build image %s MiB (compressed)' "$stack_cold" "$(mib "$run_size")" "$(mib "$build_size")")
-    for app in static procfile python; do
+    for app in static procfile python node; do
       "$WHARF" apps create "stack-$app" >/dev/null
       "$WHARF" stack:set wharf-trixie -a "stack-$app" >/dev/null
       first=$(deploy_time "stack-$app" "$apps/$app")
@@ -157,7 +162,24 @@ if [ "${SKIP_STACK:-0}" != 1 ]; then
       img=$(image_size "$digest")
       stack_rows+=("$(printf '%-9s %9.2f %9.2f %12s' "$app" "$first" "$warm" "$img")")
     done
-    stack_rows+=("$(printf '%-9s %9s %9s %12s' node - - "(no Node.js in the stack yet)")")
+    # --- 4. real apps on the stack ---
+    for example in python-django node-vite; do
+      src=$work/real-$example
+      cp -r "examples/$example" "$src"
+      "$WHARF" apps create "real-$example" >/dev/null
+      "$WHARF" stack:set wharf-trixie -a "real-$example" >/dev/null
+      cold=$(deploy_time "real-$example" "$src")
+      warm=$(deploy_time "real-$example" "$src")
+      case $example in
+        python-django) echo "# changed $(now)" >> "$src/hello/views.py" ;;
+        node-vite) echo "// changed $(now)" >> "$src/src/main.js" ;;
+      esac
+      code=$(deploy_time "real-$example" "$src")
+      digest=$("$WHARF" builds info -a "real-$example" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["slug"]["id"])')
+      runtime=$("$WHARF" builds info -a "real-$example" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["runtime"])')
+      img=$(image_size "$digest")
+      real_rows+=("$(printf '%-14s %-13s %9.2f %9.2f %11.2f %12s' "$example" "$runtime" "$cold" "$warm" "$code" "$img")")
+    done
   else
     stack_note="the stack could not be made here (bubblewrap and mmdebstrap are needed): $("$WHARF" stacks info wharf-trixie 2>&1 | tail -n 1)"
   fi
@@ -182,4 +204,8 @@ if [ -n "$stack_note" ]; then
   echo "On a stack: $stack_note; seconds, image B = the whole image (run image included)"
   printf '%-9s %9s %9s %12s\n' "app" "first" "warm" "image B"
   for row in "${stack_rows[@]}"; do echo "$row"; done
+  echo
+  echo "Real apps on wharf-trixie (examples/), seconds for wharf deploy; code = a code-only change"
+  printf '%-14s %-13s %9s %9s %11s %12s\n' "app" "runtime" "cold" "warm" "code" "image B"
+  for row in "${real_rows[@]}"; do echo "$row"; done
 fi

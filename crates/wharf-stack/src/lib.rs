@@ -66,6 +66,7 @@ macro_rules! run_packages {
             $ssl,
             "libffi8",
             "libstdc++6",
+            "libatomic1",
             "libpq5",
             "zlib1g",
             "libsqlite3-0",

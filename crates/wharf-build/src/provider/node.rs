@@ -205,6 +205,7 @@ impl Provider for Node {
         let tool =
             manager_release(ctx, &fetcher, &package, manager, pinned.as_ref(), &node).await?;
         install_runtime(ctx, &fetcher, &node, manager, &tool).await?;
+        check_runs(ctx, &node).await?;
         let old_npm = manager == Manager::Npm && tool.version.major() < 7;
 
         let bin = ctx.app_path(&format!("{NODE_HOME}/bin"));
@@ -658,6 +659,30 @@ async fn install_runtime(
     })
     .await?;
     Ok(())
+}
+
+/// `node --version` in the build's root: a stack without the libraries Node.js links to
+/// (the C++ runtime) is named here rather than in a package manager's failure.
+async fn check_runs(ctx: &BuildContext<'_>, node: &Release) -> Result<(), BuildError> {
+    let cmd = SandboxCommand::new(
+        "node --version",
+        ctx.app_path(&format!("{NODE_HOME}/bin/node")),
+    )
+    .arg("--version");
+    match ctx.output(cmd, "node --version").await {
+        Ok(_) => Ok(()),
+        Err(BuildError::CommandFailed { step, .. }) => Err(BuildError::StepFailed {
+            step,
+            reason: format!(
+                "Node.js {} doesn't run on the stack {} (its output is above)",
+                node.version, ctx.stack
+            ),
+            fix: "build on a stack whose images carry the libraries Node.js links to (libstdc++6, \
+                  libatomic1), as wharf's own stacks do"
+                .to_owned(),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 fn make_executable(path: &Path) -> Result<(), BuildError> {

@@ -87,7 +87,7 @@ impl Provider for Python {
 
         if ctx.cache.restore("venv", &hash, &venv_dir).await? {
             ctx.log.step(&format!(
-                "{} unchanged: restored .venv from the build cache ({} skipped)",
+                "{} unchanged: restored .venv from the build cache ({} install skipped)",
                 manager.lockfile(),
                 manager.name()
             ));
@@ -806,7 +806,8 @@ fn portable_script(text: &str, python_prefix: &str) -> Option<String> {
 fn web_command(ctx: &BuildContext<'_>) -> Option<String> {
     let read = |rel: &str| std::fs::read_to_string(ctx.app_dir.join(rel)).ok();
     let uses_gunicorn = read("requirements.txt").is_some_and(|r| requirements_name(&r, "gunicorn"))
-        || read("pyproject.toml").is_some_and(|p| p.contains("gunicorn"));
+        || read("pyproject.toml").is_some_and(|p| p.contains("gunicorn"))
+        || read("Pipfile").is_some_and(|p| requirements_name(&p, "gunicorn"));
     if !uses_gunicorn {
         return None;
     }

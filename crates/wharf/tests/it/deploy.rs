@@ -75,7 +75,8 @@ fn deploy_streams_the_build_and_ends_with_the_release() {
     );
     let table = cli.run(&["builds", "-a", "site"]).success();
     assert!(
-        table.stdout.contains("succeeded  static    first"),
+        table.stdout.contains("PROVIDER  RUNTIME  VERSION")
+            && table.stdout.contains("succeeded  static             first"),
         "{table:#?}"
     );
     let release = cli

@@ -450,7 +450,9 @@ fn python_package_managers_install_from_their_lockfiles() {
     let log = again.transcript();
     assert_eq!(again.code, Some(0), "{log}");
     assert!(
-        log.contains("poetry.lock unchanged: restored .venv from the build cache (poetry skipped)"),
+        log.contains(
+            "poetry.lock unchanged: restored .venv from the build cache (poetry install skipped)"
+        ),
         "{log}"
     );
     until_answers(

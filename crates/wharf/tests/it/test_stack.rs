@@ -1,7 +1,7 @@
 //! A small stack for tests, made once per machine and copied into each test's data directory:
-//! Debian trixie's essential packages with Python, pip's CA bundle and venv, and the C++
-//! runtime Node.js links to (not the host's
-//! bookworm, so a test can tell which one it runs on). Making it downloads packages and takes
+//! Debian trixie's essential packages with Python, pip's CA bundle and venv, and the
+//! libraries Node.js links to (the C++ runtime, libatomic); trixie, not the host's bookworm,
+//! so a test can tell which one it runs on. Making it downloads packages and takes
 //! about a minute; every later test copies it in a second. The cache lives in Cargo's target
 //! directory and is made under a file lock, so tests running at once make it once.
 
@@ -16,7 +16,7 @@ const DEF: StackDef = StackDef {
     name: NAME,
     suite: "trixie",
     variant: "essential",
-    run: &["python3", "ca-certificates", "libstdc++6"],
+    run: &["python3", "ca-certificates", "libstdc++6", "libatomic1"],
     build: &["python3-venv"],
 };
 
