@@ -137,6 +137,11 @@ pub struct BuildOutput {
     pub runtime: Option<String>,
     /// What wharf uses of the app's `app.json`, when it has one.
     pub app_json: Option<AppJson>,
+    /// A name for the exact content of `runtime_paths`: the runtime's versions and the digests
+    /// its downloads were checked against, and how wharf lays them out. Two builds with the
+    /// same key have byte-identical runtime trees, so their layer can be reused without packing
+    /// it again. `None` when that can't be vouched for.
+    pub runtime_key: Option<String>,
 }
 
 /// Builds `req.source_dir` into an app tree under `req.work_dir`.
@@ -227,6 +232,7 @@ pub async fn build(
         provider: detected.name().to_owned(),
         runtime: built.runtime.map(|r| r.to_string()),
         app_json,
+        runtime_key: built.runtime_key,
     })
 }
 

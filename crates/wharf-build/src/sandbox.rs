@@ -339,18 +339,7 @@ impl Sandbox {
         log: &BuildLog,
         limits: &Limits,
     ) -> Result<(), BuildError> {
-        let style = cmd.style;
-        let status = self
-            .exec(cmd, limits, &mut |line| log.output(style, line))
-            .await?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(BuildError::CommandFailed {
-                step: cmd.step.clone(),
-                status,
-            })
-        }
+        self.run_seeing(cmd, log, limits, &mut |_| {}).await
     }
 
     /// [`Sandbox::run`], also handing each output line to `seen` (to look for known failures).

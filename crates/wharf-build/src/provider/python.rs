@@ -52,7 +52,8 @@ impl Provider for Python {
 
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<ProviderOutput, BuildError> {
         let request = py::requested(ctx.app_dir)?;
-        let (program, chosen, downloaded) = interpreter(ctx, request.as_ref()).await?;
+        let (program, chosen, origin) = interpreter(ctx, request.as_ref()).await?;
+        let downloaded = matches!(origin, Origin::Source { .. });
         let manager = Manager::of(ctx.app_dir);
         let mut inputs: Vec<Vec<u8>> = vec![
             CACHE_FORMAT.to_vec(),
@@ -169,8 +170,9 @@ impl Provider for Python {
             .env
             .insert("PYTHONUNBUFFERED".to_owned(), "1".to_owned());
         output.dependency_paths.push(VENV.into());
-        if downloaded {
+        if let Origin::Source { key } = origin {
             output.runtime_paths.push(RUNTIME_DIR.into());
+            output.runtime_key = key;
         }
         output.runtime = Some(chosen);
         Ok(output)
@@ -316,12 +318,22 @@ async fn install_tool(
     Ok(exe)
 }
 
+/// Where the build's Python came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    /// The stack's (or the host's, on `wharf-1`).
+    Stack,
+    /// Downloaded from the Python source into the app tree; `key` names its archive exactly
+    /// when the source published a digest (see [`crate::BuildOutput::runtime_key`]).
+    Source { key: Option<String> },
+}
+
 /// The interpreter to build with (as build commands name it), the version it is, and whether
 /// it was downloaded into the app tree.
 async fn interpreter(
     ctx: &BuildContext<'_>,
     request: Option<&Request>,
-) -> Result<(String, Chosen, bool), BuildError> {
+) -> Result<(String, Chosen, Origin), BuildError> {
     let offers = stack_pythons(ctx).await?;
     let asked = request
         .map(|r| format!(" (asked for by {}: {})", r.file, r.asked))
@@ -339,7 +351,7 @@ async fn interpreter(
             name: "python",
             version: offer.version.to_string(),
         };
-        Ok((offer.program, chosen, false))
+        Ok((offer.program, chosen, Origin::Stack))
     };
     let pick = py::pick(request, &offers);
     let Some(request) = request else {
@@ -529,7 +541,7 @@ async fn download(
     template: &str,
     version: Version,
     asked: &str,
-) -> Result<Option<(String, Chosen, bool)>, BuildError> {
+) -> Result<Option<(String, Chosen, Origin)>, BuildError> {
     if !ctx.sandbox.is_sandboxed() {
         return Err(BuildError::InvalidRequest(format!(
             "Python {version} has to be downloaded, which needs the namespaces sandbox (its \
@@ -602,7 +614,15 @@ async fn download(
         name: "python",
         version: version.to_string(),
     };
-    Ok(Some((program.to_string_lossy().into_owned(), chosen, true)))
+    let key = match &digest {
+        Digest::Sha256(hex) => Some(format!("wharf-python-runtime-1 {version} sha256:{hex}")),
+        _ => None,
+    };
+    Ok(Some((
+        program.to_string_lossy().into_owned(),
+        chosen,
+        Origin::Source { key },
+    )))
 }
 
 /// Where `bin/python3` is in an unpacked archive: at its top, or in its one directory

@@ -77,13 +77,13 @@ impl<'a> Fetcher<'a> {
         }
     }
 
-    /// `GET url` as JSON (`accept` names the document wanted); `None` on 404.
-    pub(crate) async fn json(
+    /// `GET url`, answered 2xx; `None` on 404.
+    async fn get(
         &self,
         what: &str,
         url: &str,
         accept: &str,
-    ) -> Result<Option<serde_json::Value>, BuildError> {
+    ) -> Result<Option<reqwest::Response>, BuildError> {
         let send = self.client.get(url).header("accept", accept).send();
         let response = self
             .bounded(send)
@@ -92,9 +92,22 @@ impl<'a> Fetcher<'a> {
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let response = response
+        response
             .error_for_status()
-            .map_err(|e| Self::failed(what, url, e))?;
+            .map(Some)
+            .map_err(|e| Self::failed(what, url, e))
+    }
+
+    /// `GET url` as JSON (`accept` names the document wanted); `None` on 404.
+    pub(crate) async fn json(
+        &self,
+        what: &str,
+        url: &str,
+        accept: &str,
+    ) -> Result<Option<serde_json::Value>, BuildError> {
+        let Some(response) = self.get(what, url, accept).await? else {
+            return Ok(None);
+        };
         let body = self
             .bounded(response.bytes())
             .await?
@@ -106,16 +119,9 @@ impl<'a> Fetcher<'a> {
 
     /// `GET url` as text; `None` on 404.
     pub(crate) async fn text(&self, what: &str, url: &str) -> Result<Option<String>, BuildError> {
-        let response = self
-            .bounded(self.client.get(url).send())
-            .await?
-            .map_err(|e| Self::failed(what, url, e))?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
+        let Some(response) = self.get(what, url, "text/plain, */*").await? else {
             return Ok(None);
-        }
-        let response = response
-            .error_for_status()
-            .map_err(|e| Self::failed(what, url, e))?;
+        };
         self.bounded(response.text())
             .await?
             .map(Some)

@@ -294,3 +294,38 @@ fn collect_keeps_what_kept_images_reference_and_frees_the_rest() {
         .unwrap();
     assert_eq!((again.removed_blobs, again.bytes), (0, 0));
 }
+
+/// A layer remembered by what it was made from is found again while its blob is there, and
+/// forgotten once garbage collection removed the blob (so it is packed anew).
+#[test]
+fn a_remembered_layer_lasts_as_long_as_its_blob() {
+    let tmp = tempdir();
+    let store = ImageStore::open(&tmp.path().join("images")).unwrap();
+    let tree = tmp.path().join("runtime");
+    write_tree(&tree, &[("bin/node", file("#!/bin/sh\necho node\n"))]);
+    let built = store
+        .build_image(&wharf_image::ImageSpec {
+            layers: vec![wharf_image::LayerSpec {
+                root: tree,
+                prefix: "app/.wharf".to_owned(),
+                select: wharf_image::Select::All,
+            }],
+            working_dir: "/app".to_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+    let layer = built.layers[0].clone();
+    assert!(store.remembered_layer("node 1.2.3").is_none());
+    store.remember_layer("node 1.2.3", &layer).unwrap();
+    let found = store.remembered_layer("node 1.2.3").unwrap();
+    assert_eq!(
+        (&found.digest, &found.diff_id, found.size, found.reused),
+        (&layer.digest, &layer.diff_id, layer.size, true)
+    );
+    assert!(store.remembered_layer("node 1.2.4").is_none());
+
+    // Nothing keeps the image: collected, its layer is gone, and so is the memory of it.
+    store.collect(&Default::default()).unwrap();
+    assert!(!store.has_blob(&layer.digest));
+    assert!(store.remembered_layer("node 1.2.3").is_none());
+}

@@ -449,14 +449,35 @@ impl Inner {
         }
         let images = self.images.clone();
         let mut spec = image_spec(output);
+        // A runtime layer made before from the same downloads is used as it is, not packed again.
+        let runtime_key = output
+            .runtime_key
+            .clone()
+            .filter(|_| !output.runtime_paths.is_empty());
+        let remembered = runtime_key
+            .as_deref()
+            .and_then(|key| self.images.remembered_layer(key));
+        let remember = match remembered {
+            Some(layer) => {
+                spec.layers.remove(0);
+                spec.base.push(layer);
+                None
+            }
+            None => runtime_key,
+        };
         if let Some(stack) = stack {
             stack
                 .complete(&mut spec, output, &work_dir.join("launcher"))
                 .map_err(internal)?;
         }
+        // Where the runtime layer lands when it is packed now: right after the base's.
+        let runtime_at = spec.base.len();
         let tag = format!("build-{}", build.id);
         let image = tokio::task::spawn_blocking(move || {
             let image = images.build_image(&spec)?;
+            if let (Some(key), Some(layer)) = (remember, image.layers.get(runtime_at)) {
+                images.remember_layer(&key, layer)?;
+            }
             images.tag(&tag, &image.manifest)?;
             Ok::<_, wharf_image::ImageError>(image)
         })
@@ -622,7 +643,10 @@ impl OnStack {
         let file = scratch.join(launch::LAUNCHER_FILE);
         std::fs::write(&file, launch::script(&output.process_types))?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))?;
-        spec.base = self.run.layers();
+        // The run image's layers first, then any the app brings ready-made (its runtime).
+        let mut base = self.run.layers();
+        base.append(&mut spec.base);
+        spec.base = base;
         spec.layers.push(LayerSpec {
             root: scratch.to_path_buf(),
             prefix: launch::LAUNCHER_DIR.to_owned(),

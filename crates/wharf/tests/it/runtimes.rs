@@ -24,6 +24,19 @@ fn on_stack(data: &Path, ports: &str, extra: &[&str], app: &str) -> (Server, Cli
     (server, cli)
 }
 
+/// `wharf deploy SOURCE -a APP`, which must succeed with each of `needles` in its output;
+/// returns the output.
+#[track_caller]
+fn deploys(cli: &Cli, app: &str, source: &Path, needles: &[&str]) -> String {
+    let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
+    let log = deployed.transcript();
+    assert_eq!(deployed.code, Some(0), "{log}");
+    for needle in needles {
+        assert!(log.contains(needle), "{app}: no `{needle}` in:\n{log}");
+    }
+    log
+}
+
 /// The `href`/`src` in `page` that starts with `prefix`.
 fn link<'a>(page: &'a str, prefix: &str) -> &'a str {
     let start = page
@@ -48,9 +61,7 @@ fn a_django_app_builds_with_its_python_and_collectstatic() {
     let (server, cli) = on_stack(data.path(), "34400-34449", &[], app);
     let source = cli.work_dir().join("python-django");
     copy_dir(&example("python-django"), &source);
-    let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
-    let log = deployed.transcript();
-    assert_eq!(deployed.code, Some(0), "{log}");
+    let log = deploys(&cli, app, &source, &[]);
     assert!(
         log.contains(&format!(
             " from the stack {} (asked for by .python-version: 3.13)",
@@ -86,9 +97,7 @@ fn a_django_app_builds_with_its_python_and_collectstatic() {
     cli.run(&["config", "set", "DISABLE_COLLECTSTATIC=1", "-a", app])
         .success();
     std::fs::write(source.join("hello/static/hello/extra.css"), "p {}\n").unwrap();
-    let again = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
-    let log = again.transcript();
-    assert_eq!(again.code, Some(0), "{log}");
+    let log = deploys(&cli, app, &source, &[]);
     assert!(
         log.contains("Skipping Django collectstatic (DISABLE_COLLECTSTATIC=1)"),
         "{log}"
@@ -159,9 +168,7 @@ fn a_python_the_stack_lacks_comes_from_the_python_source() {
          return [('running on Python %d.%d.%d\\n' % sys.version_info[:3]).encode()]\n",
     )
     .unwrap();
-    let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
-    let log = deployed.transcript();
-    assert_eq!(deployed.code, Some(0), "{log}");
+    let log = deploys(&cli, app, &source, &[]);
     assert!(
         log.contains(&format!(
             "Using Python {host} from the Python source (asked for by .python-version: 3.11)"
@@ -267,19 +274,19 @@ fn a_vite_app_builds_on_node_from_the_registry() {
     let (server, cli) = on_stack(data.path(), "34500-34549", &[], app);
     let source = cli.work_dir().join("node-vite");
     copy_dir(&example("node-vite"), &source);
-    let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
-    let log = deployed.transcript();
-    assert_eq!(deployed.code, Some(0), "{log}");
-    for needle in [
-        "Using Node.js 22.",
-        "(asked for by package.json engines.node: 22.x)",
-        "Installing dependencies with npm ci --include=dev",
-        "Running build (npm run build)",
-        "Pruning devDependencies (npm prune --omit=dev)",
-        "Default types for node -> web",
-    ] {
-        assert!(log.contains(needle), "no `{needle}` in:\n{log}");
-    }
+    deploys(
+        &cli,
+        app,
+        &source,
+        &[
+            "Using Node.js 22.",
+            "(asked for by package.json engines.node: 22.x)",
+            "Installing dependencies with npm ci --include=dev",
+            "Running build (npm run build)",
+            "Pruning devDependencies (npm prune --omit=dev)",
+            "Default types for node -> web",
+        ],
+    );
 
     until_answers(
         server.router_port,
@@ -363,12 +370,7 @@ fn package_managers_install_as_the_app_says() {
         cli.run(&["apps", "create", name]).success();
         let source = cli.work_dir().join(name);
         copy_dir(&apps.join(name), &source);
-        let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", name]);
-        let log = deployed.transcript();
-        assert_eq!(deployed.code, Some(0), "{log}");
-        for needle in needles {
-            assert!(log.contains(needle), "{name}: no `{needle}` in:\n{log}");
-        }
+        deploys(&cli, name, &source, needles);
         until_answers(
             server.router_port,
             &format!("{name}.localhost"),
@@ -426,12 +428,7 @@ fn python_package_managers_install_from_their_lockfiles() {
         }
         let source = cli.work_dir().join(name);
         copy_dir(&apps.join(name), &source);
-        let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", name]);
-        let log = deployed.transcript();
-        assert_eq!(deployed.code, Some(0), "{log}");
-        for needle in needles {
-            assert!(log.contains(needle), "{name}: no `{needle}` in:\n{log}");
-        }
+        deploys(&cli, name, &source, needles);
         until_answers(
             server.router_port,
             &format!("{name}.localhost"),
@@ -446,9 +443,7 @@ fn python_package_managers_install_from_their_lockfiles() {
         app_py.replace("Hello from", "Hi again from"),
     )
     .unwrap();
-    let again = cli.run(&["deploy", source.to_str().unwrap(), "-a", "poetry-flask"]);
-    let log = again.transcript();
-    assert_eq!(again.code, Some(0), "{log}");
+    let log = deploys(&cli, "poetry-flask", &source, &[]);
     assert!(
         log.contains(
             "poetry.lock unchanged: restored .venv from the build cache (poetry install skipped)"
@@ -478,17 +473,17 @@ fn app_json_sets_up_the_first_deploy() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/app-json"),
         &source,
     );
-    let deployed = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
-    let log = deployed.transcript();
-    assert_eq!(deployed.code, Some(0), "{log}");
-    for needle in [
-        "uses: env GREETING, OPTIONAL_FLAG, SECRET_KEY; formation web, worker; scripts.postdeploy; web health check /health",
-        "First deploy: config vars from app.json: GREETING, SECRET_KEY",
-        "First deploy: formation from app.json: web=2:standard-2x worker=1",
-        "app.json's postdeploy script runs once v",
-    ] {
-        assert!(log.contains(needle), "no `{needle}` in:\n{log}");
-    }
+    deploys(
+        &cli,
+        app,
+        &source,
+        &[
+            "uses: env GREETING, OPTIONAL_FLAG, SECRET_KEY; formation web, worker; scripts.postdeploy; web health check /health",
+            "First deploy: config vars from app.json: GREETING, SECRET_KEY",
+            "First deploy: formation from app.json: web=2:standard-2x worker=1",
+            "app.json's postdeploy script runs once v",
+        ],
+    );
     let config = cli.run(&["config", "-a", app, "--json"]).success().json();
     assert_eq!(config["GREETING"], "hello from app.json", "{config}");
     assert_eq!(config["SECRET_KEY"].as_str().unwrap().len(), 64, "{config}");
@@ -539,9 +534,7 @@ fn app_json_sets_up_the_first_deploy() {
     // Later deploys: app.json's env no longer applies; config changes stay.
     cli.run(&["config", "set", "GREETING=changed by hand", "-a", app])
         .success();
-    let again = cli.run(&["deploy", source.to_str().unwrap(), "-a", app]);
-    let log = again.transcript();
-    assert_eq!(again.code, Some(0), "{log}");
+    let log = deploys(&cli, app, &source, &[]);
     assert!(!log.contains("First deploy"), "{log}");
     let config = cli.run(&["config", "-a", app, "--json"]).success().json();
     assert_eq!(config["GREETING"], "changed by hand", "{config}");
