@@ -328,8 +328,8 @@ enum Origin {
     Source { key: Option<String> },
 }
 
-/// The interpreter to build with (as build commands name it), the version it is, and whether
-/// it was downloaded into the app tree.
+/// The interpreter to build with (as build commands name it), the version it is, and where it
+/// came from.
 async fn interpreter(
     ctx: &BuildContext<'_>,
     request: Option<&Request>,
