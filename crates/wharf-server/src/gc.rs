@@ -5,7 +5,8 @@
 //! an instance or one-off process runs, every stack's images (`stack/…` tags), and the run
 //! image each kept image on a stack names. Everything else in the image store goes, blob by blob
 //! (a layer shared with a kept image stays), and so do the unpacked trees of releases no
-//! process runs. A release whose image was collected can't be rolled back to (the API says
+//! process runs, and the root filesystems unpacked from stack images that went (unless a build
+//! holds one: a build on a build image a newer make replaced). A release whose image was collected can't be rolled back to (the API says
 //! so); its record stays.
 //!
 //! Races: whatever is about to make an image referenced — a build from packing its image to
@@ -54,10 +55,16 @@ pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
         .collect();
     keep.extend(run_images);
     let kept_images = keep.len();
-    let collected = tokio::task::spawn_blocking(move || images.collect(&keep))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let stacks = state.stacks.rootfs_dir().to_path_buf();
+    let (collected, unpacked) = tokio::task::spawn_blocking(move || {
+        let collected = images.collect(&keep).map_err(ApiError::internal)?;
+        // Root filesystems unpacked from images that are gone, unless a build is on one.
+        let unpacked =
+            wharf_stack::rootfs::remove_unused(&stacks, &keep).map_err(ApiError::internal)?;
+        Ok::<_, ApiError>((collected, unpacked))
+    })
+    .await
+    .map_err(ApiError::internal)??;
     let trees = state
         .control
         .supervisor()
@@ -74,12 +81,13 @@ pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
             .iter()
             .map(|(app, version)| format!("{app}/v{version}"))
             .collect(),
-        bytes_freed: collected.bytes + trees.bytes,
+        bytes_freed: collected.bytes + trees.bytes + unpacked.bytes,
     };
     tracing::info!(
         images_removed = report.images_removed,
         blobs_removed = report.blobs_removed,
         trees_removed = report.release_trees_removed.len(),
+        stack_trees_removed = unpacked.trees.len(),
         bytes_freed = report.bytes_freed,
         "garbage collection done"
     );

@@ -29,6 +29,8 @@ pub struct StackMaker {
     logs: BuildLogs,
     /// Where mmdebstrap and skopeo write: private scratch under `builds/`.
     work: PathBuf,
+    /// Where stack images are unpacked as root filesystems (`stacks/`).
+    rootfs: PathBuf,
     images: ImageStore,
     gc: Arc<tokio::sync::RwLock<()>>,
     /// Cancelled when the server stops: a make in progress ends.
@@ -40,6 +42,11 @@ pub struct StackMaker {
 }
 
 impl StackMaker {
+    /// Where stack images are unpacked as root filesystems, once each.
+    pub fn rootfs_dir(&self) -> &std::path::Path {
+        &self.rootfs
+    }
+
     pub fn new(
         data_dir: &std::path::Path,
         images: ImageStore,
@@ -49,6 +56,7 @@ impl StackMaker {
         Ok(StackMaker {
             logs: BuildLogs::new(data_dir.join("logs").join("stacks"))?,
             work: data_dir.join("builds").join("stacks"),
+            rootfs: data_dir.join("stacks"),
             images,
             gc,
             stop,

@@ -56,6 +56,110 @@ pub fn unpack(store: &ImageStore, manifest: &Digest, cache: &Path) -> Result<Pat
     }
 }
 
+/// The lock file of image `manifest`'s root filesystem under `cache`.
+fn lock_path(cache: &Path, manifest: &Digest) -> PathBuf {
+    cache.join(format!("{}.lock", manifest.hex()))
+}
+
+/// A root filesystem in use: while it is held, [`remove_unused`] leaves it alone.
+#[derive(Debug)]
+pub struct Held(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+/// Holds image `manifest`'s root filesystem under `cache` for as long as the result lives (a
+/// build on a build image that a newer make of its stack replaced keeps its `/`).
+pub fn hold(cache: &Path, manifest: &Digest) -> Result<Held, StackError> {
+    std::fs::create_dir_all(cache).map_err(crate::io("create", cache))?;
+    let path = lock_path(cache, manifest);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(crate::io("open", &path))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockShared)
+        .map(Held)
+        .map_err(|(_, e)| crate::io("lock", &path)(e.into()))
+}
+
+/// What [`remove_unused`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub trees: Vec<Digest>,
+    pub bytes: u64,
+}
+
+/// Leftovers of an unpack cut short are this old before they are removed (an unpack still
+/// running is younger).
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Removes the root filesystems under `cache` of images not in `keep` and not held, and
+/// unpacks that a crash cut short. Garbage collection calls it once the image store has been
+/// collected with the same `keep`.
+pub fn remove_unused(
+    cache: &Path,
+    keep: &std::collections::BTreeSet<Digest>,
+) -> Result<Removed, StackError> {
+    let mut removed = Removed::default();
+    let entries = match std::fs::read_dir(cache) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(crate::io("list", cache)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(crate::io("list", cache))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with('.') {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TEMP);
+            if stale {
+                removed.bytes += tree_bytes(&path);
+                std::fs::remove_dir_all(&path).map_err(crate::io("remove", &path))?;
+            }
+            continue;
+        }
+        let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
+            continue; // lock files, and anything not ours
+        };
+        if keep.contains(&digest) || !path.is_dir() {
+            continue;
+        }
+        let lock = lock_path(cache, &digest);
+        let held = match std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+        {
+            Ok(file) => nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock),
+            Err(e) => return Err(crate::io("open", &lock)(e)),
+        };
+        let Ok(_exclusive) = held else {
+            continue; // a build is on it
+        };
+        removed.bytes += tree_bytes(&path);
+        std::fs::remove_dir_all(&path).map_err(crate::io("remove", &path))?;
+        let _ = std::fs::remove_file(&lock);
+        removed.trees.push(digest);
+    }
+    Ok(removed)
+}
+
+fn tree_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
 fn unpack_layers(store: &ImageStore, manifest: &Digest, into: &Path) -> Result<(), StackError> {
     let root = nix::unistd::geteuid().is_root();
     // Images made elsewhere (`wharf stacks import`) have layers on layers, with whiteouts.
@@ -137,6 +241,58 @@ fn whiteout(root: &Path, dir: &Path, hidden: &str) -> Result<(), StackError> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Garbage collection's part here: a tree of an image still kept stays, one a build holds
+    /// stays until the build lets go, the others go with their lock files, and so do the
+    /// leftovers of an unpack a crash cut short, once they are old.
+    #[test]
+    fn unused_trees_go_unless_kept_or_held() {
+        use super::{hold, lock_path, path, remove_unused};
+        use wharf_image::Digest;
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path();
+        let digest =
+            |c: char| Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap();
+        let (kept, held, unused) = (digest('a'), digest('b'), digest('c'));
+        for d in [&kept, &held, &unused] {
+            std::fs::create_dir_all(path(cache, d).join("usr/bin")).unwrap();
+            std::fs::write(path(cache, d).join("usr/bin/sh"), vec![0u8; 10_000]).unwrap();
+        }
+        let fresh_temp = cache.join(format!(".{}.1-0", unused.hex()));
+        let old_temp = cache.join(format!(".{}.2-0", unused.hex()));
+        std::fs::create_dir_all(&fresh_temp).unwrap();
+        std::fs::create_dir_all(&old_temp).unwrap();
+        let two_hours_ago = nix::sys::time::TimeSpec::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                - std::time::Duration::from_secs(7200),
+        );
+        nix::sys::stat::utimensat(
+            None,
+            &old_temp,
+            &two_hours_ago,
+            &two_hours_ago,
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        )
+        .unwrap();
+
+        let build = hold(cache, &held).unwrap();
+        let keep = std::collections::BTreeSet::from([kept.clone()]);
+        let removed = remove_unused(cache, &keep).unwrap();
+        assert_eq!(removed.trees, vec![unused.clone()]);
+        assert!(removed.bytes >= 10_000, "{removed:?}");
+        assert!(path(cache, &kept).is_dir());
+        assert!(path(cache, &held).is_dir());
+        assert!(!path(cache, &unused).exists());
+        assert!(fresh_temp.is_dir() && !old_temp.exists());
+
+        drop(build);
+        let removed = remove_unused(cache, &keep).unwrap();
+        assert_eq!(removed.trees, vec![held.clone()]);
+        assert!(!path(cache, &held).exists() && !lock_path(cache, &held).exists());
+        assert!(path(cache, &kept).is_dir());
+    }
     use wharf_image::{ImageSpec, ImageStore, LayerInfo};
 
     /// A layer of `files` (each holding its own name), as another tool would write it.

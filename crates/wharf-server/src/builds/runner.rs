@@ -518,6 +518,8 @@ struct OnStack {
     run: wharf_image::Image,
     /// The build image's root filesystem, unpacked (once per machine) on the host.
     build_root: PathBuf,
+    /// Keeps garbage collection off `build_root` while the build runs.
+    _held: wharf_stack::rootfs::Held,
 }
 
 impl Inner {
@@ -557,7 +559,7 @@ impl Inner {
                 .map_err(|e| format!("the app's stack `{name}` could not be made: {e}"))?;
         }
         let images = self.images.clone();
-        let cache = self.data_dir.join("stacks");
+        let cache = self.stacks.rootfs_dir().to_path_buf();
         let wanted = name.clone();
         let found = tokio::task::spawn_blocking(move || {
             let stack = wharf_stack::list(&images)?
@@ -572,13 +574,15 @@ impl Inner {
                 return Ok(None);
             };
             let run = images.image(&run.manifest)?;
+            // Held for the whole build: garbage collection leaves a `/` in use alone.
+            let held = wharf_stack::rootfs::hold(&cache, &build.manifest)?;
             let build_root = wharf_stack::rootfs::unpack(&images, &build.manifest, &cache)?;
-            Ok::<_, wharf_stack::StackError>(Some((build.manifest, run, build_root)))
+            Ok::<_, wharf_stack::StackError>(Some((build.manifest, run, build_root, held)))
         })
         .await
         .map_err(internal)?
         .map_err(|e| format!("the app's stack `{name}` can't be used: {e}"))?;
-        let Some((build, run, build_root)) = found else {
+        let Some((build, run, build_root, held)) = found else {
             return Err(format!(
                 "the app's stack `{name}` is not made on this server: make it with                  `wharf stacks build {name}`, or choose another with `wharf stack:set`"
             ));
@@ -594,6 +598,7 @@ impl Inner {
             build,
             run,
             build_root,
+            _held: held,
         }))
     }
 }
