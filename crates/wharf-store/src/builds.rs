@@ -90,6 +90,18 @@ fn source_from_row(row: &AnyRow) -> Result<SourceRecord> {
     })
 }
 
+/// Whether a release of the app has had an image.
+async fn deployed(conn: &mut sqlx::AnyConnection, app_id: &str) -> Result<bool> {
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM releases WHERE app_id = $1 AND image_digest IS NOT NULL",
+    )
+    .bind(app_id)
+    .fetch_one(conn)
+    .await?
+    .try_get("n")?;
+    Ok(n > 0)
+}
+
 const BUILD_SELECT: &str =
     "SELECT b.id, b.app_id, b.source_id, s.sha256 AS source_sha256, b.source_version, \
      b.status, b.provider, b.runtime, b.image_digest, b.process_types, b.error, b.release_id, b.user_id, \
@@ -321,14 +333,7 @@ impl Store {
         let build = self.build(id).await?;
         let mut tx = self.pool.begin().await?;
         let mut config = load_for_update(&mut tx, &self.secrets, &build.app_id).await?;
-        let deployed_before: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM releases WHERE app_id = $1 AND image_digest IS NOT NULL",
-        )
-        .bind(&build.app_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-        let first_deploy = deployed_before == 0;
+        let first_deploy = !deployed(&mut tx, &build.app_id).await?;
         if first_deploy {
             let change = ConfigChange {
                 set: success
@@ -425,14 +430,7 @@ impl Store {
     /// Whether a release of the app has had an image (so its next build is not its first
     /// deploy).
     pub async fn deployed_before(&self, app_id: &str) -> Result<bool> {
-        let n: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM releases WHERE app_id = $1 AND image_digest IS NOT NULL",
-        )
-        .bind(app_id)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?;
-        Ok(n > 0)
+        deployed(&mut *self.pool.acquire().await?, app_id).await
     }
 
     /// What built the image `digest` (`python`, `node`, …), if a build of it is stored.

@@ -47,6 +47,15 @@ enum Manager {
 }
 
 impl Manager {
+    /// Its name in messages.
+    fn command_title(self) -> &'static str {
+        match self {
+            Manager::Npm => "npm",
+            Manager::Pnpm => "pnpm",
+            Manager::YarnClassic | Manager::YarnBerry => "Yarn",
+        }
+    }
+
     fn command(self) -> &'static str {
         match self {
             Manager::Npm => "npm",
@@ -594,16 +603,6 @@ async fn manager_release(
     Ok(chosen)
 }
 
-impl Manager {
-    fn command_title(self) -> &'static str {
-        match self {
-            Manager::Npm => "npm",
-            Manager::Pnpm => "pnpm",
-            Manager::YarnClassic | Manager::YarnBerry => "Yarn",
-        }
-    }
-}
-
 /// Node.js and the package manager into `.wharf/node`: `bin/node`, the manager under
 /// `lib/node_modules/<package>`, and its commands in `bin/` as links to its entry points.
 async fn install_runtime(
@@ -613,20 +612,17 @@ async fn install_runtime(
     manager: Manager,
     tool: &Release,
 ) -> Result<(), BuildError> {
-    let node_dir = match fetcher.cached("node", &node.version.to_string()) {
-        Some(dir) => dir,
-        None => {
-            fetcher
-                .unpacked(
-                    &format!("Node.js {}", node.version),
-                    "node",
-                    &node.version.to_string(),
-                    &node.tarball,
-                    &integrity(node),
-                )
-                .await?
-        }
-    };
+    // Already on this machine (the offline case included, where there is no tarball to fetch)
+    // or downloaded now.
+    let node_dir = fetcher
+        .unpacked(
+            &format!("Node.js {}", node.version),
+            "node",
+            &node.version.to_string(),
+            &node.tarball,
+            &integrity(node),
+        )
+        .await?;
     let kind = manager.package().replace('/', "+");
     let tool_dir = fetcher
         .unpacked(

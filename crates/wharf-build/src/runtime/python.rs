@@ -135,10 +135,7 @@ pub(crate) fn requested(dir: &Path) -> Result<Option<Request>, BuildError> {
         }));
     }
     if let Some(text) = read("pyproject.toml")? {
-        let doc: toml::Table = toml::from_str(&text).map_err(|e| BuildError::InvalidManifest {
-            file: "pyproject.toml",
-            reason: format!("it is not valid TOML: {}", one_line(&e.to_string())),
-        })?;
+        let doc = toml_table("pyproject.toml", &text)?;
         let field = doc
             .get("project")
             .and_then(|p| p.get("requires-python"))
@@ -159,10 +156,7 @@ pub(crate) fn requested(dir: &Path) -> Result<Option<Request>, BuildError> {
         }
     }
     if let Some(text) = read("Pipfile")? {
-        let doc: toml::Table = toml::from_str(&text).map_err(|e| BuildError::InvalidManifest {
-            file: "Pipfile",
-            reason: format!("it is not valid TOML: {}", one_line(&e.to_string())),
-        })?;
+        let doc = toml_table("Pipfile", &text)?;
         let requires = doc.get("requires");
         for key in ["python_full_version", "python_version"] {
             let Some(value) = requires.and_then(|r| r.get(key)).and_then(|v| v.as_str()) else {
@@ -180,6 +174,14 @@ pub(crate) fn requested(dir: &Path) -> Result<Option<Request>, BuildError> {
         }
     }
     Ok(None)
+}
+
+/// `text` of `file` as a TOML table.
+fn toml_table(file: &'static str, text: &str) -> Result<toml::Table, BuildError> {
+    toml::from_str(text).map_err(|e| BuildError::InvalidManifest {
+        file,
+        reason: format!("it is not valid TOML: {}", one_line(&e.to_string())),
+    })
 }
 
 fn one_line(text: &str) -> String {

@@ -695,7 +695,8 @@ fn first_deploy(
         return Ok(FirstDeploy::default());
     };
     let mut out = FirstDeploy::default();
-    let mut missing = Vec::new();
+    // Required vars the app lacks, with their descriptions.
+    let mut missing: Vec<(&str, Option<&str>)> = Vec::new();
     for (key, var) in &app_json.env {
         if config.get(key).is_some() {
             continue;
@@ -704,10 +705,7 @@ fn first_deploy(
             (_, true) => hex::encode(rand::random::<[u8; 32]>()),
             (Some(value), false) => value.clone(),
             (None, false) if var.required => {
-                missing.push(match &var.description {
-                    Some(d) => format!("{key} ({d})"),
-                    None => key.clone(),
-                });
+                missing.push((key, var.description.as_deref()));
                 continue;
             }
             (None, false) => continue,
@@ -715,17 +713,18 @@ fn first_deploy(
         let key = ConfigKey::parse(key).map_err(|e| format!("app.json: `env.{key}`: {e}"))?;
         out.config.insert(key, value);
     }
-    if !missing.is_empty() {
-        let first = app_json
-            .env
-            .keys()
-            .find(|k| missing.iter().any(|m| m.starts_with(k.as_str())))
-            .cloned()
-            .unwrap_or_default();
+    if let Some((first, _)) = missing.first() {
+        let named: Vec<String> = missing
+            .iter()
+            .map(|(key, description)| match description {
+                Some(d) => format!("{key} ({d})"),
+                None => (*key).to_owned(),
+            })
+            .collect();
         return Err(format!(
             "app.json requires config vars this app doesn't have: {}; set them (`wharf config \
              set {first}=… -a {app}`) and deploy again",
-            missing.join(", ")
+            named.join(", ")
         ));
     }
     for (kind, formation) in &app_json.formation {
