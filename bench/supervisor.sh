@@ -11,10 +11,16 @@
 # Prints a table. Needs python3 (/usr/bin/python3 for the apps, runnable by `nobody`), node/npm,
 # and network access to PyPI and npm the first time (honcho, foreman). wharf runs with
 # `--sandbox none`, as the peers do; as root it runs the apps as `nobody`.
+# With STACK=1 (and bubblewrap and mmdebstrap) a second wharf row, "wharf on a stack", measures
+# start-up and memory as releases run by default: in namespaces, each app as its own user, the
+# stack's run image as `/` (wharf-trixie, made first and not counted; STACK_DATA=DIR keeps its
+# data directory between runs so the stack is made once). Its instances can't write port files
+# to the host, so it waits for the ports `wharf ps --json` names to accept connections.
 #
 #   bench/supervisor.sh                    # N = 50 and 200, 200000 log lines
 #   SIZES="50" LINES=50000 bench/supervisor.sh
 #   WHARF_BIN=/path/to/wharf bench/supervisor.sh  # no build
+#   STACK=1 STACK_DATA=/var/tmp/wharf-bench-stack bench/supervisor.sh  # also on wharf-trixie
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"50 200"}
@@ -106,12 +112,21 @@ def mem(root):
     pss = sum(kib(p, "Pss", "smaps_rollup") for p in [root] + helpers)
     print(kib(root, "VmRSS", "status"), pss, len(helpers))
 
+def ps_ports(ps_cmd):
+    try:
+        dynos = json.loads(subprocess.run(ps_cmd, capture_output=True, check=True).stdout)
+    except Exception:
+        return []
+    return [str(d["port"]) for d in dynos if d.get("port")]
+
 def wait_up(ports_dir, n, until, ps_cmd):
-    # Until n port files exist and each port accepts a connection (and, for wharf, `ps --json`
-    # shows n dynos up). Prints "ok|timeout <epoch> <ports accepting> <dynos up>".
+    # Until n port files exist (ports_dir "-": n ports named by `ps --json`) and each port accepts
+    # a connection (and, for wharf, `ps --json` shows n dynos up). Prints "ok|timeout <epoch>
+    # <ports accepting> <dynos up>".
     ok, up = set(), -1
     while True:
-        for name in os.listdir(ports_dir):
+        names = ps_ports(ps_cmd) if ports_dir == "-" else os.listdir(ports_dir)
+        for name in names:
             if name in ok:
                 continue
             try:
@@ -256,6 +271,10 @@ print("spew done", flush=True)
 time.sleep(3600)
 PY
 printf 'web: %s web.py %s\nweb2: %s web.py %s\n' "$APP_PY" "$ports" "$APP_PY" "$ports" > "$work/app-web/Procfile"
+# On a stack: the same app, its port files in its own scratch (the host's $work is not there).
+mkdir -p "$work/app-web-stack"
+cp "$work/app-web/web.py" "$work/app-web-stack/"
+printf 'web: /usr/bin/python3 web.py /tmp\nweb2: /usr/bin/python3 web.py /tmp\n' > "$work/app-web-stack/Procfile"
 printf 'spew: %s spew.py %s\n' "$APP_PY" "$LINES" > "$work/app-log/Procfile"
 split() { # N → "web web2": at most 100 per process type (wharf's limit), the same for every tool
   local n=$1 a
@@ -338,31 +357,53 @@ peer() { # TOOL
 }
 
 # --- wharf ----------------------------------------------------------------------------------------
-wharf_run() {
-  local n r t0 a b rss pss h id until
-  export WHARF_CONFIG_DIR=$work/config
+wharf_run() { # TOOL: wharf (no sandbox, the host's /usr) or wharf-stack (on wharf-trixie)
+  local tool=$1 n r t0 a b rss pss h id until data app_web ports_arg
+  export WHARF_CONFIG_DIR=$work/config-$tool
+  data=$work/data-$tool
+  local server_args=(--sandbox none --stack wharf-1)
+  app_web=$work/app-web
+  ports_arg=$ports
+  if [ "$tool" = wharf-stack ]; then
+    data=${STACK_DATA:-$data}
+    server_args=(--sandbox namespaces --stack wharf-trixie)
+    app_web=$work/app-web-stack
+    ports_arg=-
+  fi
   # wharf makes a new data dir 0700; a root server without a sandbox runs apps as `nobody`, who
   # must reach the release trees under it, so the bench makes the dir itself, traversable.
-  mkdir -m 711 "$work/data"
-  setsid "$WHARF" server --data-dir "$work/data" --api-addr 127.0.0.1:0 --sandbox none \
-    --port-range "$WHARF_PORTS" >"$work/server.log" 2>&1 </dev/null &
+  mkdir -p -m 711 "$data"
+  setsid "$WHARF" server --data-dir "$data" --api-addr 127.0.0.1:0 "${server_args[@]}" \
+    --port-range "$WHARF_PORTS" >"$work/server-$tool.log" 2>&1 </dev/null &
   server_pid=$!
   started+=("$server_pid")
   until=$(phase_deadline)
-  while ! grep -q "listening on" "$work/server.log" 2>/dev/null; do
-    [ "$(date +%s)" -ge "$until" ] && { echo "bench: wharf server did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+  while ! grep -q "listening on" "$work/server-$tool.log" 2>/dev/null; do
+    [ "$(date +%s)" -ge "$until" ] && { echo "bench: wharf server did not start" >&2; cat "$work/server-$tool.log" >&2; exit 1; }
     sleep 0.05
   done
-  url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/server.log" | head -n 1)
-  "$WHARF" login --url "$url" --token-file "$work/data/admin-token" >"$work/login.out" 2>&1 \
+  url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/server-$tool.log" | head -n 1)
+  "$WHARF" login --url "$url" --token-file "$data/admin-token" >"$work/login.out" 2>&1 \
     || { cat "$work/login.out" >&2; exit 1; }
-  for app in web log; do
-    "$WHARF" apps create "bench-$app" >/dev/null
-    "$WHARF" deploy "$work/app-$app" -a "bench-$app" >"$work/deploy-$app.out" 2>&1 \
-      || { echo "bench: deploy of bench-$app failed" >&2; cat "$work/deploy-$app.out" >&2; exit 1; }
-  done
-  "$WHARF" scale spew=0 -a bench-log >/dev/null
-  wharf_gone bench-log
+  if [ "$tool" = wharf-stack ]; then
+    # Made before anything is timed (once, with STACK_DATA); not counted.
+    if ! "$WHARF" stacks --json | "$PY" -c 'import json,sys; sys.exit(not any(s["name"] == "wharf-trixie" and s["status"] == "ready" for s in json.load(sys.stdin)))'; then
+      echo "bench: making wharf-trixie (not counted)" >&2
+      "$WHARF" stacks build wharf-trixie >"$work/stack.out" 2>&1 \
+        || { echo "bench: making wharf-trixie failed" >&2; tail -n 20 "$work/stack.out" >&2; exit 1; }
+    fi
+  fi
+  "$WHARF" apps destroy -a bench-web --confirm bench-web >/dev/null 2>&1 || true
+  "$WHARF" apps create bench-web >/dev/null
+  "$WHARF" deploy "$app_web" -a bench-web >"$work/deploy-web.out" 2>&1 \
+    || { echo "bench: deploy of bench-web failed" >&2; cat "$work/deploy-web.out" >&2; exit 1; }
+  if [ "$tool" = wharf ]; then
+    "$WHARF" apps create bench-log >/dev/null
+    "$WHARF" deploy "$work/app-log" -a bench-log >"$work/deploy-log.out" 2>&1 \
+      || { echo "bench: deploy of bench-log failed" >&2; cat "$work/deploy-log.out" >&2; exit 1; }
+    "$WHARF" scale spew=0 -a bench-log >/dev/null
+    wharf_gone bench-log
+  fi
   for n in 1 $SIZES; do
     "$WHARF" scale web=0 web2=0 -a bench-web >/dev/null
     wharf_gone bench-web
@@ -370,26 +411,28 @@ wharf_run() {
     read -r a b <<<"$(split "$n")"
     t0=$(now)
     "$WHARF" scale "web=$a" "web2=$b" -a bench-web >/dev/null
-    r=$("$PY" "$HELP" wait-up "$ports" "$n" "$(phase_deadline)" "$WHARF" ps -a bench-web --json)
+    r=$("$PY" "$HELP" wait-up "$ports_arg" "$n" "$(phase_deadline)" "$WHARF" ps -a bench-web --json)
     sleep 1
     read -r rss pss h <<<"$("$PY" "$HELP" mem "$server_pid")"
     if [ "$n" = 1 ]; then
-      rss_one[wharf]=$rss; pss_one[wharf]=$pss
+      rss_one[$tool]=$rss; pss_one[$tool]=$pss
     else
-      up_s[wharf/$n]=$(status_of "$r" "$t0" "$n")
-      mem_kib[wharf/$n]=$(per_instance "$rss" "${rss_one[wharf]}" "$n")
-      pss_kib[wharf/$n]=$(per_instance "$pss" "${pss_one[wharf]}" "$n")
-      helpers[wharf/$n]=$h
+      up_s[$tool/$n]=$(status_of "$r" "$t0" "$n")
+      mem_kib[$tool/$n]=$(per_instance "$rss" "${rss_one[$tool]}" "$n")
+      pss_kib[$tool/$n]=$(per_instance "$pss" "${pss_one[$tool]}" "$n")
+      helpers[$tool/$n]=$h
     fi
   done
   "$WHARF" scale web=0 web2=0 -a bench-web >/dev/null
   wharf_gone bench-web
-  id=$("$WHARF" apps info -a bench-log --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  t0=$(now)
-  "$WHARF" scale spew=1 -a bench-log >/dev/null
-  r=$("$PY" "$HELP" wait-lines "$work/data/logs/apps/$id/*.log" $'\tline ' "$(phase_deadline)")
-  measure_logs wharf "$t0" "$r"
-  "$WHARF" scale spew=0 -a bench-log >/dev/null
+  if [ "$tool" = wharf ]; then
+    id=$("$WHARF" apps info -a bench-log --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    t0=$(now)
+    "$WHARF" scale spew=1 -a bench-log >/dev/null
+    r=$("$PY" "$HELP" wait-lines "$data/logs/apps/$id/*.log" $'\tline ' "$(phase_deadline)")
+    measure_logs wharf "$t0" "$r"
+    "$WHARF" scale spew=0 -a bench-log >/dev/null
+  fi
   kill_tree "$server_pid"
 }
 wharf_gone() { # APP: until its ps is empty
@@ -398,7 +441,8 @@ wharf_gone() { # APP: until its ps is empty
   [ "$r" = ok ] || { echo "bench: $1's processes did not stop" >&2; exit 1; }
 }
 
-wharf_run
+wharf_run wharf
+[ "${STACK:-0}" = 1 ] && wharf_run wharf-stack
 peer honcho
 peer nf
 load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -407,7 +451,8 @@ if leftover=$(pgrep -a -f -- "$work/"); then echo "bench: still running: $leftov
 
 # --- table ---------------------------------------------------------------------------------------
 names=(wharf honcho nf)
-declare -A label=([wharf]="wharf" [honcho]="honcho $honcho_version" [nf]="foreman (nf) $nf_version")
+[ "${STACK:-0}" = 1 ] && names=(wharf wharf-stack honcho nf)
+declare -A label=([wharf]="wharf" [wharf-stack]="wharf on a stack" [honcho]="honcho $honcho_version" [nf]="foreman (nf) $nf_version")
 echo
 echo "wharf supervisor benchmark ($(nproc) cores, $(date -u +%Y-%m-%d), bench/supervisor.sh, SIZES=\"$SIZES\" LINES=$LINES)"
 echo "load average at start: $load_at_start, at end: $load_at_end (other work on the machine shows here)"
@@ -430,6 +475,7 @@ echo "Logs: one process prints $LINES lines as fast as it can; seconds from the 
 echo "stored; lines/s = stored / seconds; lost = $LINES - stored; notices = the count in wharf's overflow notices"
 printf '%-20s %10s %10s %10s %10s %10s\n' "tool" "stored" "lost" "notices" "seconds" "lines/s"
 for t in "${names[@]}"; do
+  [ -n "${log_lines[$t]:-}" ] || continue # (logs are measured once, without the stack)
   printf '%-20s %10s %10s %10s %10s %10s\n' "${label[$t]}" "${log_lines[$t]}" "$((LINES - ${log_lines[$t]}))" \
     "${log_dropped[$t]}" "${log_total[$t]}" "${log_rate[$t]}"
   [ "${log_done[$t]}" = 1 ] || echo "  (${label[$t]}: the end marker never arrived; stopped at the deadline)"

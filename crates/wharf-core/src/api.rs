@@ -258,7 +258,7 @@ pub struct AppCreate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::region))]
     pub region: Option<String>,
-    /// The build stack (`wharf-1` unless given).
+    /// The build stack (the server's default, `WHARF_STACK`, unless given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::stack))]
     pub stack: Option<String>,

@@ -235,6 +235,12 @@ fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>, as_user: bool) -> Vec<OsS
         // Nothing of the host is visible: the run image is `/`, the scratch at fixed places.
         Some(root) => {
             args.extend(wharf_sandbox::image_root_args(root));
+            // The home's parent, made here open to all: bubblewrap would make it for root
+            // alone, and the app's user could not reach its own HOME.
+            if let Some(parent) = Path::new(IMAGE_HOME).parent() {
+                args.extend(["--perms", "0755", "--dir"].map(OsString::from));
+                args.push(parent.into());
+            }
             (Path::new(IMAGE_HOME), Path::new("/tmp"))
         }
         None => {

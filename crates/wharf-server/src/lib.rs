@@ -78,6 +78,10 @@ pub struct ServerConfig {
     /// The stack new apps build on (`WHARF_STACK`): `wharf-1` (the host's `/usr`), one of
     /// wharf's own (made by the first build that needs it), or one in the image store.
     pub default_stack: String,
+    /// An image store several data directories share the stacks wharf makes through (`wharf
+    /// up`, whose every app directory is a data directory of its own): a stack made once is
+    /// copied from there. `None`: each data directory makes its own.
+    pub stack_cache: Option<PathBuf>,
     /// How often garbage collection runs on its own (`WHARF_GC_INTERVAL`).
     pub gc_interval: std::time::Duration,
     /// The `wharf` executable git's pre-receive hook runs to deploy a push (the binary passes
@@ -376,11 +380,17 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
     );
     let gc = Arc::<tokio::sync::RwLock<()>>::default();
     let stacks_log = config.data_dir.join("logs").join("stacks");
-    let stacks = stacks::StackMaker::new(&config.data_dir, images, gc.clone(), background.clone())
-        .map_err(|source| StartError::File {
-            path: stacks_log,
-            source,
-        })?;
+    let stacks = stacks::StackMaker::new(
+        &config.data_dir,
+        images,
+        config.stack_cache.clone(),
+        gc.clone(),
+        background.clone(),
+    )
+    .map_err(|source| StartError::File {
+        path: stacks_log,
+        source,
+    })?;
     let known = config.default_stack == crate::routes::STACK
         || wharf_stack::default_stack(&config.default_stack).is_some()
         || wharf_stack::list(stacks.images())

@@ -32,6 +32,9 @@ pub struct StackMaker {
     /// Where stack images are unpacked as root filesystems (`stacks/`).
     rootfs: PathBuf,
     images: ImageStore,
+    /// A directory whose image store several data directories share wharf's stacks through
+    /// (see `ServerConfig::stack_cache`).
+    shared: Option<PathBuf>,
     gc: Arc<tokio::sync::RwLock<()>>,
     /// Cancelled when the server stops: a make in progress ends.
     stop: CancellationToken,
@@ -50,6 +53,7 @@ impl StackMaker {
     pub fn new(
         data_dir: &std::path::Path,
         images: ImageStore,
+        shared: Option<PathBuf>,
         gc: Arc<tokio::sync::RwLock<()>>,
         stop: CancellationToken,
     ) -> std::io::Result<StackMaker> {
@@ -58,6 +62,7 @@ impl StackMaker {
             work: data_dir.join("builds").join("stacks"),
             rootfs: data_dir.join("stacks"),
             images,
+            shared,
             gc,
             stop,
             making: Arc::default(),
@@ -158,16 +163,92 @@ impl StackMaker {
             .map_err(|e| e.to_string())?
             .into_iter()
             .any(|s| s.name == def.name && s.run.is_some() && s.build.is_some());
-        let result = if ready {
-            Ok(())
-        } else {
-            match self.logs.create(def.name).await {
-                Ok(writer) => self.run(def.name, &Job::Make(def), writer, progress).await,
-                Err(e) => Err(format!("cannot write the stack's output: {e}")),
-            }
+        let result = match (ready, &self.shared) {
+            (true, _) => Ok(()),
+            (false, Some(shared)) => self.copy_shared(def, shared, progress).await,
+            (false, None) => self.make(self, def, progress).await,
         };
         self.release(def.name);
         result
+    }
+
+    /// Makes `def` into `into`'s image store, its output in this maker's log and to `progress`.
+    async fn make(
+        &self,
+        into: &StackMaker,
+        def: &'static StackDef,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), String> {
+        match self.logs.create(def.name).await {
+            Ok(writer) => into.run(def.name, &Job::Make(def), writer, progress).await,
+            Err(e) => Err(format!("cannot write the stack's output: {e}")),
+        }
+    }
+
+    /// Copies `def` from the shared store in `shared`, making it there first if no data
+    /// directory has yet (one make at a time across processes, under a file lock).
+    async fn copy_shared(
+        &self,
+        def: &'static StackDef,
+        shared: &std::path::Path,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), String> {
+        let failed =
+            |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", shared.display());
+        std::fs::create_dir_all(shared).map_err(|e| failed("cannot create", &e))?;
+        let lock = shared.join(format!("{}.lock", def.name));
+        let file = std::fs::File::create(&lock).map_err(|e| failed("cannot create", &e))?;
+        use nix::fcntl::{Flock, FlockArg};
+        let _held = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(held) => held,
+            Err((file, _)) => {
+                progress(&format!(
+                    "Stack {} is being made by another wharf; waiting for it",
+                    def.name
+                ));
+                let waited = tokio::task::spawn_blocking(move || {
+                    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e)
+                });
+                tokio::select! {
+                    held = waited => held
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| failed("cannot lock the stacks in", &e))?,
+                    () = self.stop.cancelled() => {
+                        return Err("the server stopped while the stack was made".to_owned())
+                    }
+                }
+            }
+        };
+        let store = ImageStore::open(&shared.join("images"))
+            .map_err(|e| failed("cannot open the stacks in", &e))?;
+        let tags = [Role::Run.tag(def.name), Role::Build.tag(def.name)];
+        if tags.iter().any(|t| store.resolve(t).is_err()) {
+            let into = StackMaker {
+                images: store.clone(),
+                ..self.clone()
+            };
+            self.make(&into, def, progress).await?;
+        }
+        let _shared = self.gc.read().await;
+        for tag in tags {
+            let manifest = store
+                .resolve(&tag)
+                .map_err(|e| failed("cannot read the stacks in", &e))?;
+            let (from, to) = (store.clone(), self.images.clone());
+            let copied = tokio::task::spawn_blocking(move || {
+                to.copy_image(&from, &manifest)?;
+                to.tag(&tag, &manifest)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            copied.map_err(|e| failed("cannot copy the stack from", &e))?;
+        }
+        progress(&format!(
+            "-----> Stack {} copied from {}, where it was made once for every `wharf up`",
+            def.name,
+            shared.display()
+        ));
+        Ok(())
     }
 
     /// Does `job` for stack `name` (claimed by the caller), its output to `writer` and to

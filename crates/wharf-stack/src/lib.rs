@@ -78,9 +78,11 @@ macro_rules! run_packages {
     };
 }
 
-/// What builds add: compilers, headers of those libraries, git, Python's venv.
+/// What builds add: compilers (C, C++, and Debian's Rust with cargo, for Rust apps), headers of
+/// those libraries, git, Python's venv.
 const BUILD_PACKAGES: &[&str] = &[
     "build-essential",
+    "cargo",
     "pkg-config",
     "git",
     "python3-dev",
@@ -325,6 +327,48 @@ pub async fn make(
         .ok_or_else(|| StackError::Unknown {
             name: def.name.to_owned(),
         })
+}
+
+/// Whether this machine can make wharf's stacks, as the user wharf runs as: mmdebstrap is
+/// installed, and as a normal user (mmdebstrap's `unshare` mode) `newuidmap`/`newgidmap` exist
+/// and `/etc/subuid` and `/etc/subgid` give the user a range of ids. `Err` says what is missing
+/// and how to add it.
+pub fn can_make() -> Result<(), String> {
+    if find_mmdebstrap().is_none() {
+        return Err("mmdebstrap is not installed (apt-get install mmdebstrap)".to_owned());
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return Ok(());
+    }
+    for tool in ["/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
+        if !Path::new(tool).is_file() {
+            return Err(format!(
+                "{tool} is missing: mmdebstrap needs it to make stacks as a normal user \
+                 (apt-get install uidmap)"
+            ));
+        }
+    }
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let ranges = std::fs::read_to_string(file).unwrap_or_default();
+        let has_range = ranges.lines().any(|line| {
+            let owner = line.split(':').next().unwrap_or_default();
+            !owner.is_empty() && (owner == name || owner == uid.to_string())
+        });
+        if !has_range {
+            return Err(format!(
+                "{file} gives uid {uid} no range of subordinate ids: mmdebstrap needs one to \
+                 make stacks as a normal user (usermod --add-subuids 100000-165535 \
+                 --add-subgids 100000-165535 USER)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn find_mmdebstrap() -> Option<PathBuf> {

@@ -356,12 +356,13 @@ pub struct ServerArgs {
         value_name = "SECONDS"
     )]
     pub gc_interval: u64,
-    /// The stack new apps build on: wharf-1 (the host's /usr), wharf-bookworm or wharf-trixie
+    /// The stack new apps build on: auto (wharf-trixie where the sandbox runs and mmdebstrap
+    /// can make it, else wharf-1), wharf-1 (the host's /usr), wharf-bookworm or wharf-trixie
     /// (made by the first build that needs one; needs the sandbox), or an imported one
     #[arg(
         long,
         env = "WHARF_STACK",
-        default_value = "wharf-1",
+        default_value = "auto",
         value_name = "STACK"
     )]
     pub stack: String,

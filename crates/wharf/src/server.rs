@@ -80,7 +80,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (args_tls, args_rendezvous) = (args.tls_addr, args.rendezvous_addr);
     let mut config = config(args, data_dir)?;
     // Before a port is opened or a file made: a sandbox that can't work stops us here.
-    say!("{}", settle_sandbox(&mut config).await?);
+    let settled = settle_sandbox(&mut config).await?;
+    say!("{}", settled.sandbox);
+    say!("{}", settled.stack);
     let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
         format!(
             "cannot listen on {} (set WHARF_API_ADDR to use another address)",
@@ -179,19 +181,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Decides what `WHARF_SANDBOX` comes to on this host before anything starts, and pins the
-/// supervisor's and the builds' modes to namespaces when it chose them. Returns the line that says what was
-/// chosen; a mode that can't work here is an error that says how to fix it.
-pub async fn settle_sandbox(config: &mut ServerConfig) -> anyhow::Result<String> {
+/// What the server settled on before starting: one line each, for its start-up output.
+pub struct Settled {
+    pub sandbox: String,
+    pub stack: String,
+}
+
+/// Decides what `WHARF_SANDBOX` and `WHARF_STACK` come to on this host before anything starts,
+/// and pins the supervisor's and the builds' modes to namespaces when it chose them. Returns
+/// the lines that say what was chosen; a mode that can't work here is an error that says how
+/// to fix it.
+pub async fn settle_sandbox(config: &mut ServerConfig) -> anyhow::Result<Settled> {
     if config.data_dir.starts_with(ROOT_DATA_DIR) && nix::unistd::geteuid().is_root() {
         open_root_data_dir()?;
     }
     let isolation =
         wharf_sandbox::Isolation::resolve(config.run.sandbox, Some(&config.data_dir)).await?;
+    let stack = settle_stack(config, isolation.bwrap.is_some())?;
     if isolation.bwrap.is_none() && config.default_stack != wharf_core::api::STACK {
         anyhow::bail!(
             "WHARF_STACK={} needs the sandbox (builds and apps run in the stack's images), and \
-             there is none: {}; or keep WHARF_STACK=wharf-1",
+             there is none: {}; or set WHARF_STACK=wharf-1",
             config.default_stack,
             isolation.summary()
         );
@@ -202,8 +212,66 @@ pub async fn settle_sandbox(config: &mut ServerConfig) -> anyhow::Result<String>
         config.run.sandbox = SandboxMode::Namespaces;
         config.build.sandbox = SandboxMode::Namespaces;
     }
-    Ok(isolation.summary())
+    Ok(Settled {
+        sandbox: isolation.summary(),
+        stack,
+    })
 }
+
+/// `WHARF_STACK=auto` (the default) comes to wharf's own stack, whose images are
+/// self-contained, wherever the sandbox runs and the stack is made or can be; otherwise to
+/// the host-bound `wharf-1`, with the reason. Returns the line that says which.
+fn settle_stack(config: &mut ServerConfig, sandbox: bool) -> anyhow::Result<String> {
+    let default = wharf_stack::DEFAULT_STACK;
+    if config.default_stack != AUTO_STACK {
+        return Ok(format!("Stack: {} (WHARF_STACK)", config.default_stack));
+    }
+    let made = {
+        let images = config.data_dir.join("images");
+        images.join("index.json").is_file()
+            && wharf_image::ImageStore::open(&images).is_ok_and(|store| {
+                [wharf_stack::Role::Run, wharf_stack::Role::Build]
+                    .iter()
+                    .all(|role| store.resolve(&role.tag(default)).is_ok())
+            })
+    };
+    let host_bound = |why: String| {
+        format!(
+            "Stack: wharf-1: apps build and run on this host's /usr, and their images can't \
+             run elsewhere, because {why}"
+        )
+    };
+    let (stack, line) = if !sandbox {
+        (
+            wharf_core::api::STACK,
+            host_bound("there is no sandbox".to_owned()),
+        )
+    } else if made {
+        (
+            default,
+            format!("Stack: {default} (images that run anywhere)"),
+        )
+    } else {
+        match wharf_stack::can_make() {
+            Ok(()) => (
+                default,
+                format!(
+                    "Stack: {default} (images that run anywhere), made from Debian packages by \
+                     the first build that needs it (a few minutes, once)"
+                ),
+            ),
+            Err(why) => (
+                wharf_core::api::STACK,
+                host_bound(format!("{default} can't be made here: {why}")),
+            ),
+        }
+    };
+    config.default_stack = stack.to_owned();
+    Ok(line)
+}
+
+/// `WHARF_STACK`'s default: wharf's stack where it can be used, else `wharf-1`.
+pub const AUTO_STACK: &str = "auto";
 
 /// The server's configuration from its flags (and `WHARF_*` variables), with its data in
 /// `data_dir`.
@@ -238,6 +306,7 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
         release_timeout: seconds("--release-timeout", args.release_timeout)?,
         keep_releases: args.keep_releases,
         default_stack: args.stack.clone(),
+        stack_cache: None,
         gc_interval: seconds("--gc-interval", args.gc_interval)?,
         // git's pre-receive hook runs this very binary to deploy a push.
         wharf_exe: std::env::current_exe().ok(),

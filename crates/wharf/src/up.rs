@@ -68,9 +68,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         // Every `wharf up` directory shares the runtimes it downloads.
         server_args.runtime_cache = Some(crate::server::default_data_dir()?.join("runtimes"));
     }
+    let shared_stacks = args.data_dir.is_none();
     let mut config = crate::server::config(server_args, data_dir.clone())?;
+    if shared_stacks {
+        // ... and the stacks they make.
+        config.stack_cache = Some(
+            crate::server::default_data_dir()?
+                .join("up")
+                .join(".stacks"),
+        );
+    }
     // Before a port is opened or a file made: a sandbox that can't work stops us here.
-    let sandbox = crate::server::settle_sandbox(&mut config).await?;
+    let settled = crate::server::settle_sandbox(&mut config).await?;
     config.api_addr = "127.0.0.1:0".parse().expect("an address");
     let api = TcpListener::bind(config.api_addr)
         .await
@@ -96,7 +105,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.router_addr = router.local_addr()?;
     config.public_url = None;
     eprintln!("-----> Starting wharf (data in {})", data_dir.display());
-    eprintln!("       {sandbox}");
+    eprintln!("       {}", settled.sandbox);
+    eprintln!("       {}", settled.stack);
     let (state, admin) = wharf_server::prepare(&config)
         .await
         .context("cannot start the embedded wharf")?;

@@ -47,7 +47,7 @@ pub(crate) const RUNTIME_DIR: &str = ".wharf";
 /// The runtime a build used, for the build output and the build record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Chosen {
-    /// `python` or `node`.
+    /// `python`, `node`, or `wharf` (a static site's file server).
     pub name: &'static str,
     /// The full version, `3.13.5`.
     pub version: String,

@@ -96,6 +96,7 @@ impl TestServer {
             release_timeout: std::time::Duration::from_secs(6),
             keep_releases: 2,
             default_stack: "wharf-1".into(),
+            stack_cache: None,
             // Collections run when a test asks for one.
             gc_interval: std::time::Duration::from_secs(24 * 60 * 60),
             // Pushes are deployed by the real binary's tests (crates/wharf).

@@ -75,8 +75,11 @@ fn deploy_streams_the_build_and_ends_with_the_release() {
     );
     let table = cli.run(&["builds", "-a", "site"]).success();
     assert!(
-        table.stdout.contains("PROVIDER  RUNTIME  VERSION")
-            && table.stdout.contains("succeeded  static             first"),
+        table.stdout.contains("PROVIDER  RUNTIME      VERSION")
+            && table.stdout.contains(&format!(
+                "succeeded  static    wharf {}  first",
+                env!("CARGO_PKG_VERSION")
+            )),
         "{table:#?}"
     );
     let release = cli
@@ -85,14 +88,31 @@ fn deploy_streams_the_build_and_ends_with_the_release() {
         .json();
     assert_eq!(release["slug"]["id"], build["slug"]["id"]);
 
-    // The image holds the app, without what the ignore files leave out.
+    // The image holds the app, without what the ignore files leave out (its layers above the
+    // stack's run image, as the app's release tree is unpacked).
     let images = wharf_image::ImageStore::open(&server.data_dir.join("images")).unwrap();
     let digest = wharf_image::Digest::parse(build["slug"]["id"].as_str().unwrap()).unwrap();
+    let own_layers = images
+        .resolve(&wharf_stack::Role::Run.tag(crate::test_stack::NAME))
+        .map_or(0, |run| {
+            wharf_stack::layers_on(
+                &images.image(&digest).unwrap(),
+                &images.image(&run).unwrap(),
+            )
+            .expect("the image is on the test stack's run image")
+        });
     let root = tempfile::tempdir().unwrap();
-    images.extract(&digest, &root.path().join("x")).unwrap();
+    images
+        .extract_from(&digest, own_layers, &root.path().join("x"))
+        .unwrap();
     assert!(root.path().join("x/app/index.html").is_file());
     assert!(!root.path().join("x/app/notes").exists());
     assert!(!root.path().join("x/app/debug.log").exists());
+    // On a stack the image carries the file server it runs, so it serves anywhere.
+    assert_eq!(
+        root.path().join("x/app/.wharf/bin/wharf").is_file(),
+        own_layers > 0
+    );
 
     // The output can be read again, in full, after the build.
     let replay = cli.run(&["builds", "output", "-a", "site"]).success();

@@ -91,7 +91,12 @@ fn a_full_disk_fails_the_build_cleanly_and_loses_nothing() {
         return;
     };
     let data_dir = disk.mount.join("wharf");
-    let server = Server::start_in_with(&data_dir, &["--port-range", "33750-33779"]);
+    // The host-bound stack: the point is a disk that fills, and 80 MiB can't hold a stack's
+    // images and trees besides (a stack's own disk use is not what this checks).
+    let server = Server::start_in_with(
+        &data_dir,
+        &["--port-range", "33750-33779", "--stack", "wharf-1"],
+    );
     let cli = Cli::logged_in(&server);
     cli.run(&["apps", "create", "filler"]).success();
     let good = [("Procfile", "worker: exec sleep 1000\n", false)];

@@ -38,6 +38,22 @@ fn deploy(cli: &Cli, app: &str, dir: &std::path::Path) {
     cli.run(&["apps", "create", app]).success();
     let deployed = cli.run(&["deploy", dir.to_str().unwrap(), "-a", app]);
     assert_eq!(deployed.code, Some(0), "{deployed:#?}");
+    assert_portable(cli, app);
+}
+
+/// The app's newest release is a self-contained image on the (test) stack, as every example's
+/// is on wharf's own stack, where the machine can sandbox.
+fn assert_portable(cli: &Cli, app: &str) {
+    if !crate::test_stack::available() {
+        return;
+    }
+    let releases = cli.run(&["releases", "-a", app, "--json"]).success().json();
+    assert_eq!(releases[0]["portable"], true, "{app}: {releases}");
+    assert_eq!(
+        releases[0]["stack"]["name"],
+        crate::test_stack::NAME,
+        "{app}"
+    );
 }
 
 #[test]
@@ -78,6 +94,7 @@ fn every_example_deploys_and_answers() {
         "frontend",
     ]);
     assert_eq!(deployed.code, Some(0), "{deployed:#?}");
+    assert_portable(&cli, "frontend");
     until_answers(port, "frontend", "the api answered 200: hello from the api");
     until_answers(port, "api", "hello from the api");
 }

@@ -246,7 +246,10 @@ fn first_run(who: As, bubblewrap: Bubblewrap) {
         .env("LANG", "C.UTF-8")
         .env("NO_COLOR", "1");
     let mut up = Foreground::spawn(command);
-    let within = Duration::from_secs(300);
+    let namespaces =
+        bubblewrap == Bubblewrap::OnPath && bubblewrap_works_as(user.as_ref().map(|u| u.uid));
+    // With the sandbox, the first run makes wharf's stack from Debian packages first.
+    let within = Duration::from_secs(if namespaces { 900 } else { 300 });
 
     // Its data is in the default place for who runs it.
     let expected_data = match who {
@@ -257,8 +260,6 @@ fn first_run(who: As, bubblewrap: Bubblewrap) {
     assert!(starting.contains(&expected_data), "{starting}");
     // One line says which sandbox it chose, and why.
     let sandbox = up.wait_for("Sandbox: ", within);
-    let namespaces =
-        bubblewrap == Bubblewrap::OnPath && bubblewrap_works_as(user.as_ref().map(|u| u.uid));
     if namespaces {
         assert!(sandbox.contains("Sandbox: namespaces"), "{sandbox}");
     } else {
@@ -273,6 +274,18 @@ fn first_run(who: As, bubblewrap: Bubblewrap) {
     match who {
         As::Root => assert!(sandbox.contains("each app"), "{sandbox}"),
         As::User => assert!(sandbox.contains("as you"), "{sandbox}"),
+    }
+    // The next says which stack: wharf's own with the sandbox (mmdebstrap is installed, and
+    // the new user has subordinate ids from useradd), else the host's /usr, and why.
+    let stack = up.wait_for("Stack: ", within);
+    if namespaces {
+        assert!(stack.contains("Stack: wharf-trixie"), "{stack}");
+        up.wait_for("Stack wharf-trixie is ready", within);
+    } else {
+        assert!(
+            stack.contains("Stack: wharf-1") && stack.contains("there is no sandbox"),
+            "{stack}"
+        );
     }
 
     let port = port_in_url(&up.wait_for("is up at http://python-web.localhost:", within));

@@ -88,6 +88,25 @@ pub struct Server {
     isolated: bool,
 }
 
+/// The stack a test's server builds new apps on, unless the test says otherwise: the test stack
+/// (a small trixie, made once per machine, see `test_stack`) put into `data_dir`, so every app
+/// a test deploys is built and run in stack images as wharf's own default stack would have
+/// them, without each test making that stack. `None` where the test picks its stack itself
+/// or runs without the sandbox (which builds on the host-bound `wharf-1`).
+pub fn test_stack_for(data_dir: &Path, args: &[&str]) -> Option<&'static str> {
+    let given = |flag: &str| {
+        args.iter()
+            .any(|a| *a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    let no_sandbox =
+        args.windows(2).any(|w| w == ["--sandbox", "none"]) || args.contains(&"--sandbox=none");
+    if given("--stack") || no_sandbox || !crate::test_stack::available() {
+        return None;
+    }
+    crate::test_stack::install(data_dir);
+    Some(crate::test_stack::NAME)
+}
+
 /// Whether this host lets tests make network namespaces (root, `unshare` and `ip`): checked
 /// once by making one.
 pub fn network_namespaces() -> bool {
@@ -201,6 +220,9 @@ impl Server {
             .stderr(Stdio::piped());
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
+        }
+        if let Some(stack) = test_stack_for(data_dir, args) {
+            command.args(["--stack", stack]);
         }
         command.args(args);
         let mut child = command.spawn().expect("start wharf server");

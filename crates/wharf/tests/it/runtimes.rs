@@ -10,17 +10,13 @@ use std::time::Duration;
 use crate::harness::{http_get, wait_until, Cli, Server};
 use crate::stacks::{copy_dir, example, until_answers};
 
-/// A server with the test stack, and a logged-in client with `app` created on that stack.
+/// A server (whose apps build on the test stack), and a logged-in client with `app` created.
 fn on_stack(data: &Path, ports: &str, extra: &[&str], app: &str) -> (Server, Cli) {
-    let data_dir = data.join("wharf");
-    crate::test_stack::install(&data_dir);
     let mut args = vec!["--port-range", ports];
     args.extend_from_slice(extra);
-    let server = Server::start_in_with(&data_dir, &args);
+    let server = Server::start_in_with(&data.join("wharf"), &args);
     let cli = Cli::logged_in(&server);
     cli.run(&["apps", "create", app]).success();
-    cli.run(&["stack:set", crate::test_stack::NAME, "-a", app])
-        .success();
     (server, cli)
 }
 
@@ -423,8 +419,6 @@ fn python_package_managers_install_from_their_lockfiles() {
     for (name, needles) in cases {
         if name != "uv-fastapi" {
             cli.run(&["apps", "create", name]).success();
-            cli.run(&["stack:set", crate::test_stack::NAME, "-a", name])
-                .success();
         }
         let source = cli.work_dir().join(name);
         copy_dir(&apps.join(name), &source);

@@ -100,12 +100,14 @@ fn an_app_on_a_stack_builds_and_runs_in_its_images() {
             "-a",
             app,
             "--",
-            "cat /etc/debian_version; command -v gcc || echo no-gcc; echo home=$HOME",
+            "cat /etc/debian_version; command -v gcc || echo no-gcc; echo home=$HOME; \
+             echo x > $HOME/written && echo home-writable",
         ])
         .success();
     assert!(one_off.stdout.starts_with("13."), "{one_off:#?}");
     assert!(one_off.stdout.contains("no-gcc"), "{one_off:#?}");
     assert!(one_off.stdout.contains("home=/home/app"), "{one_off:#?}");
+    assert!(one_off.stdout.contains("home-writable"), "{one_off:#?}");
 
     // The image: the run image below, then the app's layers; the launcher on top.
     let releases = cli.run(&["releases", "-a", app, "--json"]).success().json();
@@ -451,7 +453,16 @@ fn a_fresh_server_makes_its_default_stack_on_first_use() {
         "{refused:#?}"
     );
 
-    let server = Server::start_with(&["--stack", "wharf-trixie", "--port-range", "34350-34399"]);
+    // `auto`, the default (named here only so the harness leaves out its test stack): with
+    // bubblewrap and mmdebstrap, new apps build on wharf-trixie.
+    let server = Server::start_with(&["--stack", "auto", "--port-range", "34350-34399"]);
+    assert!(
+        server
+            .startup
+            .contains("Stack: wharf-trixie (images that run anywhere), made from Debian packages"),
+        "{}",
+        server.startup
+    );
     let cli = Cli::logged_in(&server);
     for (n, app) in ["first", "second"].into_iter().enumerate() {
         cli.run(&["apps", "create", app]).success();

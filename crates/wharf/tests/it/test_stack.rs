@@ -17,7 +17,8 @@ const DEF: StackDef = StackDef {
     suite: "trixie",
     variant: "essential",
     run: &["python3", "ca-certificates", "libstdc++6", "libatomic1"],
-    build: &["python3-venv"],
+    // cargo brings rustc, gcc and the C library's headers: the Rust example builds here.
+    build: &["python3-venv", "cargo"],
 };
 
 /// Whether stacks can be made and used here: mmdebstrap and bubblewrap installed. In CI they
@@ -75,9 +76,41 @@ pub fn install(data_dir: &Path) {
         }
     }
     let store = ImageStore::open(&data_dir.join("images")).unwrap();
+    let stacks = data_dir.join("stacks");
+    std::fs::create_dir_all(&stacks).unwrap();
     for tag in tags {
         let manifest = made.resolve(&tag).unwrap();
-        store.copy_image(&made, &manifest).unwrap();
+        // Blobs are linked, not copied: every test's server gets the stack in a moment, and
+        // content-addressed blobs are never written again.
+        for entry in std::fs::read_dir(made.blob_path(&manifest).parent().unwrap()).unwrap() {
+            let from = entry.unwrap().path();
+            let to = store
+                .blob_path(&manifest)
+                .with_file_name(from.file_name().unwrap());
+            if !to.exists() {
+                // Copied where the data directory is on another filesystem.
+                if std::fs::hard_link(&from, &to).is_err() {
+                    std::fs::copy(&from, &to).unwrap();
+                }
+            }
+        }
         store.tag(&tag, &manifest).unwrap();
+        // Unpacked once here, and linked into the data directory where the server would unpack
+        // it (nothing writes into a stack's tree: builds and instances get it read-only).
+        let tree = wharf_stack::rootfs::unpack(&made, &manifest, &cache.join("stacks")).unwrap();
+        if stacks.join(manifest.hex()).exists() {
+            continue;
+        }
+        let same_fs = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&tree).unwrap().dev() == std::fs::metadata(&stacks).unwrap().dev()
+        };
+        let linked = std::process::Command::new("cp")
+            .arg(if same_fs { "-al" } else { "-a" })
+            .arg(&tree)
+            .arg(stacks.join(manifest.hex()))
+            .status()
+            .expect("run cp");
+        assert!(linked.success(), "cp {} failed", tree.display());
     }
 }

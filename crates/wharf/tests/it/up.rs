@@ -91,6 +91,10 @@ fn up_builds_serves_reloads_and_stops_cleanly() {
         .arg("--data-dir")
         .arg(&data_dir)
         .env("WHARF_PORT_RANGE", "33100-33199");
+    // On the test stack, as `wharf up` would be on wharf's own.
+    if let Some(stack) = crate::harness::test_stack_for(&data_dir, &[]) {
+        command.env("WHARF_STACK", stack);
+    }
     let mut up = Foreground::spawn(command);
     let within = Duration::from_secs(180);
 
