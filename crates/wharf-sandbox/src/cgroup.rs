@@ -135,6 +135,50 @@ impl Cgroups {
     }
 }
 
+impl Cgroups {
+    /// Removes the cgroups below `wharf/<group>` that were made over `older_than` ago and hold
+    /// no process: those of a server that was killed before it could remove them (a build's,
+    /// whose processes died with it). Younger ones are left alone, for another server on this
+    /// machine may have made one an instant ago and not yet moved its process in; one that
+    /// holds a process is not removed (the kernel refuses). Returns how many went.
+    pub fn remove_stale(&self, group: &str, older_than: std::time::Duration) -> usize {
+        let root = Path::new(ROOT);
+        let bases: Vec<PathBuf> = match self {
+            Cgroups::Unavailable => return 0,
+            Cgroups::V2 => vec![root.join("wharf").join(group)],
+            Cgroups::V1 => ["pids", "cpu", "memory"]
+                .iter()
+                .map(|controller| root.join(controller).join("wharf").join(group))
+                .collect(),
+        };
+        let mut removed = 0;
+        for base in bases {
+            let Ok(entries) = std::fs::read_dir(&base) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= older_than);
+                if old && entry.path().is_dir() && std::fs::remove_dir(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                group,
+                removed,
+                "removed cgroups a killed server left behind"
+            );
+        }
+        removed
+    }
+}
+
 impl Limits {
     /// The `cgroup.procs` file of each of the instance's cgroups.
     pub fn procs_files(&self) -> Vec<PathBuf> {
@@ -171,4 +215,48 @@ impl Limits {
 fn writable_dir(dir: &Path) -> bool {
     std::fs::create_dir_all(dir).is_ok()
         && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn stale_empty_cgroups_go_and_young_or_busy_ones_stay() {
+        let cgroups = Cgroups::detect();
+        if cgroups == Cgroups::Unavailable {
+            eprintln!("note: cgroups are not writable here; nothing to check");
+            return;
+        }
+        // A group of this test's own: other tests' (and servers') cgroups are never touched.
+        let group = format!("test-stale-{}", std::process::id());
+        let empty = cgroups.prepare(&group, "empty", None, 16);
+        let mut busy = cgroups.prepare(&group, "busy", None, 16);
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        for file in busy.procs_files() {
+            std::fs::write(file, sleeper.id().to_string()).unwrap();
+        }
+        let exists = |limits: &Limits| limits.dirs.iter().all(|d| d.is_dir());
+
+        assert_eq!(cgroups.remove_stale(&group, Duration::from_secs(3600)), 0);
+        assert!(exists(&empty) && exists(&busy), "young ones stay");
+        assert_eq!(
+            cgroups.remove_stale(&group, Duration::ZERO),
+            empty.dirs.len()
+        );
+        assert!(!empty.dirs.iter().any(|d| d.exists()), "the empty one went");
+        assert!(exists(&busy), "one holding a process stays");
+
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        busy.remove();
+        for dir in &busy.dirs {
+            let _ = std::fs::remove_dir(dir.parent().unwrap());
+        }
+    }
 }

@@ -132,7 +132,8 @@ impl Isolation {
         let root = self.setpriv.is_some();
         match &self.bwrap {
             Some(bwrap) => format!(
-                "Sandbox: namespaces (bubblewrap, {}): builds and apps see the host read-only, {}",
+                "Sandbox: namespaces (bubblewrap, {}): builds and apps see a read-only root (their \
+                 stack's image; the host's on wharf-1), {}",
                 bwrap.display(),
                 if root {
                     "each app as its own user"

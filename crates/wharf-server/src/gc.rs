@@ -6,8 +6,9 @@
 //! image each kept image on a stack names. Everything else in the image store goes, blob by blob
 //! (a layer shared with a kept image stays), and so do the unpacked trees of releases no
 //! process runs, and the root filesystems unpacked from stack images that went (unless a build
-//! holds one: a build on a build image a newer make replaced). A release whose image was collected can't be rolled back to (the API says
-//! so); its record stays.
+//! holds one: a build on a build image a newer make replaced), and the empty cgroups of builds
+//! a killed server left behind (over an hour old). A release whose image was collected can't
+//! be rolled back to (the API says so); its record stays.
 //!
 //! Races: whatever is about to make an image referenced — a build from packing its image to
 //! committing its release, a rollback or promotion from checking its image to committing its
@@ -71,6 +72,10 @@ pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
         .collect_trees()
         .await
         .map_err(ApiError::internal)?;
+    let builds = state.builds.clone();
+    let cgroups_removed = tokio::task::spawn_blocking(move || builds.remove_stale_cgroups())
+        .await
+        .map_err(ApiError::internal)?;
     let report = GarbageCollection {
         images_kept: kept_images,
         images_removed: collected.untagged.len(),
@@ -88,6 +93,7 @@ pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
         blobs_removed = report.blobs_removed,
         trees_removed = report.release_trees_removed.len(),
         stack_trees_removed = unpacked.trees.len(),
+        cgroups_removed,
         bytes_freed = report.bytes_freed,
         "garbage collection done"
     );

@@ -1,7 +1,10 @@
 //! Stacks made elsewhere: a run and a build image brought in with `skopeo` from an OCI layout,
 //! an OCI or Docker archive, or a registry, stored as they are (layers and config unchanged;
 //! skopeo compresses uncompressed layers with gzip on the way) and tagged as wharf's own
-//! stacks are. Anything with `/bin/sh` and the libraries its apps need can be a run image.
+//! stacks are. An image whose layers are compressed otherwise (zstd, as registries serve more
+//! and more) is copied once more by skopeo with its layers recompressed with gzip: the same
+//! files, new layer digests. Anything with `/bin/sh` and the libraries its apps need can be a
+//! run image.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -98,6 +101,34 @@ pub async fn import(
                     last,
                 });
             }
+            let layout = match other_compression(&layout)? {
+                None => layout,
+                Some(media_type) => {
+                    progress(&format!(
+                        "Its layers are {media_type}; recompressing them with gzip"
+                    ));
+                    let gzipped = work.join(format!("{}-gzip", role.as_str()));
+                    let mut command = tokio::process::Command::new(&skopeo);
+                    command
+                        .args(["copy", "--dest-compress", "--dest-compress-format", "gzip"])
+                        .arg(format!("oci:{}:image", layout.display()))
+                        .arg(format!("oci:{}:image", gzipped.display()))
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .process_group(0)
+                        .kill_on_drop(true);
+                    let (status, last) = crate::run_streamed(command, &skopeo, progress).await?;
+                    if !status.success() {
+                        return Err(StackError::Skopeo {
+                            reference: reference.clone(),
+                            status,
+                            last,
+                        });
+                    }
+                    gzipped
+                }
+            };
             let (store, reference, role) = (store.clone(), reference.clone(), *role);
             let tag = format!("{TAG_PREFIX}{name}/{}", role.as_str());
             let manifest =
@@ -120,6 +151,19 @@ pub async fn import(
     .await;
     let _ = std::fs::remove_dir_all(work);
     result
+}
+
+/// The media type of the first layer of the image tagged `image` in `layout` that is not
+/// gzip-compressed, if any.
+fn other_compression(layout: &Path) -> Result<Option<String>, StackError> {
+    let from = ImageStore::open(layout)?;
+    let image = from.image(&from.resolve("image")?)?;
+    Ok(image
+        .manifest
+        .layers()
+        .iter()
+        .map(|layer| layer.media_type().to_string())
+        .find(|media_type| !GZIP_LAYERS.contains(&media_type.as_str())))
 }
 
 /// Copies the image tagged `image` in the layout at `layout` into `store` and tags it `tag`.

@@ -226,15 +226,19 @@ fn settle_stack(config: &mut ServerConfig, sandbox: bool) -> anyhow::Result<Stri
     if config.default_stack != AUTO_STACK {
         return Ok(format!("Stack: {} (WHARF_STACK)", config.default_stack));
     }
-    let made = {
-        let images = config.data_dir.join("images");
+    let made_in = |images: &std::path::Path| {
         images.join("index.json").is_file()
-            && wharf_image::ImageStore::open(&images).is_ok_and(|store| {
+            && wharf_image::ImageStore::open(images).is_ok_and(|store| {
                 [wharf_stack::Role::Run, wharf_stack::Role::Build]
                     .iter()
                     .all(|role| store.resolve(&role.tag(default)).is_ok())
             })
     };
+    let made = made_in(&config.data_dir.join("images"))
+        || config
+            .stack_cache
+            .as_ref()
+            .is_some_and(|shared| made_in(&shared.join("images")));
     let host_bound = |why: String| {
         format!(
             "Stack: wharf-1: apps build and run on this host's /usr, and their images can't \

@@ -119,6 +119,14 @@ impl BuildRunner {
         &self.inner.logs
     }
 
+    /// Removes the empty build cgroups a killed server left behind (see
+    /// [`wharf_sandbox::cgroup::Cgroups::remove_stale`]): those older than any build here
+    /// may run, and at least an hour, so no other server's fresh one is taken.
+    pub fn remove_stale_cgroups(&self) -> usize {
+        let older_than = (self.inner.settings.timeout * 2).max(Duration::from_secs(60 * 60));
+        self.inner.cgroups.remove_stale("builds", older_than)
+    }
+
     pub fn settings(&self) -> &BuildSettings {
         &self.inner.settings
     }

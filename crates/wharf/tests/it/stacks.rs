@@ -413,6 +413,60 @@ fn a_stack_made_elsewhere_is_imported() {
     cli.run(&["stack:set", "elsewhere", "-a", "elsewhere-app"])
         .success();
 
+    // Layers compressed with zstd (as registries serve more and more) come in recompressed
+    // with gzip: the same files, under new layer digests.
+    let zstd = dir.path().join("zstd");
+    let recompressed = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-compress",
+            "--dest-compress-format",
+            "zstd",
+        ])
+        .arg(format!("oci:{}:run", layout.display()))
+        .arg(format!("oci:{}:run", zstd.display()))
+        .output()
+        .unwrap();
+    assert!(recompressed.status.success(), "{recompressed:?}");
+    let imported = cli
+        .run(&[
+            "stacks",
+            "import",
+            "elsewhere-zstd",
+            "--run",
+            &format!("oci:{}:run", zstd.display()),
+            "--build",
+            &format!("oci:{}:build", layout.display()),
+            "--json",
+        ])
+        .success();
+    assert!(
+        imported
+            .stderr
+            .contains("layers are application/vnd.oci.image.layer.v1.tar+zstd; recompressing"),
+        "{imported:#?}"
+    );
+    let stack = imported.json();
+    assert_eq!(stack["status"], "ready", "{imported:#?}");
+    let images = wharf_image::ImageStore::open(&server.data_dir.join("images")).unwrap();
+    let run_image = images
+        .image(&wharf_image::Digest::parse(stack["run_image"]["digest"].as_str().unwrap()).unwrap())
+        .unwrap();
+    assert!(run_image
+        .manifest
+        .layers()
+        .iter()
+        .all(|l| l.media_type().to_string() == wharf_image::LAYER_MEDIA_TYPE));
+    let root = tempfile::tempdir().unwrap();
+    images
+        .extract(&run_image.manifest_digest, &root.path().join("x"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("x/etc/os-release")).unwrap(),
+        "ID=elsewhere\n"
+    );
+
     for (name, run, expected) in [
         ("wharf-trixie", "oci:/x", "one of wharf's own stacks"),
         (
