@@ -200,6 +200,19 @@ impl Limits {
         }
     }
 
+    /// Waits (up to `within`) for the cgroups' last processes to be gone, as the kernel may
+    /// still count one that was killed an instant ago, then removes them.
+    pub fn remove_when_empty(mut self, within: std::time::Duration) {
+        let deadline = std::time::Instant::now() + within;
+        let empty = |dir: &PathBuf| {
+            std::fs::read_to_string(dir.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty())
+        };
+        while !self.dirs.iter().all(empty) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.remove();
+    }
+
     /// Removes the cgroups once their processes are gone.
     pub fn remove(&mut self) {
         for dir in self.dirs.drain(..) {

@@ -332,8 +332,8 @@ mod tests {
         };
         assert_eq!(
             namespaces.summary(),
-            "Sandbox: namespaces (bubblewrap, /usr/bin/bwrap): builds and apps see the host \
-             read-only, and run as you"
+            "Sandbox: namespaces (bubblewrap, /usr/bin/bwrap): builds and apps see a read-only \
+             root (their stack's image; the host's on wharf-1), and run as you"
         );
     }
 }

@@ -79,7 +79,13 @@ struct BuildCgroups(wharf_sandbox::cgroup::Limits);
 
 impl Drop for BuildCgroups {
     fn drop(&mut self) {
-        self.0.remove();
+        // The build's processes were stopped; the kernel may count the last for a moment.
+        let limits = std::mem::take(&mut self.0);
+        let remove = move || limits.remove_when_empty(Duration::from_secs(5));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
     }
 }
 

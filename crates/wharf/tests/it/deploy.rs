@@ -2,8 +2,9 @@
 //! build.
 
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
-use crate::harness::{Cli, Server};
+use crate::harness::{wait_until, Cli, Server};
 
 /// Writes `files` (path, contents) under `dir`; paths under `bin/` are made executable.
 fn write_tree(dir: &std::path::Path, files: &[(&str, &str)]) {
@@ -221,10 +222,17 @@ fn a_build_runs_in_its_own_cgroups() {
     let id = builds[0]["id"].as_str().unwrap();
     let cgroup = format!("/wharf/builds/{id}");
     assert!(run.stdout.contains(&cgroup), "{run:#?}");
-    let left: Vec<_> = ["/sys/fs/cgroup", "/sys/fs/cgroup/pids"]
-        .iter()
-        .map(|root| std::path::Path::new(root).join(cgroup.trim_start_matches('/')))
-        .filter(|p| p.exists())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    // Removed as soon as the kernel counts none of the build's processes in them.
+    wait_until(Duration::from_secs(10), "the build's cgroups to go", || {
+        let left: Vec<_> = ["/sys/fs/cgroup", "/sys/fs/cgroup/pids"]
+            .iter()
+            .map(|root| std::path::Path::new(root).join(cgroup.trim_start_matches('/')))
+            .filter(|p| p.exists())
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("left behind: {left:?}"))
+        }
+    });
 }
