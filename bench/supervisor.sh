@@ -11,11 +11,12 @@
 # Prints a table. Needs python3 (/usr/bin/python3 for the apps, runnable by `nobody`), node/npm,
 # and network access to PyPI and npm the first time (honcho, foreman). wharf runs with
 # `--sandbox none`, as the peers do; as root it runs the apps as `nobody`.
-# With STACK=1 (and bubblewrap and mmdebstrap) a second wharf row, "wharf on a stack", measures
-# start-up and memory as releases run by default: in namespaces, each app as its own user, the
-# stack's run image as `/` (wharf-trixie, made first and not counted; STACK_DATA=DIR keeps its
-# data directory between runs so the stack is made once). Its instances can't write port files
-# to the host, so it waits for the ports `wharf ps --json` names to accept connections.
+# With STACK=1 (and bubblewrap and mmdebstrap) two more wharf rows measure start-up and memory
+# in namespaces, each app as its own user: "wharf in namespaces" on the host's /usr (stack
+# wharf-1, the default before stacks) and "wharf on a stack" with the stack's run image as `/`
+# (wharf-trixie, the default now; made first and not counted; STACK_DATA=DIR keeps its data
+# directory between runs so the stack is made once). Their instances can't write port files to
+# the host, so both wait for the ports `wharf ps --json` names to accept connections.
 #
 #   bench/supervisor.sh                    # N = 50 and 200, 200000 log lines
 #   SIZES="50" LINES=50000 bench/supervisor.sh
@@ -357,7 +358,7 @@ peer() { # TOOL
 }
 
 # --- wharf ----------------------------------------------------------------------------------------
-wharf_run() { # TOOL: wharf (no sandbox, the host's /usr) or wharf-stack (on wharf-trixie)
+wharf_run() { # TOOL: wharf (no sandbox), wharf-ns (namespaces, the host's /usr) or wharf-stack (on wharf-trixie)
   local tool=$1 n r t0 a b rss pss h id until data app_web ports_arg
   export WHARF_CONFIG_DIR=$work/config-$tool
   data=$work/data-$tool
@@ -367,6 +368,10 @@ wharf_run() { # TOOL: wharf (no sandbox, the host's /usr) or wharf-stack (on wha
   if [ "$tool" = wharf-stack ]; then
     data=${STACK_DATA:-$data}
     server_args=(--sandbox namespaces --stack wharf-trixie)
+  elif [ "$tool" = wharf-ns ]; then
+    server_args=(--sandbox namespaces --stack wharf-1)
+  fi
+  if [ "$tool" != wharf ]; then
     app_web=$work/app-web-stack
     ports_arg=-
   fi
@@ -442,7 +447,10 @@ wharf_gone() { # APP: until its ps is empty
 }
 
 wharf_run wharf
-[ "${STACK:-0}" = 1 ] && wharf_run wharf-stack
+if [ "${STACK:-0}" = 1 ]; then
+  wharf_run wharf-ns
+  wharf_run wharf-stack
+fi
 peer honcho
 peer nf
 load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -451,8 +459,8 @@ if leftover=$(pgrep -a -f -- "$work/"); then echo "bench: still running: $leftov
 
 # --- table ---------------------------------------------------------------------------------------
 names=(wharf honcho nf)
-[ "${STACK:-0}" = 1 ] && names=(wharf wharf-stack honcho nf)
-declare -A label=([wharf]="wharf" [wharf-stack]="wharf on a stack" [honcho]="honcho $honcho_version" [nf]="foreman (nf) $nf_version")
+[ "${STACK:-0}" = 1 ] && names=(wharf wharf-ns wharf-stack honcho nf)
+declare -A label=([wharf]="wharf" [wharf-ns]="wharf in namespaces" [wharf-stack]="wharf on a stack" [honcho]="honcho $honcho_version" [nf]="foreman (nf) $nf_version")
 echo
 echo "wharf supervisor benchmark ($(nproc) cores, $(date -u +%Y-%m-%d), bench/supervisor.sh, SIZES=\"$SIZES\" LINES=$LINES)"
 echo "load average at start: $load_at_start, at end: $load_at_end (other work on the machine shows here)"

@@ -263,9 +263,9 @@ fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>, as_user: bool) -> Vec<OsS
         launch.tree.as_os_str(),
         APP_MOUNT.as_ref(),
     ]);
-    // wharf's own tools (`wharf serve-static`), wherever this wharf runs from (the host's /tmp
-    // is not visible in here).
-    if let Some(exe) = crate::supervisor::own_executable() {
+    // wharf's own tools (`wharf serve-static`) for a host-bound release, wherever this wharf
+    // runs from (the host's /tmp is not visible in here). A release on a stack has its own.
+    if let Some(exe) = crate::supervisor::own_executable().filter(|_| launch.root.is_none()) {
         // Made here, open to all: bubblewrap would make them for root alone.
         let mut leading: Vec<&Path> = Path::new(SANDBOX_TOOLS_DIR)
             .ancestors()

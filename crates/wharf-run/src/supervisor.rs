@@ -972,8 +972,9 @@ impl Inner {
             .entry("PATH".to_owned())
             .or_insert_with(|| DEFAULT_PATH.to_owned());
         // wharf's own tools (`wharf serve-static`, the static provider's web process) come
-        // last on the PATH, from where this wharf runs.
-        if let Some(tools) = own_tools_dir() {
+        // last on the PATH of a host-bound release, from where this wharf runs. A release on a
+        // stack carries its own in its image: nothing of the host reaches it.
+        if let Some(tools) = own_tools_dir().filter(|_| tree.root.is_none()) {
             path.push(':');
             path.push_str(if self.isolation.is_sandboxed() {
                 crate::sandbox::SANDBOX_TOOLS_DIR
