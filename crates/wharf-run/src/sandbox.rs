@@ -127,7 +127,7 @@ impl Isolation {
         let launcher = if launch.cgroups.is_empty() {
             None
         } else {
-            crate::supervisor::own_executable()
+            wharf_sandbox::launch::own_executable()
         };
         // In a terminal, `setsid --ctty` starts the shell in a session of its own with the
         // terminal as its controlling one.
@@ -265,7 +265,7 @@ fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>, as_user: bool) -> Vec<OsS
     ]);
     // wharf's own tools (`wharf serve-static`) for a host-bound release, wherever this wharf
     // runs from (the host's /tmp is not visible in here). A release on a stack has its own.
-    if let Some(exe) = crate::supervisor::own_executable().filter(|_| launch.root.is_none()) {
+    if let Some(exe) = wharf_sandbox::launch::own_executable().filter(|_| launch.root.is_none()) {
         // Made here, open to all: bubblewrap would make them for root alone.
         let mut leading: Vec<&Path> = Path::new(SANDBOX_TOOLS_DIR)
             .ancestors()
