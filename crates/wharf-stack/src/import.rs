@@ -83,24 +83,16 @@ pub async fn import(
                 role.as_str()
             ));
             let layout = work.join(role.as_str());
-            let mut command = tokio::process::Command::new(&skopeo);
-            command
-                .args(["copy", "--retry-times", "2"])
-                .arg(reference)
-                .arg(format!("oci:{}:image", layout.display()))
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0)
-                .kill_on_drop(true);
-            let (status, last) = crate::run_streamed(command, &skopeo, progress).await?;
-            if !status.success() {
-                return Err(StackError::Skopeo {
-                    reference: reference.clone(),
-                    status,
-                    last,
-                });
-            }
+            let copy = |options: &'static [&'static str], from: String, to: &Path| SkopeoCopy {
+                skopeo: &skopeo,
+                reference,
+                options,
+                from,
+                to: format!("oci:{}:image", to.display()),
+            };
+            copy(&["--retry-times", "2"], reference.clone(), &layout)
+                .run(progress)
+                .await?;
             let layout = match other_compression(&layout)? {
                 None => layout,
                 Some(media_type) => {
@@ -108,24 +100,14 @@ pub async fn import(
                         "Its layers are {media_type}; recompressing them with gzip"
                     ));
                     let gzipped = work.join(format!("{}-gzip", role.as_str()));
-                    let mut command = tokio::process::Command::new(&skopeo);
-                    command
-                        .args(["copy", "--dest-compress", "--dest-compress-format", "gzip"])
-                        .arg(format!("oci:{}:image", layout.display()))
-                        .arg(format!("oci:{}:image", gzipped.display()))
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::piped())
-                        .process_group(0)
-                        .kill_on_drop(true);
-                    let (status, last) = crate::run_streamed(command, &skopeo, progress).await?;
-                    if !status.success() {
-                        return Err(StackError::Skopeo {
-                            reference: reference.clone(),
-                            status,
-                            last,
-                        });
-                    }
+                    let from = format!("oci:{}:image", layout.display());
+                    copy(
+                        &["--dest-compress", "--dest-compress-format", "gzip"],
+                        from,
+                        &gzipped,
+                    )
+                    .run(progress)
+                    .await?;
                     gzipped
                 }
             };
@@ -151,6 +133,42 @@ pub async fn import(
     .await;
     let _ = std::fs::remove_dir_all(work);
     result
+}
+
+/// One `skopeo copy OPTIONS FROM TO`, its output to `progress`; a failure names `reference`,
+/// the image being imported.
+struct SkopeoCopy<'a> {
+    skopeo: &'a Path,
+    reference: &'a str,
+    options: &'static [&'static str],
+    from: String,
+    to: String,
+}
+
+impl SkopeoCopy<'_> {
+    async fn run(self, progress: &mut (dyn FnMut(&str) + Send)) -> Result<(), StackError> {
+        let mut command = tokio::process::Command::new(self.skopeo);
+        command
+            .arg("copy")
+            .args(self.options)
+            .arg(&self.from)
+            .arg(&self.to)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let (status, last) = crate::run_streamed(command, self.skopeo, progress).await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(StackError::Skopeo {
+                reference: self.reference.to_owned(),
+                status,
+                last,
+            })
+        }
+    }
 }
 
 /// The media type of the first layer of the image tagged `image` in `layout` that is not
