@@ -68,16 +68,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         // Every `wharf up` directory shares the runtimes it downloads.
         server_args.runtime_cache = Some(crate::server::default_data_dir()?.join("runtimes"));
     }
-    let shared_stacks = args.data_dir.is_none();
     let mut config = crate::server::config(server_args, data_dir.clone())?;
-    if shared_stacks {
-        // ... and the stacks they make.
-        config.stack_cache = Some(
-            crate::server::default_data_dir()?
-                .join("up")
-                .join(".stacks"),
-        );
-    }
+    // Every `wharf up` (its own data directory too) shares the stacks it makes: a stack is
+    // made once per machine.
+    config.stack_cache = Some(
+        crate::server::default_data_dir()?
+            .join("up")
+            .join(".stacks"),
+    );
     // Before a port is opened or a file made: a sandbox that can't work stops us here.
     let settled = crate::server::settle_sandbox(&mut config).await?;
     config.api_addr = "127.0.0.1:0".parse().expect("an address");
