@@ -2,7 +2,8 @@
 # Build-stage benchmark. In one run, on this machine:
 #  1. packing and unpacking a source tree: wharf's deterministic archives (what `wharf deploy`
 #     uploads and the server unpacks) against `tar | gzip` on the same tree;
-#  2. cold and warm builds of small apps through a real `wharf server` (release build), next to
+#  2. cold and warm builds of small apps through a real `wharf server` (release build, apps on
+#     the stack wharf-1, i.e. the host's /usr, unless step 3 sets another), next to
 #     the plain tool doing the same install by hand (pip into a venv, npm ci), with the image
 #     size against the source size;
 #  3. the same apps on the stack wharf-trixie: the cold stack build (mmdebstrap, both images),
@@ -95,7 +96,7 @@ printf 'console.log(require("is-number")(3));\n' > "$apps/node/index.js"
 (cd "$apps/node" && npm install --package-lock-only --silent >/dev/null 2>&1)
 
 export WHARF_CONFIG_DIR=$work/config
-"$WHARF" server --data-dir "$work/data" --api-addr 127.0.0.1:0 2> "$work/server.log" &
+"$WHARF" server --data-dir "$work/data" --api-addr 127.0.0.1:0 --stack wharf-1 2> "$work/server.log" &
 server_pid=$!
 for _ in $(seq 200); do grep -q "listening on" "$work/server.log" 2>/dev/null && break; sleep 0.05; done
 url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/server.log" | head -n 1)
