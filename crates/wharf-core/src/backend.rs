@@ -3,7 +3,7 @@
 //! current release and formation, [`DesiredApp`]) and reads [`InstanceStatus`] back. The local
 //! supervisor (`wharf-run`) is the embedded backend; orchestrators implement the same trait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -34,8 +34,110 @@ pub trait Backend: Send + Sync {
     /// ([`Rollout::Failed`]), or the app was given another release or removed
     /// ([`Rollout::Superseded`]). Resolves at once for a rollout that already ended.
     fn rollout<'a>(&'a self, app_id: &'a str, version: u32) -> BoxFuture<'a, Rollout>;
+    /// Starts a one-off process of the app's release `release` (`wharf run`, the release
+    /// phase, app.json's `postdeploy`): `kind` says which, and how its input and output are
+    /// connected. Resolves once it runs; [`OneOff::exit`] resolves when it ends.
+    fn run<'a>(
+        &'a self,
+        app_id: &'a str,
+        release: &'a ReleaseSpec,
+        command: &'a str,
+        kind: OneOffKind,
+        log: Arc<dyn LogSink>,
+    ) -> BoxFuture<'a, Result<OneOff, BackendError>>;
+    /// The app's one-off processes that still run (`run.N`, `release.N`), oldest first.
+    fn one_offs(&self, app_id: &str) -> Vec<InstanceStatus>;
+    /// Stops one of the app's one-off processes by name (`run.2`); false when none runs.
+    fn stop_one_off(&self, app_id: &str, name: &str) -> bool;
+    /// The images (manifest digests) that something running, or about to run, still uses:
+    /// garbage collection keeps them.
+    fn images_in_use(&self) -> BTreeSet<String>;
+    /// Removes what the backend unpacked for releases nothing runs any more (release trees),
+    /// and says what it removed.
+    fn collect_garbage(&self) -> BoxFuture<'_, Result<Collected, BackendError>>;
+    /// Kills every process at once, without waiting (an impatient second Ctrl-C).
+    fn kill_all(&self);
     /// Stops every process and waits; the server calls it on its way out.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Which one-off process [`Backend::run`] starts, and how it is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneOffKind {
+    /// `run.N`, its output in the app's log as lines of `run.N`; no input.
+    Detached,
+    /// `run.N`, its stdin and output pipes to the caller.
+    Attached,
+    /// `run.N` in a terminal of this size, which is its stdin, stdout and stderr.
+    Terminal(TtySize),
+    /// `release.N`, the release phase, attached (its output is the release's output).
+    ReleasePhase,
+    /// `postdeploy.N`, app.json's `postdeploy` script, detached.
+    Postdeploy,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+impl Default for TtySize {
+    /// The classic 80 × 24, for clients that don't say.
+    fn default() -> TtySize {
+        TtySize { rows: 24, cols: 80 }
+    }
+}
+
+/// A started one-off process.
+///
+/// Attached: `stdin` and `output` are `Some`; `output` yields stdout and stderr as they come,
+/// in chunks (not lines), and closes when the process and everything it started are gone.
+/// Detached: both are `None` and the output goes to the app's log as lines of `run.N`.
+/// In a terminal (`tty` set), `stdin` is typed at the terminal (its line discipline echoes
+/// it, Ctrl-D ends input, Ctrl-C interrupts) and `output` is what the terminal shows.
+/// `exit` resolves with the exit code, or 128 + the signal number when it was killed; it is
+/// dropped without a value only if the process could not be waited for.
+pub struct OneOff {
+    /// `run.N`
+    pub name: String,
+    /// The process (group) id, where the backend runs processes on this machine.
+    pub pid: Option<u32>,
+    pub stdin: Option<OneOffInput>,
+    pub output: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+    pub exit: tokio::sync::oneshot::Receiver<i32>,
+    /// Runs attached to a terminal.
+    pub tty: bool,
+    /// Kills the process and everything it started, at once. Call it only while `exit` has
+    /// not resolved: afterwards what it names may be someone else's.
+    pub kill: Kill,
+}
+
+/// An attached one-off's input: its stdin pipe, or its terminal.
+pub type OneOffInput = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// Kills a one-off process; see [`OneOff::kill`].
+pub type Kill = Arc<dyn Fn() + Send + Sync>;
+
+impl fmt::Debug for OneOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OneOff")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("attached", &self.output.is_some())
+            .field("tty", &self.tty)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Backend::collect_garbage`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// `(app id, version)` of each release tree removed.
+    pub removed: Vec<(String, u32)>,
+    /// Bytes of files they held.
+    pub bytes: u64,
 }
 
 /// How the rollout of a release ended; see [`Backend::rollout`].
@@ -50,9 +152,22 @@ pub enum Rollout {
 }
 
 /// A backend could not do what it was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BackendError(pub String);
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend runs nothing of the app.
+    #[error("app `{app_id}` is not running")]
+    UnknownApp { app_id: String },
+    /// The app has no such instance or process type.
+    #[error("app `{app_id}` has no instance or process type `{target}`")]
+    UnknownTarget { app_id: String, target: String },
+    /// The backend is stopping and starts nothing new.
+    #[error("the backend is shutting down")]
+    ShuttingDown,
+    /// What the backend does failed (a process that can't start, an unpack, an orchestrator's
+    /// API): the backend's own error, which says what, with its causes.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// What should run for one app.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,9 +16,12 @@ pub mod build;
 pub mod config;
 pub mod domain;
 pub mod dotenv;
+mod error;
 pub mod formation;
 pub mod name;
 pub mod procfile;
 pub mod range;
 pub mod release;
 pub mod size;
+
+pub use error::error_chain;

@@ -41,8 +41,8 @@ pub use sandbox::{ParseSandboxModeError, SandboxMode};
 pub use supervisor::{OneOff, OneOffInput, Supervisor};
 pub use tree::TreeCollection;
 pub use wharf_core::backend::{
-    Backend, BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, ProcessSpec,
-    ReleaseSpec, Rollout, Routes, Stream, Target, Upstream,
+    Backend, BackendError, Collected, DesiredApp, InstanceState, InstanceStatus, Kill, LogSink,
+    OneOffKind, ProcessSpec, ReleaseSpec, Rollout, Routes, Stream, Target, Upstream,
 };
 
 /// How the supervisor runs processes. One struct holds every default.

@@ -10,19 +10,7 @@ use std::os::fd::OwnedFd;
 
 use rustix::pty::OpenptFlags;
 
-/// A terminal's size in character cells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TtySize {
-    pub rows: u16,
-    pub cols: u16,
-}
-
-impl Default for TtySize {
-    /// The classic 80 × 24, for clients that don't say.
-    fn default() -> TtySize {
-        TtySize { rows: 24, cols: 80 }
-    }
-}
+pub use wharf_core::backend::TtySize;
 
 /// A new terminal pair: the master end (wharf's) and the slave end (the process's).
 pub(crate) struct Pair {

@@ -74,6 +74,33 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<wharf_core::backend::BackendError> for ApiError {
+    fn from(err: wharf_core::backend::BackendError) -> ApiError {
+        use wharf_core::backend::BackendError;
+        match err {
+            BackendError::UnknownApp { .. } | BackendError::UnknownTarget { .. } => {
+                ApiError::not_found(err.to_string())
+            }
+            BackendError::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "wharf is shutting down and starts no new process; try again once it is back",
+            ),
+            BackendError::Failed(_) => ApiError::internal(wharf_core::error_chain(&err)),
+        }
+    }
+}
+
+impl From<wharf_control::GcError> for ApiError {
+    fn from(err: wharf_control::GcError) -> ApiError {
+        match err {
+            wharf_control::GcError::Store(e) => e.into(),
+            // Logged in full where it failed.
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

@@ -3,9 +3,10 @@
 //! Layout: [`ServerConfig`] is read once by the binary and handed in; [`prepare`] opens the
 //! data directory and the database and makes sure an admin token exists; [`serve`] runs the API
 //! on a listener, and the router on another, until the shutdown token is cancelled, letting
-//! in-flight requests finish. The router is fed its tables from here: hostnames (apps, custom
-//! domains, maintenance) by [`AppState::refresh_routes`] after every change to them, upstreams
-//! by the supervisor as instances come and go.
+//! in-flight requests finish. A handler that changes state stores the change (`wharf-store`),
+//! then tells the control plane (`wharf-control`) what changed, in one call
+//! (`state.control.after(Change::…)`), which does all that follows (a release phase, a
+//! converge, the router's hostname table).
 //! `routes/` holds one module per API resource; each handler carries its OpenAPI description,
 //! so the document at `/openapi.json` is generated from the code that serves it.
 //!
@@ -13,19 +14,14 @@
 //! (where the admin token went) is returned to the binary.
 
 mod auth;
-mod builds;
-mod control;
 mod error;
 mod extract;
-mod gc;
 mod git;
 mod names;
 mod openapi;
-mod release_phase;
 mod rendezvous;
 mod routes;
 mod signing;
-mod stacks;
 pub mod static_site;
 pub mod tls;
 
@@ -42,11 +38,33 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use wharf_store::Store;
 
-pub use builds::BuildSettings;
 pub use error::ApiError;
-pub use gc::{DEFAULT_GC_INTERVAL, DEFAULT_KEEP_RELEASES};
 pub use openapi::openapi_document;
-pub use release_phase::DEFAULT_RELEASE_TIMEOUT;
+pub use wharf_control::{
+    BuildSettings, DEFAULT_GC_INTERVAL, DEFAULT_KEEP_RELEASES, DEFAULT_RELEASE_TIMEOUT,
+};
+
+/// What runs the apps' processes: the server holds it as a `dyn Backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// This machine's supervisor (`wharf-run`).
+    #[default]
+    Local,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<BackendKind, String> {
+        match text {
+            "local" => Ok(BackendKind::Local),
+            other => Err(format!(
+                "unknown backend `{}`: the backends are `local` (this machine's supervisor)",
+                wharf_core::name::shown(other)
+            )),
+        }
+    }
+}
 
 /// The server's own configuration, read once (from flags and `WHARF_*` variables) by the binary.
 #[derive(Debug, Clone)]
@@ -67,7 +85,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How builds run.
     pub build: BuildSettings,
-    /// How releases run (the local backend).
+    /// What runs the apps' processes (`WHARF_BACKEND`).
+    pub backend: BackendKind,
+    /// How releases run on the local backend.
     pub run: wharf_run::SupervisorConfig,
     /// The router's timeouts and limits.
     pub router: wharf_router::RouterConfig,
@@ -130,25 +150,13 @@ pub struct AppState {
     pub links: Arc<Links>,
     /// Signs and checks the URLs that need no token (source blobs, build output).
     pub signer: signing::UrlSigner,
-    /// The build queue.
-    pub builds: builds::BuildRunner,
-    /// Hands apps' desired state to the supervisor; holds the app logs.
-    pub control: control::Control,
-    /// Puts new releases into effect, running their release phase first.
-    pub releases: release_phase::Releaser,
-    /// Stops the supervisor's background work when the server stops.
+    /// The control plane: what follows every change (builds, release phases, converge, GC,
+    /// stacks), over the backend.
+    pub control: wharf_control::ControlPlane,
+    /// Stops the backend's and stack makes' background work when the server stops.
     pub background: CancellationToken,
     /// The HTTP router in front of the apps' web instances.
     pub router: wharf_router::Router,
-    /// Held (shared) by whatever is about to make images referenced — a build from its first
-    /// blob to its release, a rollback or promotion from its image check to its release — and
-    /// (exclusive) by garbage collection, which so never frees what one of them is about to use.
-    pub gc: Arc<tokio::sync::RwLock<()>>,
-    /// Each app's newest releases whose images garbage collection keeps.
-    pub keep_releases: u32,
-    gc_interval: std::time::Duration,
-    /// Serializes [`AppState::refresh_routes`], so an older table never replaces a newer one.
-    routes_lock: Arc<tokio::sync::Mutex<()>>,
     /// Each app's git repository, served for `git push`.
     pub git: git::GitRepos,
     /// wharf's CA and this start's server certificate, for the TLS listener.
@@ -157,8 +165,6 @@ pub struct AppState {
     pub rendezvous: rendezvous::Rendezvous,
     /// The stack new apps build on unless they say (`WHARF_STACK`).
     pub default_stack: Arc<str>,
-    /// Makes stacks in the background (`POST /stacks`).
-    pub stacks: stacks::StackMaker,
 }
 
 impl AppState {
@@ -170,51 +176,6 @@ impl AppState {
             self.links.public_url.trim_end_matches('/'),
             self.signer.sign(method, path, ttl)
         )
-    }
-
-    /// Has the backend converge the app to its current release and formation. Runs to the end
-    /// even when the request that asked for it goes away: the change is already stored.
-    pub async fn converge(&self, app_id: &str) {
-        let control = self.control.clone();
-        let app_id = app_id.to_owned();
-        if let Err(e) = tokio::spawn(async move { control.converge(&app_id).await }).await {
-            tracing::error!(error = %e, "a converge task failed");
-        }
-    }
-
-    /// Hands the router the hostname table as the database has it now: every app's default
-    /// hostname and custom domains, and whether it is in maintenance. Called after every change
-    /// to those; a failure is logged and the router keeps its previous table.
-    pub async fn refresh_routes(&self) {
-        // Runs to the end even when the request that asked for it goes away.
-        let this = self.clone();
-        if let Err(e) = tokio::spawn(async move { this.load_routes().await }).await {
-            tracing::error!(error = %e, "a route refresh task failed");
-        }
-    }
-
-    async fn load_routes(&self) {
-        let _one_at_a_time = self.routes_lock.lock().await;
-        let table = match self.store.route_table().await {
-            Ok(table) => table,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the route table; the router keeps its previous one");
-                return;
-            }
-        };
-        let mut hosts = Vec::new();
-        for app in table {
-            let route = wharf_router::AppRoute {
-                app_id: app.app_id,
-                app_name: app.app_name,
-                maintenance: app.maintenance,
-            };
-            hosts.push((self.links.hostname(&route.app_name), route.clone()));
-            for hostname in app.hostnames {
-                hosts.push((hostname, route.clone()));
-            }
-        }
-        self.router.set_hosts(hosts);
     }
 }
 
@@ -250,16 +211,13 @@ pub enum StartError {
     Logs(#[from] wharf_logs::LogError),
     #[error("cannot start the supervisor")]
     Run(#[from] wharf_run::RunError),
+    #[error(transparent)]
+    Control(#[from] wharf_control::StartError),
     #[error("cannot prepare {path}: {source}")]
     File {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "WHARF_STACK is `{0}`, which is not a stack here: use wharf-1, wharf-bookworm, \
-         wharf-trixie, or a stack imported with `wharf stacks import`"
-    )]
-    UnknownStack(String),
     #[error("WHARF_SECRET_KEY must be 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`")]
     SecretKey,
     #[error("cannot set up TLS")]
@@ -321,33 +279,8 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         );
     }
     let admin = bootstrap_admin(&store, config).await?;
-    // No build can be running in a server that is only starting: whatever was, was interrupted.
-    let interrupted = store
-        .fail_unfinished_builds(
-            "interrupted: the server stopped before the build finished; deploy again",
-        )
-        .await?;
-    if interrupted > 0 {
-        tracing::warn!(
-            builds = interrupted,
-            "marked builds interrupted by the last stop as failed"
-        );
-    }
-    // Likewise a release phase: its release never went live, and won't.
-    let interrupted = release_phase::Releaser::fail_interrupted(&store).await?;
-    if interrupted > 0 {
-        tracing::warn!(
-            releases = interrupted,
-            "marked releases whose release phase the last stop interrupted as failed"
-        );
-    }
+    wharf_control::ControlPlane::recover(&store).await?;
     let images = wharf_image::ImageStore::open(&config.data_dir.join("images"))?;
-    let logs_dir = config.data_dir.join("logs").join("builds");
-    let logs =
-        builds::output::BuildLogs::new(logs_dir.clone()).map_err(|source| StartError::File {
-            path: logs_dir,
-            source,
-        })?;
     let key_path = config.data_dir.join("url-signing-key");
     let signer =
         signing::UrlSigner::load_or_create(&key_path).map_err(|source| StartError::File {
@@ -360,58 +293,38 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
     )?;
     let background = CancellationToken::new();
     let router = wharf_router::Router::new(config.router.clone(), Some(app_logs.clone()));
-    // Stops whatever a killed predecessor left running before anything starts.
-    let supervisor =
-        wharf_run::Supervisor::start(config.run.clone(), images.clone(), background.clone())
+    let backend: Arc<dyn wharf_core::backend::Backend> = match config.backend {
+        BackendKind::Local => {
+            // Stops whatever a killed predecessor left running before anything starts.
+            let supervisor = wharf_run::Supervisor::start(
+                config.run.clone(),
+                images.clone(),
+                background.clone(),
+            )
             .await?;
-    supervisor.set_routes(Arc::new(router.clone()));
-    let control = control::Control::new(store.clone(), images.clone(), app_logs, supervisor);
-    let outputs_dir = config.data_dir.join("logs").join("releases");
-    let outputs =
-        builds::output::BuildLogs::new(outputs_dir.clone()).map_err(|source| StartError::File {
-            path: outputs_dir,
-            source,
-        })?;
-    let releases = release_phase::Releaser::new(
+            supervisor.set_routes(Arc::new(router.clone()));
+            Arc::new(supervisor)
+        }
+    };
+    let control = wharf_control::ControlPlane::start(
+        &wharf_control::ControlConfig {
+            data_dir: config.data_dir.clone(),
+            build: config.build.clone(),
+            release_timeout: config.release_timeout,
+            keep_releases: config.keep_releases,
+            gc_interval: config.gc_interval,
+            domain: config.domain.clone(),
+            default_stack: config.default_stack.clone(),
+            stack_cache: config.stack_cache.clone(),
+        },
         store.clone(),
-        control.clone(),
-        outputs,
-        config.release_timeout,
-    );
-    let gc = Arc::<tokio::sync::RwLock<()>>::default();
-    let stacks_log = config.data_dir.join("logs").join("stacks");
-    let stacks = stacks::StackMaker::new(
-        &config.data_dir,
         images,
-        config.stack_cache.clone(),
-        gc.clone(),
+        app_logs,
+        backend,
+        router.clone(),
         background.clone(),
     )
-    .map_err(|source| StartError::File {
-        path: stacks_log,
-        source,
-    })?;
-    let known = config.default_stack == crate::routes::STACK
-        || wharf_stack::default_stack(&config.default_stack).is_some()
-        || wharf_stack::list(stacks.images())
-            .map_err(|e| StartError::File {
-                path: config.data_dir.join("images"),
-                source: std::io::Error::other(e.to_string()),
-            })?
-            .iter()
-            .any(|s| s.name == config.default_stack && s.run.is_some() && s.build.is_some());
-    if !known {
-        return Err(StartError::UnknownStack(config.default_stack.clone()));
-    }
-    let builds = builds::BuildRunner::new(
-        store.clone(),
-        logs,
-        config.build.clone(),
-        config.data_dir.clone(),
-        releases.clone(),
-        stacks.clone(),
-    );
-    control.converge_all().await?;
+    .await?;
     let git_dir = config.data_dir.join("git");
     let git = git::GitRepos::open(
         &config.data_dir,
@@ -436,22 +349,14 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         store,
         links: Arc::new(links),
         signer,
-        builds,
         control,
-        releases,
         background,
         router,
-        gc,
-        keep_releases: config.keep_releases.max(1),
-        gc_interval: config.gc_interval,
-        routes_lock: Arc::default(),
         git,
         tls,
         rendezvous: rendezvous::Rendezvous::default(),
-        stacks,
         default_stack: Arc::from(config.default_stack.as_str()),
     };
-    state.refresh_routes().await;
     Ok((state, admin))
 }
 
@@ -637,11 +542,10 @@ pub async fn serve(
         rendezvous,
     } = listeners;
     let app = router(state.clone());
-    let collecting = tokio::spawn(gc::periodically(
-        state.clone(),
-        state.gc_interval,
-        shutdown.clone(),
-    ));
+    let collecting = tokio::spawn({
+        let (control, shutdown) = (state.control.clone(), shutdown.clone());
+        async move { control.collect_periodically(shutdown).await }
+    });
     let routing = tokio::spawn({
         let router = state.router.clone();
         let shutdown = shutdown.clone();
@@ -673,10 +577,10 @@ pub async fn serve(
     // a request waiting on one (a deploy's output, a `git push`) then ends instead of holding
     // the graceful stop for as long as the build would run.
     let stopping_builds = tokio::spawn({
-        let (builds, shutdown) = (state.builds.clone(), shutdown.clone());
+        let (control, shutdown) = (state.control.clone(), shutdown.clone());
         async move {
             shutdown.cancelled().await;
-            builds.shutdown().await;
+            control.stop_builds().await;
         }
     });
     let served = axum::serve(api, app)

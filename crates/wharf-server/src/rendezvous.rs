@@ -45,7 +45,7 @@ pub struct Rendezvous {
 /// A started process and what its client needs of it.
 struct Waiting {
     app: String,
-    process: wharf_run::OneOff,
+    process: wharf_core::backend::OneOff,
 }
 
 impl std::fmt::Debug for Waiting {
@@ -59,9 +59,9 @@ impl std::fmt::Debug for Waiting {
 
 /// Kills a process nobody attached to, unless it has already ended (its group id may then
 /// belong to someone else).
-fn kill_unclaimed(mut process: wharf_run::OneOff) {
+fn kill_unclaimed(mut process: wharf_core::backend::OneOff) {
     if process.exit.try_recv().is_err() {
-        drop(KillOnDrop(process.pid));
+        drop(KillOnDrop(Some(process.kill.clone())));
     }
 }
 
@@ -73,7 +73,7 @@ impl Rendezvous {
 
     /// Holds `process` (started attached) for its client; returns the `attach_url` to hand out.
     /// `None` (and the process killed) when no rendezvous listener runs.
-    pub fn hold(&self, app: &str, process: wharf_run::OneOff) -> Option<String> {
+    pub fn hold(&self, app: &str, process: wharf_core::backend::OneOff) -> Option<String> {
         let Some(address) = self.address() else {
             kill_unclaimed(process);
             return None;
@@ -181,7 +181,7 @@ impl Rendezvous {
             return Ok(());
         };
         tracing::info!(app = %app, dyno = %process.name, "client attached to the one-off process");
-        let mut guard = KillOnDrop(process.pid);
+        let mut guard = KillOnDrop(Some(process.kill.clone()));
         writer.write_all(b"rendezvous\r\n").await?;
         writer.flush().await?;
 

@@ -374,6 +374,14 @@ pub struct ServerArgs {
         value_name = "N"
     )]
     pub build_concurrency: usize,
+    /// What runs the apps' processes: local (this machine's supervisor)
+    #[arg(
+        long,
+        env = "WHARF_BACKEND",
+        default_value = "local",
+        value_name = "BACKEND"
+    )]
+    pub backend: String,
     /// Isolate builds in namespaces: auto (when the host allows), namespaces (required) or none
     #[arg(
         long,

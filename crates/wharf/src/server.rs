@@ -284,7 +284,12 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
         .sandbox
         .parse::<SandboxMode>()
         .map_err(|e| anyhow::anyhow!("--sandbox/WHARF_SANDBOX: {e}"))?;
+    let backend = args
+        .backend
+        .parse::<wharf_server::BackendKind>()
+        .map_err(|e| anyhow::anyhow!("--backend/WHARF_BACKEND: {e}"))?;
     Ok(ServerConfig {
+        backend,
         data_dir: data_dir.clone(),
         database_url: args.database_url,
         api_addr: args.api_addr,

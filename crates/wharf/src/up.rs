@@ -413,7 +413,7 @@ async fn stop_on_signals(interrupted: CancellationToken, state: wharf_server::Ap
         _ = term.recv() => {}
     }
     eprintln!("-----> Stopping at once");
-    state.control.supervisor().kill_all();
+    state.control.backend().kill_all();
     std::process::exit(130);
 }
 

@@ -218,14 +218,14 @@ pub fn is_gone(pid: i32) -> bool {
 
 /// Waits until `condition` holds, failing the test after [`TEST_LIMIT`].
 pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + TEST_LIMIT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let held = || {
+        std::future::ready(
+            condition()
+                .then_some(())
+                .ok_or_else(|| "not yet".to_owned()),
+        )
+    };
+    wharf_test_support::wait_until_async(TEST_LIMIT, what, held).await;
 }
 
 /// Receives log lines until one contains `needle`, returning all lines so far.

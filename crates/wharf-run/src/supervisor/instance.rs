@@ -103,7 +103,7 @@ impl InstanceRun {
 
     /// Crashed before the process ran: records why.
     fn failed_to_start(&self, err: &RunError) -> RunEnd {
-        let reason = error_chain(err);
+        let reason = wharf_core::error_chain(err);
         tracing::warn!(app = %self.app.app_id, instance = %self.cell.name, error = %reason, "instance failed to start");
         self.event(&events::cannot_start(&reason));
         self.boot_failed(format!("{} could not start: {reason}", self.cell.name));

@@ -39,40 +39,7 @@ impl Drop for OneOffRelease {
     }
 }
 
-/// A started one-off process (`wharf run`).
-///
-/// Attached: `stdin` and `output` are `Some`; `output` yields stdout and stderr as they come,
-/// in chunks (not lines), and closes when the process and everything it left in its group are
-/// gone. Detached: both are `None` and the output goes to the app's log as lines of `run.N`.
-/// In a terminal ([`Supervisor::run_one_off_in_terminal`], `tty` set), `stdin` is typed at the
-/// terminal (its line discipline echoes it, Ctrl-D ends input, Ctrl-C interrupts) and `output`
-/// is what the terminal shows.
-/// `exit` resolves with the exit code, or 128 + the signal number when it was killed; it is
-/// dropped without a value only if the process could not be waited for.
-pub struct OneOff {
-    /// `run.N`
-    pub name: String,
-    pub pid: Option<u32>,
-    pub stdin: Option<OneOffInput>,
-    pub output: Option<mpsc::Receiver<Vec<u8>>>,
-    pub exit: oneshot::Receiver<i32>,
-    /// Runs attached to a terminal.
-    pub tty: bool,
-}
-
-/// An attached one-off's input: its stdin pipe, or its terminal.
-pub type OneOffInput = Box<dyn AsyncWrite + Send + Unpin>;
-
-impl std::fmt::Debug for OneOff {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OneOff")
-            .field("name", &self.name)
-            .field("pid", &self.pid)
-            .field("attached", &self.output.is_some())
-            .field("tty", &self.tty)
-            .finish_non_exhaustive()
-    }
-}
+pub use wharf_core::backend::{OneOff, OneOffInput};
 
 /// Where a one-off's input comes from and its output goes.
 #[derive(Debug, Clone, Copy)]
@@ -429,6 +396,12 @@ impl Supervisor {
             output,
             exit: exit_rx,
             tty: matches!(io, OneOffIo::Terminal(_)),
+            kill: Arc::new(move || {
+                // SIGKILL goes to the whole group, sandbox included.
+                if let Some(pgid) = pgid {
+                    runtime::signal_group(pgid, nix::sys::signal::Signal::SIGKILL, true);
+                }
+            }),
         })
     }
 }

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -193,15 +193,11 @@ impl Fixture {
 
     /// Polls `f` until it holds, failing the test after `secs`.
     pub async fn until(&self, what: &str, secs: u64, mut f: impl FnMut(&Fixture) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; status: {:#?}",
-                self.status()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wharf_test_support::wait_until_async(Duration::from_secs(secs), what, || {
+            let status = (!f(self)).then(|| format!("status: {:#?}", self.status()));
+            async move { status.map_or(Ok(()), Err) }
+        })
+        .await;
     }
 
     pub fn names_in(&self, state: &str) -> Vec<String> {

@@ -356,15 +356,20 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
                 .unwrap();
             let release = desired.release.clone();
             sup.apply(desired, Sink::new());
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let mut pids = loop {
-                let s = sup.status(&app);
-                if s.len() == 2 && s.iter().all(|i| i.state == InstanceState::Up) {
-                    break s.iter().map(|i| i.pid.unwrap() as i32).collect::<Vec<_>>();
-                }
-                assert!(Instant::now() < deadline);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
+            let mut pids = wharf_test_support::wait_until_async(
+                Duration::from_secs(30),
+                "both instances to be up",
+                || {
+                    let s = sup.status(&app);
+                    let up = s.len() == 2 && s.iter().all(|i| i.state == InstanceState::Up);
+                    let pids = s
+                        .iter()
+                        .map(|i| i.pid.unwrap_or(0) as i32)
+                        .collect::<Vec<_>>();
+                    std::future::ready(if up { Ok(pids) } else { Err(format!("{s:#?}")) })
+                },
+            )
+            .await;
             // A terminal one-off whose shell put a job in a group of its own: when this server
             // dies, its terminal hangs up and the shell goes, but the job lives on.
             let mut one = sup
@@ -424,17 +429,16 @@ fn processes_of_a_killed_server_are_stopped_by_the_next() {
             );
         }
         sup.apply(desired, Sink::new());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while sup
-            .status(&app)
-            .iter()
-            .filter(|i| i.state == InstanceState::Up)
-            .count()
-            != 2
-        {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wharf_test_support::wait_until_async(Duration::from_secs(30), "two instances up", || {
+            let s = sup.status(&app);
+            let up = s.iter().filter(|i| i.state == InstanceState::Up).count();
+            std::future::ready(if up == 2 {
+                Ok(())
+            } else {
+                Err(format!("{s:#?}"))
+            })
+        })
+        .await;
         sup.shutdown().await;
     });
 }

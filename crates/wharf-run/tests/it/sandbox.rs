@@ -96,14 +96,16 @@ async fn memory_and_pids_limits_go_into_a_cgroup() {
     let mut desired = fx.desired(1, vec![spec]);
     desired.app_id = app_id.clone();
     fx.sup.apply(desired, sink.clone());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let pid = loop {
-        if let Some(pid) = fx.sup.status(&app_id).first().and_then(|s| s.pid) {
-            break pid;
-        }
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let pid = wharf_test_support::wait_until_async(
+        Duration::from_secs(30),
+        "the instance to have a pid",
+        || {
+            let status = fx.sup.status(&app_id);
+            let pid = status.first().and_then(|s| s.pid);
+            std::future::ready(pid.ok_or_else(|| format!("{status:#?}")))
+        },
+    )
+    .await;
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
         cgroups.contains(&format!("/wharf/{app_id}/worker.1-")),

@@ -13,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, Body, Path};
 use crate::routes::{generation, region, stack, REGION, STACK};
 use crate::{names, AppState, Links};
+use wharf_control::Change;
 
 pub fn to_api(app: AppRecord, links: &Links) -> api::App {
     let name = app.name.to_string();
@@ -68,7 +69,7 @@ fn check_stack(state: &AppState, requested: &str) -> ApiResult<String> {
         )));
     };
     if stack.status != "host"
-        && state.builds.settings().sandbox != wharf_build::SandboxMode::Namespaces
+        && state.control.builds().settings().sandbox != wharf_build::SandboxMode::Namespaces
     {
         return Err(ApiError::invalid_params(format!(
             "stack `{}` needs the sandbox (builds and apps run in its images), and this server \
@@ -207,7 +208,10 @@ pub async fn create(
             }
         }
     };
-    state.refresh_routes().await;
+    state
+        .control
+        .after(Change::AppCreated { app_id: &app.id })
+        .await;
     tracing::info!(app = %app.name, "app created");
     Ok((StatusCode::CREATED, Json(to_api(app, &state.links))))
 }
@@ -256,7 +260,10 @@ pub async fn update(
         build_stack,
     };
     let updated = state.store.update_app(&app.id, &update).await?;
-    state.refresh_routes().await;
+    state
+        .control
+        .after(Change::AppUpdated { app_id: &app.id })
+        .await;
     if updated.name != app.name {
         tracing::info!(app = %updated.name, old_name = %app.name, "app renamed");
     }
@@ -277,11 +284,10 @@ pub async fn delete(
 ) -> ApiResult<Json<api::App>> {
     let app = state.store.delete_app(&app).await?;
     // The router forgets its hostnames, its processes stop, and its log goes with it.
-    state.refresh_routes().await;
-    state.converge(&app.id).await;
-    if let Err(e) = state.control.logs().remove_app(&app.id).await {
-        tracing::warn!(app = %app.name, error = %e, "cannot remove the destroyed app's log");
-    }
+    state
+        .control
+        .after(Change::AppDestroyed { app_id: &app.id })
+        .await;
     if let Err(e) = state.git.remove(&app.id).await {
         tracing::warn!(app = %app.name, error = %e, "cannot remove the destroyed app's git repository");
     }

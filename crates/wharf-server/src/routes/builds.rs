@@ -126,7 +126,8 @@ pub async fn create(
         )
         .await?;
     state
-        .builds
+        .control
+        .builds()
         .enqueue(build.clone(), app.name.to_string())
         .await
         .map_err(ApiError::internal)?;
@@ -204,5 +205,5 @@ pub async fn output(
     Query(signature): Query<Signature>,
 ) -> ApiResult<Response> {
     signature.check(&state, "GET", &output_path(&id))?;
-    crate::routes::output_response(state.builds.logs(), &id, "build").await
+    crate::routes::output_response(state.control.builds().logs(), &id, "build").await
 }

@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Path};
 use crate::AppState;
+use wharf_control::Change;
 
 /// The app's config vars.
 #[utoipa::path(get, path = "/apps/{app}/config-vars", tag = "config-vars",
@@ -64,7 +65,7 @@ pub async fn update(
             tracing::info!(app = %app.name, release = %release.version, description = %release.description, "config changed");
             // The running processes restart with the new config (after its release phase,
             // if it has one).
-            state.releases.launch(release).await;
+            state.control.after(Change::Released(release)).await;
         }
         Ok::<_, ApiError>(update.vars.to_string_map())
     });

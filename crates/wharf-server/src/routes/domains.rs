@@ -12,6 +12,7 @@ use wharf_store::{AppRecord, DomainRecord};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Path};
 use crate::AppState;
+use wharf_control::Change;
 
 /// The app's default hostname, as a domain. Its id is the app's.
 fn default_domain(app: &AppRecord, state: &AppState) -> api::Domain {
@@ -111,7 +112,10 @@ pub async fn create(
     }
     let app = state.store.app(&app).await?;
     let domain = state.store.add_domain(&app.id, &hostname).await?;
-    state.refresh_routes().await;
+    state
+        .control
+        .after(Change::DomainsChanged { app_id: &app.id })
+        .await;
     tracing::info!(app = %app.name, hostname = %hostname, "domain added");
     Ok((StatusCode::CREATED, Json(to_api(domain, &app, &state))))
 }
@@ -176,7 +180,10 @@ pub async fn delete(
         &app,
         &domain,
     )?;
-    state.refresh_routes().await;
+    state
+        .control
+        .after(Change::DomainsChanged { app_id: &app.id })
+        .await;
     tracing::info!(app = %app.name, hostname = %removed.hostname, "domain removed");
     Ok(Json(to_api(removed, &app, &state)))
 }

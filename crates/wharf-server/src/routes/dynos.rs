@@ -71,7 +71,7 @@ fn to_api(
 async fn dynos(state: &AppState, app: &AppRecord) -> ApiResult<Vec<api::Dyno>> {
     let mut instances = state.control.backend().status(&app.id);
     // One-off processes (`run.N`, a release phase's `release.N`) are dynos too, while they run.
-    instances.extend(state.control.supervisor().one_offs(&app.id));
+    instances.extend(state.control.backend().one_offs(&app.id));
     let mut releases = Vec::new();
     for version in instances
         .iter()
@@ -161,7 +161,7 @@ async fn restart(state: &AppState, app: &str, target: Target) -> ApiResult<Statu
     // A one-off process is stopped, not restarted, as on Heroku: by name, or all of a type.
     let one_offs: Vec<String> = state
         .control
-        .supervisor()
+        .backend()
         .one_offs(&app.id)
         .into_iter()
         .filter(|o| match &target {
@@ -173,14 +173,14 @@ async fn restart(state: &AppState, app: &str, target: Target) -> ApiResult<Statu
         .collect();
     if !one_offs.is_empty() {
         for name in &one_offs {
-            state.control.supervisor().stop_one_off(&app.id, name);
+            state.control.backend().stop_one_off(&app.id, name);
         }
         // Answered once they are gone (a GET then says 404), or after RESTART_WAIT with them
         // still stopping (a process ignoring SIGTERM gets its grace period).
         let deadline = tokio::time::Instant::now() + RESTART_WAIT;
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
         while tokio::time::Instant::now() < deadline {
-            let left = state.control.supervisor().one_offs(&app.id);
+            let left = state.control.backend().one_offs(&app.id);
             if !left.iter().any(|o| one_offs.contains(&o.name)) {
                 break;
             }

@@ -11,6 +11,7 @@ use wharf_store::{AppRecord, FormationChange, FormationRecord};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Path};
 use crate::AppState;
+use wharf_control::Change;
 
 // Fixed ids, so a size has the same id on every wharf.
 fn size_ref(size: &DynoSize) -> NamedRef {
@@ -110,7 +111,10 @@ pub async fn batch_update(
     let app = state.store.app(&app).await?;
     let records = state.store.update_formation(&app.id, &changes).await?;
     tracing::info!(app = %app.name, "formation changed");
-    state.converge(&app.id).await;
+    state
+        .control
+        .after(Change::FormationChanged { app_id: &app.id })
+        .await;
     Ok(Json(respond(&state, &app, records).await?))
 }
 
@@ -149,7 +153,10 @@ pub async fn update(
     let app = state.store.app(&app).await?;
     let records = state.store.update_formation(&app.id, &[change]).await?;
     tracing::info!(app = %app.name, process_type = %kind, "formation changed");
-    state.converge(&app.id).await;
+    state
+        .control
+        .after(Change::FormationChanged { app_id: &app.id })
+        .await;
     pick(respond(&state, &app, records).await?, &app, &kind).map(Json)
 }
 

@@ -51,7 +51,7 @@ pub async fn openapi_json() -> Response {
     ))]
 pub async fn gc(State(state): State<AppState>) -> Result<Json<GarbageCollection>, ApiError> {
     // Runs to the end even if the client goes away.
-    let task = tokio::spawn(async move { crate::gc::collect(&state).await });
+    let task = tokio::spawn(async move { state.control.collect_garbage().await });
     Ok(Json(task.await.map_err(ApiError::internal)??))
 }
 

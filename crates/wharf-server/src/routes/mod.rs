@@ -92,7 +92,7 @@ pub enum SignedErrors {
 /// The output file `id` of `logs` as a plain-text response: what is written so far, then, while
 /// it is being written, the rest as it comes. `what` names the thing in a not-found message.
 pub(crate) async fn output_response(
-    logs: &crate::builds::output::BuildLogs,
+    logs: &wharf_control::builds::output::BuildLogs,
     id: &str,
     what: &str,
 ) -> crate::error::ApiResult<axum::response::Response> {

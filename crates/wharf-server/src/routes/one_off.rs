@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use wharf_core::api::{self, DynoRelease, ErrorBody, NamedRef};
+use wharf_core::backend::{OneOffKind, ReleaseSpec, TtySize};
 use wharf_core::config::ConfigKey;
 
 use crate::error::{ApiError, ApiResult};
@@ -92,7 +93,7 @@ pub struct RunQuery {
 async fn release_spec(
     state: &AppState,
     app: &wharf_store::AppRecord,
-) -> ApiResult<(wharf_store::ReleaseRecord, wharf_run::ReleaseSpec)> {
+) -> ApiResult<(wharf_store::ReleaseRecord, ReleaseSpec)> {
     let release = state.store.current_release(&app.id).await?.ok_or_else(|| {
         ApiError::invalid_params(format!("app `{}` has no release to run", app.name))
     })?;
@@ -164,21 +165,22 @@ pub async fn create(
     // size is what the client sends as `LINES` and `COLUMNS` (80 × 24 without them).
     let terminal = (attach && body.force_no_tty != Some(true)).then(|| terminal_size(&env));
     spec.env.extend(env);
-    let supervisor = state.control.supervisor();
-    let sink = state.control.sink(&app.id);
-    let one_off = match terminal {
-        Some(size) => {
-            supervisor
-                .run_one_off_in_terminal(&app.id, &spec, &body.command, size, sink)
-                .await
-        }
-        None => {
-            supervisor
-                .run_one_off(&app.id, &spec, &body.command, attach, sink)
-                .await
-        }
-    }
-    .map_err(ApiError::internal)?;
+    let kind = match terminal {
+        Some(size) => OneOffKind::Terminal(size),
+        None if attach => OneOffKind::Attached,
+        None => OneOffKind::Detached,
+    };
+    let one_off = state
+        .control
+        .backend()
+        .run(
+            &app.id,
+            &spec,
+            &body.command,
+            kind,
+            state.control.sink(&app.id),
+        )
+        .await?;
     tracing::info!(app = %app.name, dyno = %one_off.name, attach, "one-off process started");
     let (name, pid) = (one_off.name.clone(), one_off.pid);
     let attach_url = if attach {
@@ -223,14 +225,14 @@ pub async fn create(
 
 /// A one-off's terminal size from the `LINES` and `COLUMNS` its client sent (as `heroku run`
 /// does when its output is a terminal); 80 × 24 where they are missing or not sizes.
-fn terminal_size(env: &BTreeMap<String, String>) -> wharf_run::TtySize {
+fn terminal_size(env: &BTreeMap<String, String>) -> TtySize {
     let cells = |name: &str| {
         env.get(name)
             .and_then(|v| v.trim().parse::<u16>().ok())
             .filter(|n| (1..=4096).contains(n))
     };
-    let default = wharf_run::TtySize::default();
-    wharf_run::TtySize {
+    let default = TtySize::default();
+    TtySize {
         rows: cells("LINES").unwrap_or(default.rows),
         cols: cells("COLUMNS").unwrap_or(default.cols),
     }
@@ -248,9 +250,9 @@ fn frame(kind: u8, payload: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Kills an attached process's group when dropped (its client went away before it ended),
-/// unless disarmed once the process has ended.
-pub(crate) struct KillOnDrop(pub(crate) Option<u32>);
+/// Kills an attached process (and what it started) when dropped (its client went away before
+/// it ended), unless disarmed once the process has ended.
+pub(crate) struct KillOnDrop(pub(crate) Option<wharf_core::backend::Kill>);
 
 impl KillOnDrop {
     pub(crate) fn disarm(&mut self) {
@@ -260,11 +262,8 @@ impl KillOnDrop {
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if let Some(kill) = self.0.take() {
+            kill();
         }
     }
 }
@@ -290,8 +289,8 @@ pub async fn attach(
 ) -> ApiResult<Response> {
     let command = query.command.unwrap_or_default();
     check_command(&command)?;
-    let default = wharf_run::TtySize::default();
-    let size = wharf_run::TtySize {
+    let default = TtySize::default();
+    let size = TtySize {
         rows: query.rows.unwrap_or(default.rows),
         cols: query.cols.unwrap_or(default.cols),
     };
@@ -318,18 +317,16 @@ pub async fn attach(
     if let (Some(true), Some(term)) = (query.tty, query.term) {
         spec.env.insert("TERM".to_owned(), term);
     }
-    let supervisor = state.control.supervisor();
-    let sink = state.control.sink(&app.id);
-    let one_off = if query.tty == Some(true) {
-        supervisor
-            .run_one_off_in_terminal(&app.id, &spec, &command, size, sink)
-            .await
+    let kind = if query.tty == Some(true) {
+        OneOffKind::Terminal(size)
     } else {
-        supervisor
-            .run_one_off(&app.id, &spec, &command, true, sink)
-            .await
-    }
-    .map_err(ApiError::internal)?;
+        OneOffKind::Attached
+    };
+    let one_off = state
+        .control
+        .backend()
+        .run(&app.id, &spec, &command, kind, state.control.sink(&app.id))
+        .await?;
     tracing::info!(app = %app.name, dyno = %one_off.name, "attached one-off process started");
     if let Some(mut child_stdin) = one_off.stdin {
         tokio::spawn(async move {
@@ -344,7 +341,7 @@ pub async fn attach(
             drop(child_stdin);
         });
     }
-    let guard = KillOnDrop(one_off.pid);
+    let guard = KillOnDrop(Some(one_off.kill.clone()));
     let output = one_off.output;
     let exit = one_off.exit;
     let frames = futures_util::stream::unfold(

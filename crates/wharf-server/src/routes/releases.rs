@@ -218,7 +218,7 @@ async fn make_release(
     body: ReleaseCreate,
 ) -> ApiResult<ReleaseRecord> {
     // Images in use can't be collected while a release that uses them is being made.
-    let _no_gc = state.gc.read().await;
+    let _no_gc = state.control.hold_images().await;
     let release =
         match (body.release, body.slug) {
             (Some(target), None) => {
@@ -287,7 +287,10 @@ async fn make_release(
         };
     drop(_no_gc);
     tracing::info!(app = %app.name, release = %release.version, description = %release.description, "release made");
-    state.releases.launch(&release).await;
+    state
+        .control
+        .after(wharf_control::Change::Released(&release))
+        .await;
     Ok(release)
 }
 
@@ -408,7 +411,7 @@ pub async fn output(
     Query(signature): Query<Signature>,
 ) -> ApiResult<Response> {
     signature.check(&state, "GET", &output_path(&id))?;
-    crate::routes::output_response(state.releases.outputs(), &id, "release").await
+    crate::routes::output_response(state.control.release_outputs(), &id, "release").await
 }
 
 #[cfg(test)]
@@ -470,7 +473,7 @@ async fn rebase_release(
     app: &wharf_store::AppRecord,
     account_id: &str,
 ) -> ApiResult<ReleaseRecord> {
-    let _no_gc = state.gc.read().await;
+    let _no_gc = state.control.hold_images().await;
     let current = state.store.current_release(&app.id).await?;
     let Some((version, digest)) = current.and_then(|r| Some((r.version, r.image_digest?))) else {
         return Err(ApiError::invalid_params(format!(
@@ -517,6 +520,9 @@ async fn rebase_release(
         .await?;
     drop(_no_gc);
     tracing::info!(app = %app.name, release = %release.version, from = %rebased.from, to = %rebased.to, "rebased");
-    state.releases.launch(&release).await;
+    state
+        .control
+        .after(wharf_control::Change::Released(&release))
+        .await;
     Ok(release)
 }

@@ -124,8 +124,8 @@ pub async fn upload(
             format!("source `{id}` was already uploaded: make a new one with POST /sources"),
         ));
     }
-    let limits = state.builds.settings().limits;
-    let final_path = state.builds.source_path(&id);
+    let limits = state.control.builds().settings().limits;
+    let final_path = state.control.builds().source_path(&id);
     let dir = final_path
         .parent()
         .expect("sources live in a directory")
@@ -222,7 +222,7 @@ pub async fn download(
             "source `{id}` has no archive yet: PUT one to its put_url"
         )));
     }
-    let file = tokio::fs::File::open(state.builds.source_path(&id))
+    let file = tokio::fs::File::open(state.control.builds().source_path(&id))
         .await
         .map_err(ApiError::internal)?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));

@@ -15,8 +15,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body as JsonBody, Path, Query};
 use crate::routes::sources::Signature;
 use crate::routes::STACK;
-use crate::stacks::Job;
 use crate::AppState;
+use wharf_control::stacks::Job;
 
 /// How long a stack's `output_stream_url` stays valid.
 const OUTPUT_URL_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -61,7 +61,7 @@ pub(crate) fn all(state: &AppState) -> ApiResult<Vec<api::Stack>> {
     names.extend(
         made.iter()
             .map(|s| s.name.clone())
-            .chain(state.stacks.making())
+            .chain(state.control.stacks().making())
             .filter(|n| wharf_stack::default_stack(n).is_none()),
     );
     names[wharf_stack::DEFAULT_STACKS.len()..].sort();
@@ -85,7 +85,7 @@ pub(crate) fn all(state: &AppState) -> ApiResult<Vec<api::Stack>> {
         let found = made.iter().find(|s| s.name == name).cloned();
         let run = found.as_ref().and_then(|s| s.run.clone());
         let build = found.and_then(|s| s.build);
-        let status = if state.stacks.is_making(&name) {
+        let status = if state.control.stacks().is_making(&name) {
             "making"
         } else if run.is_some() && build.is_some() {
             "ready"
@@ -97,7 +97,8 @@ pub(crate) fn all(state: &AppState) -> ApiResult<Vec<api::Stack>> {
             .and_then(|i| i.created.clone())
             .unwrap_or_else(|| EPOCH.to_owned());
         let output_stream_url = state
-            .stacks
+            .control
+            .stacks()
             .has_output(&name)
             .then(|| state.signed_url("GET", &output_path(&name), OUTPUT_URL_TTL));
         stacks.push(api::Stack {
@@ -208,7 +209,8 @@ pub async fn create(
             )),
         };
     if !state
-        .stacks
+        .control
+        .stacks()
         .start(&name, job)
         .await
         .map_err(ApiError::internal)?
@@ -238,5 +240,5 @@ pub async fn output(
     Query(signature): Query<Signature>,
 ) -> ApiResult<Response> {
     signature.check(&state, "GET", &output_path(&stack))?;
-    crate::routes::output_response(state.stacks.logs(), &stack, "stack").await
+    crate::routes::output_response(state.control.stacks().logs(), &stack, "stack").await
 }

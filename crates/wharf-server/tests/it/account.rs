@@ -2,7 +2,7 @@ use base64::Engine;
 use reqwest::{Method, StatusCode};
 
 use crate::harness::{Backend, TestServer, ADMIN_TOKEN};
-use crate::on_both_databases;
+use wharf_test_support::on_both_databases;
 
 on_both_databases!(
     account_is_the_tokens_owner,

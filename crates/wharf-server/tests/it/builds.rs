@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::harness::{Backend, Reply, TestServer};
-use crate::on_both_databases;
+use wharf_test_support::on_both_databases;
 
 on_both_databases!(
     a_procfile_app_builds_into_a_release,
@@ -119,19 +119,20 @@ pub async fn finish(server: &TestServer, app: &str, build: &Value) -> (String, V
     .await
     .expect("the output stream ends when the build does");
     let id = build["id"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let reply = server.get(&format!("/apps/{app}/builds/{id}")).await;
-        if reply.body["status"] != "pending" {
-            return (output, reply.body);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the build never ended: {:?}",
-            reply.body
-        );
-        tokio::task::yield_now().await;
-    }
+    let build = wharf_test_support::wait_until_async(
+        Duration::from_secs(30),
+        "the build to end",
+        || async {
+            let reply = server.get(&format!("/apps/{app}/builds/{id}")).await;
+            if reply.body["status"] != "pending" {
+                Ok(reply.body)
+            } else {
+                Err(format!("{:?}", reply.body))
+            }
+        },
+    )
+    .await;
+    (output, build)
 }
 
 async fn a_procfile_app_builds_into_a_release(backend: Backend) {

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::{Backend, TestServer, ADMIN_TOKEN};
-use crate::on_both_databases;
+use wharf_test_support::on_both_databases;
 
 on_both_databases!(
     accept_must_ask_for_version_3,
@@ -186,14 +186,17 @@ async fn shutdown_lets_requests_in_flight_finish(backend: Backend) {
     let addr = server.addr;
     let stopping = tokio::spawn(server.stop());
     // New connections are refused once shutdown has begun; wait for that rather than sleeping.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(addr).await.is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the listener never closed"
-        );
-        tokio::task::yield_now().await;
-    }
+    wharf_test_support::wait_until_async(
+        Duration::from_secs(10),
+        "the listener to close",
+        || async {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => Err("it still accepts connections".to_owned()),
+                Err(_) => Ok(()),
+            }
+        },
+    )
+    .await;
     assert!(
         !stopping.is_finished(),
         "the server stopped with a request in flight"

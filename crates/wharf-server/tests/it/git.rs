@@ -5,7 +5,7 @@
 use reqwest::{Method, StatusCode};
 
 use crate::harness::{Backend, TestServer, ADMIN_TOKEN};
-use crate::on_both_databases;
+use wharf_test_support::on_both_databases;
 
 on_both_databases!(git_asks_for_a_token_and_checks_its_requests);
 

@@ -12,24 +12,6 @@ use wharf_store::testing::TestDatabase;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-/// Runs `$name(Backend)` once on SQLite and once on PostgreSQL, as `$name::sqlite` and
-/// `$name::postgres`.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name($crate::harness::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name($crate::harness::Backend::Postgres).await
-            }
-        }
-    )*};
-}
-
 /// A running server with its own database.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -75,6 +57,7 @@ impl TestServer {
         let apps = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let router_addr = apps.local_addr().unwrap();
         let config = ServerConfig {
+            backend: wharf_server::BackendKind::Local,
             data_dir: db.data_dir(),
             database_url: Some(db.url.clone()),
             api_addr: addr,
@@ -205,18 +188,16 @@ impl TestServer {
 
     /// Reads a log session's `url` until it holds `needle`; panics after a deadline.
     pub async fn wait_for_log(&self, url: &str, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
+        let what = format!("`{needle}` to reach the log");
+        wharf_test_support::wait_until_async(std::time::Duration::from_secs(30), &what, || async {
             let text = self.fetch(url, None).await;
             if text.contains(needle) {
-                return text;
+                Ok(text)
+            } else {
+                Err(text)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "`{needle}` never reached the log: {text}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Creates an app and returns its body.

@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::{Backend, TestServer};
-use crate::on_both_databases;
 use crate::router::{at, client, deploy, source, until_body};
+use wharf_test_support::on_both_databases;
 
 on_both_databases!(
     rollback_restores_image_and_config_without_a_build,
@@ -19,21 +19,19 @@ on_both_databases!(
 
 /// Polls release `version` of `app` until it is no longer pending.
 async fn settled(server: &TestServer, app: &str, version: u64) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = format!("v{version} of {app} to be no longer pending");
+    wharf_test_support::wait_until_async(Duration::from_secs(60), &what, || async {
         let release = server
             .get(&format!("/apps/{app}/releases/{version}"))
             .await
             .body;
         if release["status"] != "pending" {
-            return release;
+            Ok(release)
+        } else {
+            Err(format!("{release:#}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "v{version} stayed pending: {release:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn newest_release(server: &TestServer, app: &str) -> Value {

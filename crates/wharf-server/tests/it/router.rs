@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::builds::{archive, build, finish};
 use crate::harness::{Backend, TestServer};
-use crate::on_both_databases;
 use crate::run::{count, wait_for_dynos};
+use wharf_test_support::on_both_databases;
 
 on_both_databases!(hostnames_domains_and_maintenance);
 
@@ -69,21 +69,18 @@ pub async fn until_body(
     what: &str,
     done: impl Fn(StatusCode, &str) -> bool,
 ) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    wharf_test_support::wait_until_async(Duration::from_secs(60), what, || async {
         let (status, body) = match http.get(url).send().await {
             Ok(r) => (r.status(), r.text().await.unwrap_or_default()),
             Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
         };
         if done(status, &body) {
-            return body;
+            Ok(body)
+        } else {
+            Err(format!("{status} {body}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {what}: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn hostnames_domains_and_maintenance(backend: Backend) {
@@ -414,14 +411,17 @@ async fn nothing_is_dropped_across_deploys_restarts_scaling_and_a_killed_instanc
     let wait_version = |want: &'static str| {
         let seen = seen.clone();
         async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-            while latest(&seen).as_deref() != Some(want) {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "never served {want}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let what = format!("the clients to be served {want}");
+            wharf_test_support::wait_until_async(Duration::from_secs(90), &what, || {
+                let latest = latest(&seen);
+                async move {
+                    match latest.as_deref() == Some(want) {
+                        true => Ok(()),
+                        false => Err(format!("latest answer: {latest:?}")),
+                    }
+                }
+            })
+            .await;
         }
     };
     // Lets the clients make `n` more successful requests before the next step.
@@ -429,14 +429,17 @@ async fn nothing_is_dropped_across_deploys_restarts_scaling_and_a_killed_instanc
         let seen = seen.clone();
         async move {
             let target = seen.lock().unwrap().ok + n;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while seen.lock().unwrap().ok < target {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the clients stalled"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let what = format!("{n} more answers to the clients (they stalled)");
+            wharf_test_support::wait_until_async(Duration::from_secs(60), &what, || {
+                let ok = seen.lock().unwrap().ok;
+                async move {
+                    match ok >= target {
+                        true => Ok(()),
+                        false => Err(format!("{ok} answers of {target}")),
+                    }
+                }
+            })
+            .await;
         }
     };
     wait_version("1 a").await;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::builds::{archive, build, finish};
 use crate::harness::{Backend, TestServer};
-use crate::on_both_databases;
+use wharf_test_support::on_both_databases;
 
 on_both_databases!(
     a_deployed_app_runs_and_scales,
@@ -23,19 +23,16 @@ pub async fn wait_for_dynos(
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    wharf_test_support::wait_until_async(Duration::from_secs(60), what, || async {
         let dynos = server.get(&format!("/apps/{app}/dynos")).await.body;
         let dynos = dynos.as_array().cloned().unwrap_or_default();
         if done(&dynos) {
-            return dynos;
+            Ok(dynos)
+        } else {
+            Err(format!("{dynos:#?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {what}: {dynos:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 pub fn count(dynos: &[Value], kind: &str, state: &str) -> usize {
@@ -355,18 +352,15 @@ async fn one_off_processes_run_with_the_release() {
         .post(&format!("/apps/once/dynos/{name}/actions/stop"), json!({}))
         .await;
     assert_eq!(stopped.status, StatusCode::ACCEPTED, "{stopped:?}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let what = format!("{name} to be gone");
+    wharf_test_support::wait_until_async(Duration::from_secs(30), &what, || async {
         let info = server.get(&format!("/apps/once/dynos/{name}")).await;
-        if info.status == StatusCode::NOT_FOUND {
-            break;
+        match info.status {
+            StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(format!("{info:?}")),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name} still runs: {info:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     server.stop().await;
 }
 

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::harness::{Backend, TestServer, ADMIN_TOKEN};
-use crate::on_both_databases;
+use wharf_test_support::on_both_databases;
 
 on_both_databases!(
     tokens_are_made_listed_and_revoked,

@@ -8,20 +8,7 @@ use wharf_core::range::Range;
 use wharf_store::testing::{Backend, TestDatabase};
 use wharf_store::{ReleaseRef, Store, StoreError};
 
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(wharf_store::testing::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(wharf_store::testing::Backend::Postgres).await
-            }
-        }
-    )*};
-}
+use wharf_test_support::on_both_databases;
 
 on_both_databases!(
     reopening_keeps_everything,

@@ -171,3 +171,30 @@ fn usage_errors_exit_2() {
         assert!(run.stderr.starts_with("error: "), "{run:#?}");
     }
 }
+
+#[test]
+fn an_unknown_backend_stops_the_server_before_it_makes_anything() {
+    let cli = Cli::new();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let run = cli.run(&[
+        "server",
+        "--backend",
+        "swarm",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--api-addr",
+        "127.0.0.1:0",
+        "--router-addr",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr.contains(
+            "--backend/WHARF_BACKEND: unknown backend `swarm`: the backends are `local` \
+             (this machine's supervisor)"
+        ),
+        "{run:#?}"
+    );
+    assert!(!data_dir.exists(), "the refused start made {data_dir:?}");
+}

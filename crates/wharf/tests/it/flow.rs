@@ -2,9 +2,9 @@
 //! it and destroy it. Runs on SQLite and on PostgreSQL.
 
 use crate::harness::{Backend, Cli, Server};
-use crate::on_both_databases;
+use wharf_test_support::on_both_databases;
 
-on_both_databases!(an_app_from_creation_to_destruction);
+on_both_databases!(blocking: an_app_from_creation_to_destruction);
 
 /// A `.env` file with the things people put in them.
 const DOTENV: &str = r#"# settings for myapp

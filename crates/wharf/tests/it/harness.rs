@@ -20,24 +20,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// The account a fresh server's admin token belongs to.
 pub const ADMIN_EMAIL: &str = "admin@wharf.local";
 
-/// Runs `$name(Backend)` once on SQLite and once on PostgreSQL, as `$name::sqlite` and
-/// `$name::postgres`.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name($crate::harness::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name($crate::harness::Backend::Postgres)
-            }
-        }
-    )*};
-}
-
 /// Removes every `WHARF_*` variable this test process inherited, so neither the server nor a
 /// client command picks up the developer's settings.
 fn clean_wharf_env(command: &mut Command) {
@@ -325,25 +307,7 @@ impl Server {
     }
 }
 
-/// Calls `check` every 100ms until it returns `Ok`, and returns its value; panics with `what`
-/// and the last `Err` (what was seen instead) once `within` has passed.
-#[track_caller]
-pub fn wait_until<T>(
-    within: Duration,
-    what: &str,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(seen) if Instant::now() >= deadline => {
-                panic!("waited {within:?} for {what}; last saw:\n{seen}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
+pub use wharf_test_support::wait_until;
 
 /// Collects lines until the channel disconnects (the process closed stderr, i.e. exited) or the
 /// deadline passes; returns whether it disconnected, and the lines.

@@ -19,6 +19,58 @@ use wharf_store::{BuildRecord, BuildSuccess, FirstDeploy, Store, StoreError};
 
 use super::output::{BuildLogs, LogWriter};
 
+/// Why a build failed: its message is what the build's output and `wharf builds:info` show.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("interrupted: the server stopped before the build finished; start it again")]
+    Interrupted,
+    #[error(
+        "interrupted: the server stopped while the build waited for a release phase; deploy again"
+    )]
+    InterruptedWaiting,
+    #[error("the source archive can't be used: {0}")]
+    Source(wharf_image::archive::ArchiveError),
+    #[error("the app has no user to build as: {0}")]
+    NoUser(wharf_sandbox::users::UserError),
+    /// The build itself failed (a provider's command, the timeout): its own message.
+    #[error("{0}")]
+    Build(wharf_build::BuildError),
+    #[error("the app's stack `{name}` could not be made: {why}")]
+    StackNotMade { name: String, why: String },
+    #[error("the app's stack `{name}` can't be used: {source}")]
+    StackUnusable {
+        name: String,
+        source: wharf_stack::StackError,
+    },
+    #[error(
+        "the app's stack `{name}` is not made on this server: make it with `wharf stacks build \
+         {name}`, or choose another with `wharf stack:set`"
+    )]
+    StackMissing { name: String },
+    #[error("app.json: `env.{key}`: {source}")]
+    AppJsonEnv {
+        key: String,
+        source: wharf_core::config::ConfigError,
+    },
+    #[error("app.json: `formation.{kind}.size`: {source}")]
+    AppJsonSize {
+        kind: String,
+        source: wharf_core::formation::InvalidSize,
+    },
+    #[error(
+        "app.json requires config vars this app doesn't have: {named}; set them (`wharf config \
+         set {first}=… -a {app}`) and deploy again"
+    )]
+    MissingConfig {
+        named: String,
+        first: String,
+        app: String,
+    },
+    /// Something failed inside wharf: said briefly (the log has the whole chain).
+    #[error("{0}")]
+    Internal(String),
+}
+
 /// How builds run; read once at start-up.
 #[derive(Debug, Clone)]
 pub struct BuildSettings {
@@ -183,7 +235,8 @@ impl Inner {
                 tracing::warn!(build = %id, error = %e, "cannot remove the build's scratch dir");
             }
         }
-        if let Err(message) = result {
+        if let Err(error) = result {
+            let message = error.to_string();
             log.write(&format!("\n !     Build failed: {message}\n"))
                 .await;
             if let Err(e) = self.store.fail_build(&id, &message).await {
@@ -201,7 +254,7 @@ impl Inner {
         app: &str,
         work_dir: &Path,
         log: &mut LogWriter,
-    ) -> Result<(), String> {
+    ) -> Result<(), BuildError> {
         let lock = self.app_lock(&build.app_id);
         let _app_turn = match lock.try_lock() {
             Ok(guard) => guard,
@@ -212,13 +265,13 @@ impl Inner {
                 .await;
                 tokio::select! {
                     guard = lock.lock() => guard,
-                    _ = self.cancel.cancelled() => return Err(interrupted()),
+                    _ = self.cancel.cancelled() => return Err(BuildError::Interrupted),
                 }
             }
         };
         let _slot = tokio::select! {
-            slot = self.slots.acquire() => slot.map_err(|_| interrupted())?,
-            _ = self.cancel.cancelled() => return Err(interrupted()),
+            slot = self.slots.acquire() => slot.map_err(|_| BuildError::Interrupted)?,
+            _ = self.cancel.cancelled() => return Err(BuildError::Interrupted),
         };
         self.store.start_build(&build.id).await.map_err(internal)?;
         tracing::info!(app = %app, build = %build.id, "build started");
@@ -235,7 +288,7 @@ impl Inner {
         })
         .await
         .map_err(internal)?
-        .map_err(|e| format!("the source archive can't be used: {e}"))?;
+        .map_err(BuildError::Source)?;
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         // CPU shared with the apps' below wharf's own, and at most BUILD_PIDS processes.
@@ -261,7 +314,7 @@ impl Inner {
             user: if nix::unistd::geteuid().is_root() {
                 Some(
                     wharf_sandbox::users::app_user(&self.data_dir, &build.app_id)
-                        .map_err(|e| format!("the app has no user to build as: {e}"))?,
+                        .map_err(BuildError::NoUser)?,
                 )
             } else {
                 None
@@ -285,7 +338,7 @@ impl Inner {
             },
             stack: stack
                 .as_ref()
-                .map_or_else(|| crate::routes::STACK.to_owned(), |s| s.name.clone()),
+                .map_or_else(|| wharf_core::api::STACK.to_owned(), |s| s.name.clone()),
             switches,
         };
         tokio::fs::create_dir_all(&request.work_dir)
@@ -301,7 +354,7 @@ impl Inner {
         let output = building
             .await
             .map_err(internal)?
-            .map_err(|e| e.to_string())?;
+            .map_err(BuildError::Build)?;
         drop(limits);
         self.store
             .set_build_provider(&build.id, &output.provider)
@@ -329,9 +382,7 @@ impl Inner {
             tokio::select! {
                 idle = self.releaser.wait_idle(&build.app_id) => idle.map_err(internal)?,
                 () = self.cancel.cancelled() => {
-                    return Err("interrupted: the server stopped while the build waited for a \
-                                release phase; deploy again"
-                        .to_owned())
+                    return Err(BuildError::InterruptedWaiting)
                 }
             }
             // What app.json sets on a first deploy (and what it requires of the config).
@@ -457,7 +508,7 @@ impl Inner {
         work_dir: &Path,
         log: &mut LogWriter,
         report: bool,
-    ) -> Result<wharf_image::BuiltImage, String> {
+    ) -> Result<wharf_image::BuiltImage, BuildError> {
         if report {
             log.write("-----> Packing the image\n").await;
         }
@@ -538,9 +589,13 @@ struct OnStack {
 
 impl Inner {
     /// The app's stack, its build image unpacked; `None` for the host-bound `wharf-1`.
-    async fn stack_of(&self, app_id: &str, log: &mut LogWriter) -> Result<Option<OnStack>, String> {
+    async fn stack_of(
+        &self,
+        app_id: &str,
+        log: &mut LogWriter,
+    ) -> Result<Option<OnStack>, BuildError> {
         let app = self.store.app(app_id).await.map_err(internal)?;
-        if app.build_stack == crate::routes::STACK {
+        if app.build_stack == wharf_core::api::STACK {
             return Ok(None);
         }
         let name = app.build_stack;
@@ -570,7 +625,10 @@ impl Inner {
             ensuring
                 .await
                 .map_err(internal)?
-                .map_err(|e| format!("the app's stack `{name}` could not be made: {e}"))?;
+                .map_err(|why| BuildError::StackNotMade {
+                    name: name.clone(),
+                    why,
+                })?;
         }
         let images = self.images.clone();
         let cache = self.stacks.rootfs_dir().to_path_buf();
@@ -595,11 +653,12 @@ impl Inner {
         })
         .await
         .map_err(internal)?
-        .map_err(|e| format!("the app's stack `{name}` can't be used: {e}"))?;
+        .map_err(|source| BuildError::StackUnusable {
+            name: name.clone(),
+            source,
+        })?;
         let Some((build, run, build_root, held)) = found else {
-            return Err(format!(
-                "the app's stack `{name}` is not made on this server: make it with                  `wharf stacks build {name}`, or choose another with `wharf stack:set`"
-            ));
+            return Err(BuildError::StackMissing { name });
         };
         log.write(&format!(
             "-----> Building on stack {name} (build image {}, run image {})\n",
@@ -704,7 +763,7 @@ fn first_deploy(
     app_json: Option<&AppJson>,
     config: &wharf_core::config::ConfigVars,
     app: &str,
-) -> Result<FirstDeploy, String> {
+) -> Result<FirstDeploy, BuildError> {
     let Some(app_json) = app_json else {
         return Ok(FirstDeploy::default());
     };
@@ -724,7 +783,10 @@ fn first_deploy(
             }
             (None, false) => continue,
         };
-        let key = ConfigKey::parse(key).map_err(|e| format!("app.json: `env.{key}`: {e}"))?;
+        let key = ConfigKey::parse(key).map_err(|source| BuildError::AppJsonEnv {
+            key: key.clone(),
+            source,
+        })?;
         out.config.insert(key, value);
     }
     if let Some((first, _)) = missing.first() {
@@ -735,11 +797,11 @@ fn first_deploy(
                 None => (*key).to_owned(),
             })
             .collect();
-        return Err(format!(
-            "app.json requires config vars this app doesn't have: {}; set them (`wharf config \
-             set {first}=… -a {app}`) and deploy again",
-            named.join(", ")
-        ));
+        return Err(BuildError::MissingConfig {
+            named: named.join(", "),
+            first: (*first).to_owned(),
+            app: app.to_owned(),
+        });
     }
     for (kind, formation) in &app_json.formation {
         let size = formation
@@ -747,7 +809,10 @@ fn first_deploy(
             .as_deref()
             .map(DynoSize::parse)
             .transpose()
-            .map_err(|e| format!("app.json: `formation.{kind}.size`: {e}"))?;
+            .map_err(|source| BuildError::AppJsonSize {
+                kind: kind.clone(),
+                source,
+            })?;
         out.formation
             .insert(kind.clone(), (formation.quantity, size));
     }
@@ -813,19 +878,9 @@ fn image_spec(output: &BuildOutput) -> ImageSpec {
     }
 }
 
-fn interrupted() -> String {
-    "interrupted: the server stopped before the build finished; start it again".to_owned()
-}
-
 /// An unexpected failure: logged in full (with its causes), shown to the user briefly.
-fn internal(error: impl std::error::Error) -> String {
-    let mut detail = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
+fn internal(error: impl std::error::Error + 'static) -> BuildError {
+    let detail = wharf_core::error_chain(&error);
     tracing::error!(error = %detail, "build failed inside wharf");
     let mut chain = error.source();
     while let Some(cause) = chain {
@@ -833,12 +888,12 @@ fn internal(error: impl std::error::Error) -> String {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
         if full {
-            return format!(
+            return BuildError::Internal(format!(
                 "wharf failed: {error}: No space left on device: the server's disk is full; \
                  free some space (`wharf gc` removes unused images) and deploy again"
-            );
+            ));
         }
         chain = cause.source();
     }
-    format!("wharf failed: {error}")
+    BuildError::Internal(format!("wharf failed: {error}"))
 }

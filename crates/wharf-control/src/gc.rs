@@ -12,8 +12,9 @@
 //!
 //! Races: whatever is about to make an image referenced — a build from packing its image to
 //! committing its release, a rollback or promotion from checking its image to committing its
-//! release — holds [`AppState::gc`] shared; collection holds it exclusive, so it never frees an
-//! image one of them is about to use, and they never pick an image it is freeing.
+//! release — holds [`crate::ControlPlane::hold_images`] (shared); collection holds the same lock
+//! exclusive, so it never frees an image one of them is about to use, and they never pick an
+//! image it is freeing.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,26 +23,49 @@ use tokio_util::sync::CancellationToken;
 use wharf_core::api::GarbageCollection;
 use wharf_image::Digest;
 
-use crate::error::ApiError;
-use crate::AppState;
+use crate::ControlPlane;
 
 /// How many of each app's newest releases keep their images by default.
 pub const DEFAULT_KEEP_RELEASES: u32 = 20;
 /// How often collection runs on its own by default.
 pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
-/// Collects now; see the module docs for what is kept.
-pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
-    let _exclusive = state.gc.write().await;
-    let mut keep: BTreeSet<String> = state.store.images_to_keep(state.keep_releases).await?;
-    keep.extend(state.control.supervisor().images_in_use());
+/// Why a garbage collection failed; what it had removed by then stays removed.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Store(#[from] wharf_store::StoreError),
+    #[error("cannot collect the image store")]
+    Images(#[from] wharf_image::ImageError),
+    #[error("cannot remove unused stack root filesystems")]
+    Stacks(#[from] wharf_stack::StackError),
+    #[error("cannot remove unused release trees")]
+    Backend(#[from] wharf_core::backend::BackendError),
+    #[error("the collection task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl ControlPlane {
+    /// Collects now; see the module docs for what is kept.
+    pub async fn collect_garbage(&self) -> Result<GarbageCollection, GcError> {
+        let collected = collect(self).await;
+        if let Err(e) = &collected {
+            tracing::error!(error = %wharf_core::error_chain(e), "garbage collection failed");
+        }
+        collected
+    }
+}
+
+async fn collect(plane: &ControlPlane) -> Result<GarbageCollection, GcError> {
+    let _exclusive = plane.gc.write().await;
+    let mut keep: BTreeSet<String> = plane.store.images_to_keep(plane.keep_releases).await?;
+    keep.extend(plane.backend().images_in_use());
     let mut keep: BTreeSet<Digest> = keep.iter().filter_map(|d| Digest::parse(d).ok()).collect();
-    let images = state.control.images().clone();
+    let images = plane.images().clone();
     // Stacks are kept until they are removed on purpose.
     keep.extend(
         images
-            .tags()
-            .map_err(ApiError::internal)?
+            .tags()?
             .into_iter()
             .filter(|(tag, _)| tag.starts_with(wharf_stack::TAG_PREFIX))
             .map(|(_, digest)| digest),
@@ -56,26 +80,18 @@ pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
         .collect();
     keep.extend(run_images);
     let kept_images = keep.len();
-    let stacks = state.stacks.rootfs_dir().to_path_buf();
+    let stacks = plane.stacks.rootfs_dir().to_path_buf();
     let (collected, unpacked) = tokio::task::spawn_blocking(move || {
-        let collected = images.collect(&keep).map_err(ApiError::internal)?;
+        let collected = images.collect(&keep)?;
         // Root filesystems unpacked from images that are gone, unless a build is on one.
-        let unpacked =
-            wharf_stack::rootfs::remove_unused(&stacks, &keep).map_err(ApiError::internal)?;
-        Ok::<_, ApiError>((collected, unpacked))
+        let unpacked = wharf_stack::rootfs::remove_unused(&stacks, &keep)?;
+        Ok::<_, GcError>((collected, unpacked))
     })
-    .await
-    .map_err(ApiError::internal)??;
-    let trees = state
-        .control
-        .supervisor()
-        .collect_trees()
-        .await
-        .map_err(ApiError::internal)?;
-    let builds = state.builds.clone();
-    let cgroups_removed = tokio::task::spawn_blocking(move || builds.remove_stale_cgroups())
-        .await
-        .map_err(ApiError::internal)?;
+    .await??;
+    let trees = plane.backend().collect_garbage().await?;
+    let builds = plane.builds.clone();
+    let cgroups_removed =
+        tokio::task::spawn_blocking(move || builds.remove_stale_cgroups()).await?;
     let report = GarbageCollection {
         images_kept: kept_images,
         images_removed: collected.untagged.len(),
@@ -101,7 +117,11 @@ pub async fn collect(state: &AppState) -> Result<GarbageCollection, ApiError> {
 }
 
 /// Collects every `interval` until `stop` is cancelled (the first run one interval after start).
-pub async fn periodically(state: AppState, interval: Duration, stop: CancellationToken) {
+pub(crate) async fn periodically(
+    plane: &ControlPlane,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -110,7 +130,7 @@ pub async fn periodically(state: AppState, interval: Duration, stop: Cancellatio
             _ = ticks.tick() => {}
         }
         // What failed is logged where it failed.
-        if collect(&state).await.is_err() {
+        if plane.collect_garbage().await.is_err() {
             tracing::warn!("periodic garbage collection failed; it runs again next interval");
         }
     }

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use wharf_core::backend::Stream;
+use wharf_core::backend::{OneOffKind, Stream};
 use wharf_core::release::{ReleaseStatus, RELEASE_PHASE_TYPE};
 use wharf_logs::LogLine;
 use wharf_store::{ReleaseRecord, Store, StoreError};
 
 use crate::builds::output::{BuildLogs, LogWriter};
-use crate::control::Control;
+use crate::converge::Control;
 
 /// How long output a release command's children still write is taken after it exits.
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
@@ -160,11 +160,12 @@ impl Releaser {
             said(format!("Running app.json's postdeploy script: `{command}`"));
             let started = inner
                 .control
-                .supervisor()
-                .run_postdeploy(
+                .backend()
+                .run(
                     &release.app_id,
                     &spec,
                     &command,
+                    OneOffKind::Postdeploy,
                     inner.control.sink(&release.app_id),
                 )
                 .await;
@@ -189,11 +190,29 @@ impl Releaser {
     }
 }
 
+/// Why a release phase failed, and so its release: the message is the release's
+/// `status_reason`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleasePhaseError {
+    #[error("the image declares no release command")]
+    NoCommand,
+    #[error("the release's image can't be read")]
+    NoImage,
+    #[error("the release command could not start: {0}")]
+    Start(wharf_core::backend::BackendError),
+    #[error("the release command exited with status {0}")]
+    Exit(i32),
+    #[error("the release command's exit status was lost")]
+    Lost,
+    #[error("the release command ran longer than {0}s and was stopped")]
+    Timeout(u64),
+}
+
 impl Inner {
     async fn run(&self, release: ReleaseRecord, mut output: Option<LogWriter>) {
         let version = release.version;
         let outcome = self.phase(&release, output.as_mut()).await;
-        let failure = outcome.err();
+        let failure = outcome.err().map(|e| e.to_string());
         if let Some(out) = output.as_mut() {
             let line = match &failure {
                 None => format!("-----> Release phase succeeded: {version} is live\n"),
@@ -249,15 +268,15 @@ impl Inner {
         &self,
         release: &ReleaseRecord,
         mut output: Option<&mut LogWriter>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReleasePhaseError> {
         let command = release
             .process_types
             .get(RELEASE_PHASE_TYPE)
-            .ok_or("the image declares no release command")?;
+            .ok_or(ReleasePhaseError::NoCommand)?;
         let spec = self
             .control
             .release_spec(release)
-            .ok_or("the release's image can't be read")?;
+            .ok_or(ReleasePhaseError::NoImage)?;
         if let Some(out) = output.as_mut() {
             out.write(&format!(
                 "-----> Running release phase for {}: {command}\n",
@@ -267,16 +286,17 @@ impl Inner {
         }
         let one_off = self
             .control
-            .supervisor()
-            .run_release_phase(
+            .backend()
+            .run(
                 &release.app_id,
                 &spec,
                 command,
+                OneOffKind::ReleasePhase,
                 self.control.sink(&release.app_id),
             )
             .await
-            .map_err(|e| format!("the release command could not start: {e}"))?;
-        let pid = one_off.pid;
+            .map_err(ReleasePhaseError::Start)?;
+        let kill = one_off.kill.clone();
         let mut chunks = one_off.output;
         let mut exit = one_off.exit;
         // The output goes to the release's output and, line by line, to the app's log
@@ -332,19 +352,11 @@ impl Inner {
         }
         match ran {
             Ok(Ok(0)) => Ok(()),
-            Ok(Ok(code)) => Err(format!("the release command exited with status {code}")),
-            Ok(Err(_)) => Err("the release command's exit status was lost".to_owned()),
+            Ok(Ok(code)) => Err(ReleasePhaseError::Exit(code)),
+            Ok(Err(_)) => Err(ReleasePhaseError::Lost),
             Err(_) => {
-                if let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pgid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                Err(format!(
-                    "the release command ran longer than {}s and was stopped",
-                    self.timeout.as_secs()
-                ))
+                kill();
+                Err(ReleasePhaseError::Timeout(self.timeout.as_secs()))
             }
         }
     }

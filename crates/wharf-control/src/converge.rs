@@ -1,7 +1,7 @@
 //! The control loop's server half: turns what the database says an app should run (its current
 //! release × its formation) into the backend's desired state, after every change that can alter
 //! it (a deploy, a config change, a scale, a destroy) and for every app at start-up. The backend
-//! (`wharf-run`'s supervisor) converges the running processes to it, continuously.
+//! (`WHARF_BACKEND`: `wharf-run`'s supervisor by default) converges the running processes to it, continuously.
 //!
 //! After handing over a newer release than the app ran, the control loop watches its rollout:
 //! when the release's web instances never come up, the release is marked failed (with the
@@ -20,7 +20,6 @@ use wharf_core::backend::{
 };
 use wharf_image::{Digest, ImageStore};
 use wharf_logs::{AppLog, LogLine, LogStore, Source};
-use wharf_run::Supervisor;
 use wharf_store::{ReleaseRecord, Store};
 
 /// Hands apps' desired state to the backend.
@@ -29,10 +28,8 @@ pub struct Control {
     store: Store,
     images: ImageStore,
     logs: LogStore,
-    /// Runs the apps: the control loop only speaks the `Backend` trait to it.
+    /// Runs the apps: the control plane speaks only the `Backend` trait to it.
     backend: Arc<dyn Backend>,
-    /// The same supervisor, for what only the local backend offers (one-off processes).
-    supervisor: Supervisor,
     /// The release version last handed to the backend, per app.
     applied: Arc<Mutex<HashMap<String, u32>>>,
     /// One converge at a time per app, so an older read of the database never overwrites a
@@ -64,14 +61,13 @@ impl Control {
         store: Store,
         images: ImageStore,
         logs: LogStore,
-        supervisor: Supervisor,
+        backend: Arc<dyn Backend>,
     ) -> Control {
         Control {
             store,
             images,
             logs,
-            backend: Arc::new(supervisor.clone()),
-            supervisor,
+            backend,
             applied: Arc::default(),
             converging: Arc::default(),
         }
@@ -85,11 +81,6 @@ impl Control {
     /// What runs the apps.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
-    }
-
-    /// The local supervisor itself, for what only it offers (one-off processes).
-    pub fn supervisor(&self) -> &Supervisor {
-        &self.supervisor
     }
 
     pub fn logs(&self) -> &LogStore {

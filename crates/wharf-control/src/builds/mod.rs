@@ -5,4 +5,4 @@
 pub mod output;
 mod runner;
 
-pub use runner::{BuildRunner, BuildSettings, LABEL_APP_JSON};
+pub use runner::{BuildError, BuildRunner, BuildSettings, LABEL_APP_JSON};

@@ -1,0 +1,82 @@
+//! What wharf's test suites share (a dev-dependency only):
+//!
+//! - [`on_both_databases!`] runs each test once on SQLite and once on PostgreSQL;
+//! - [`wait_until`] and [`wait_until_async`] poll a condition until it holds or a deadline
+//!   passes, then fail with what they last saw. Tests wait on conditions, never on sleeps.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use wharf_store::testing::{Backend, TestDatabase};
+
+/// How often [`wait_until`] and [`wait_until_async`] look again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Runs each `$name(Backend)` twice, as `$name::sqlite` and `$name::postgres`: as
+/// `#[tokio::test]`s awaiting `$name` (on a two-thread runtime), or with `blocking:` first as
+/// plain `#[test]`s calling it.
+#[macro_export]
+macro_rules! on_both_databases {
+    (blocking: $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::Backend::Postgres)
+            }
+        }
+    )*};
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// Calls `check` until it gives `Ok`, for at most `within`; panics naming `what` and the last
+/// `Err` (what it saw) when the deadline passes.
+#[track_caller]
+pub fn wait_until<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("waited {within:?} for {what}; last saw:\n{seen}")
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// [`wait_until`] for a check that is a future, on tokio's clock between checks.
+pub async fn wait_until_async<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("waited {within:?} for {what}; last saw:\n{seen}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
