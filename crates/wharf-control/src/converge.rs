@@ -1,7 +1,8 @@
-//! The control loop's server half: turns what the database says an app should run (its current
-//! release × its formation) into the backend's desired state, after every change that can alter
-//! it (a deploy, a config change, a scale, a destroy) and for every app at start-up. The backend
-//! (`WHARF_BACKEND`: `wharf-run`'s supervisor by default) converges the running processes to it, continuously.
+//! The control plane's half of the control loop: turns what the database says an app should run
+//! (its current release × its formation) into the backend's desired state, after every change
+//! that can alter it (a deploy, a config change, a scale, a destroy) and for every app at
+//! start-up. The backend (`WHARF_BACKEND`; `wharf-run`'s supervisor by default) converges the
+//! running processes to it, continuously.
 //!
 //! After handing over a newer release than the app ran, the control loop watches its rollout:
 //! when the release's web instances never come up, the release is marked failed (with the
@@ -122,7 +123,7 @@ impl Control {
         })
     }
 
-    /// Gives the supervisor the app's desired state; logs (never returns) failures, since the
+    /// Gives the backend the app's desired state; logs (never returns) failures, since the
     /// change that called it has already been stored and the next converge retries.
     pub async fn converge(&self, app_id: &str) {
         let lock = self
