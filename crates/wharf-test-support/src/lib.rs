@@ -2,12 +2,36 @@
 //!
 //! - [`on_both_databases!`] runs each test once on SQLite and once on PostgreSQL;
 //! - [`wait_until`] and [`wait_until_async`] poll a condition until it holds or a deadline
-//!   passes, then fail with what they last saw. Tests wait on conditions, never on sleeps.
+//!   passes, then fail with what they last saw. Tests wait on conditions, never on sleeps;
+//! - `server` (feature `server`): a `wharf-server` in-process per test, on its own database,
+//!   with a real HTTP client;
+//! - `cli` (feature `cli`): the real `wharf` binary, a `wharf server` child per test and client
+//!   commands in a clean environment, with `assert_cli_snapshot!`; `test_stack`, the small
+//!   trixie stack every such server gets.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "cli")]
+pub mod test_stack;
+
 pub use wharf_store::testing::{Backend, TestDatabase};
+
+/// Scratch that outlives one test (the test stack, downloaded runtimes): cargo's `target/tmp`,
+/// found from the test binary's place (`target/<profile>/deps/<test>`).
+#[cfg(feature = "cli")]
+pub fn target_tmp() -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let target = test
+        .ancestors()
+        .nth(3)
+        .expect("the test binary is in target/<profile>/deps");
+    target.join("tmp")
+}
 
 /// How often [`wait_until`] and [`wait_until_async`] look again.
 const POLL: Duration = Duration::from_millis(20);

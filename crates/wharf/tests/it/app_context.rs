@@ -72,7 +72,7 @@ fn the_app_comes_from_the_git_remote_named_wharf() {
     // Subdirectories of the checkout act on the same app.
     std::fs::create_dir(cli.work_dir().join("src")).unwrap();
     let output = cli
-        .command(crate::harness::WHARF)
+        .command(crate::harness::WHARF.as_str())
         .args(["config", "get", "FOO"])
         .current_dir(cli.work_dir().join("src"))
         .output()

@@ -109,7 +109,7 @@ fn killed_at_random_moments_the_server_leaves_everything_consistent() {
         };
         actions.push(action[0].to_owned());
         let mut running = cli
-            .command(crate::harness::WHARF)
+            .command(crate::harness::WHARF.as_str())
             .args(&action)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -205,7 +205,7 @@ fn first_run(who: As, bubblewrap: Bubblewrap) {
     );
     // The test binary's tree may be where others can't reach (under /root): a copy of wharf.
     let wharf = temp.path().join("wharf");
-    std::fs::copy(WHARF, &wharf).unwrap();
+    std::fs::copy(WHARF.as_str(), &wharf).unwrap();
     std::fs::set_permissions(&wharf, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = match bubblewrap {
         Bubblewrap::OnPath => SYSTEM_PATH.to_owned(),

@@ -4,6 +4,8 @@
 
 mod harness;
 
+use wharf_test_support::{assert_cli_snapshot, test_stack};
+
 mod abuse;
 mod app_context;
 mod apps;
@@ -28,6 +30,5 @@ mod runtimes;
 mod shutdown;
 mod soak;
 mod stacks;
-mod test_stack;
 mod tokens;
 mod up;

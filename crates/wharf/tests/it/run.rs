@@ -293,7 +293,7 @@ struct Tail {
 impl Tail {
     fn start(cli: &Cli, args: &[&str]) -> Tail {
         let mut child = cli
-            .command(WHARF)
+            .command(WHARF.as_str())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -601,7 +601,7 @@ fn without_a_sandbox_an_unreachable_data_dir_is_refused_at_start() {
         eprintln!("note: not root, apps run as this user; nothing to check");
         return;
     }
-    let child = std::process::Command::new(crate::harness::WHARF)
+    let child = std::process::Command::new(crate::harness::WHARF.as_str())
         .args([
             "server",
             "--sandbox",
@@ -688,7 +688,8 @@ fn wharf_run_attaches_and_brings_a_terminal_when_it_has_one() {
     // `script` runs `wharf run` on a terminal of its own; what it printed is in the output.
     let in_terminal = |flags: &str| {
         let inner = format!(
-            "{WHARF} run {flags} -a oneoff -- 'test -t 0 && echo terminal-$((6*7)) $TERM || echo none-$((6*7))'"
+            "{} run {flags} -a oneoff -- 'test -t 0 && echo terminal-$((6*7)) $TERM || echo none-$((6*7))'",
+            WHARF.as_str()
         );
         let mut script = cli.command("script");
         script

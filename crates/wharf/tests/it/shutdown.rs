@@ -50,7 +50,7 @@ fn sigint_stops_the_server_with_status_0() {
 fn sigterm_stops_a_server_whose_stderr_is_gone() {
     use std::io::BufRead;
     let temp = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(crate::harness::WHARF)
+    let mut child = std::process::Command::new(crate::harness::WHARF.as_str())
         .args([
             "server",
             "--api-addr",

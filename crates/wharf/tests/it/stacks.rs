@@ -493,7 +493,7 @@ fn a_fresh_server_makes_its_default_stack_on_first_use() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let mut refused = Command::new(WHARF);
+    let mut refused = Command::new(WHARF.as_str());
     refused
         .arg("server")
         .arg("--data-dir")
@@ -528,7 +528,7 @@ fn a_fresh_server_makes_its_default_stack_on_first_use() {
         // The first deploy downloads and unpacks Debian twice (run and build images).
         let source = example("python-web");
         let args = ["deploy", source.to_str().unwrap(), "-a", app];
-        let mut command = cli.command(WHARF);
+        let mut command = cli.command(WHARF.as_str());
         command.args(args);
         let deployed = run_to_end(command, &args, None, Duration::from_secs(15 * 60));
         assert_eq!(deployed.code, Some(0), "{deployed:#?}");

@@ -79,7 +79,7 @@ fn up_builds_serves_reloads_and_stops_cleanly() {
     .unwrap();
 
     let data_dir = cli.work_dir().join("data");
-    let mut command = cli.command(WHARF);
+    let mut command = cli.command(WHARF.as_str());
     command
         .args([
             "up",

@@ -47,7 +47,7 @@ pub fn install(data_dir: &Path) {
         "{} {} {:?} {:?}",
         DEF.suite, DEF.variant, DEF.run, DEF.build
     );
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+    let cache = crate::target_tmp().join(format!(
         "test-stack-{}",
         &wharf_image::Digest::of(made_of.as_bytes()).hex()[..12]
     ));
