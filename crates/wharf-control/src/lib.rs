@@ -38,7 +38,7 @@ pub use builds::{BuildError, BuildRunner, BuildSettings, LABEL_APP_JSON};
 pub use converge::Control;
 pub use gc::{GcError, DEFAULT_GC_INTERVAL, DEFAULT_KEEP_RELEASES};
 pub use release_phase::{ReleasePhaseError, Releaser, DEFAULT_RELEASE_TIMEOUT};
-pub use stacks::StackMaker;
+pub use stacks::{StackMakeError, StackMaker};
 
 /// How the control plane works; read once at start-up.
 #[derive(Debug, Clone)]

@@ -15,6 +15,30 @@ use wharf_stack::{Role, StackDef};
 
 use crate::builds::output::BuildLogs;
 
+/// Why a stack could not be made (or copied, or imported): what its make's output and a build
+/// waiting for it say.
+#[derive(Debug, thiserror::Error)]
+pub enum StackMakeError {
+    #[error("the server stopped while the stack was made")]
+    StoppedWaiting,
+    #[error("the server stopped before the stack was made")]
+    Stopped,
+    #[error("cannot write the stack's output: {0}")]
+    Output(std::io::Error),
+    /// mmdebstrap, skopeo or the image store failed: their own message.
+    #[error("{0}")]
+    Stack(#[from] wharf_stack::StackError),
+    /// The store several data directories share stacks through failed.
+    #[error("{action} {}: {why}", dir.display())]
+    Shared {
+        action: &'static str,
+        dir: PathBuf,
+        why: String,
+    },
+    #[error("a stack task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// How a stack comes about.
 #[derive(Debug, Clone)]
 pub enum Job {
@@ -143,7 +167,7 @@ impl StackMaker {
         &self,
         def: &'static StackDef,
         progress: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<(), String> {
+    ) -> Result<(), StackMakeError> {
         loop {
             let ended = self.ended.notified();
             tokio::pin!(ended);
@@ -154,13 +178,10 @@ impl StackMaker {
             progress(&format!("Stack {} is being made; waiting for it", def.name));
             tokio::select! {
                 () = ended => {}
-                () = self.stop.cancelled() => {
-                    return Err("the server stopped while the stack was made".to_owned())
-                }
+                () = self.stop.cancelled() => return Err(StackMakeError::StoppedWaiting),
             }
         }
-        let ready = wharf_stack::list(&self.images)
-            .map_err(|e| e.to_string())?
+        let ready = wharf_stack::list(&self.images)?
             .into_iter()
             .any(|s| s.name == def.name && s.run.is_some() && s.build.is_some());
         let result = match (ready, &self.shared) {
@@ -178,10 +199,10 @@ impl StackMaker {
         into: &StackMaker,
         def: &'static StackDef,
         progress: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<(), String> {
+    ) -> Result<(), StackMakeError> {
         match self.logs.create(def.name).await {
             Ok(writer) => into.run(def.name, &Job::Make(def), writer, progress).await,
-            Err(e) => Err(format!("cannot write the stack's output: {e}")),
+            Err(e) => Err(StackMakeError::Output(e)),
         }
     }
 
@@ -192,9 +213,12 @@ impl StackMaker {
         def: &'static StackDef,
         shared: &std::path::Path,
         progress: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<(), String> {
-        let failed =
-            |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", shared.display());
+    ) -> Result<(), StackMakeError> {
+        let failed = |action: &'static str, e: &dyn std::fmt::Display| StackMakeError::Shared {
+            action,
+            dir: shared.to_path_buf(),
+            why: e.to_string(),
+        };
         std::fs::create_dir_all(shared).map_err(|e| failed("cannot create", &e))?;
         let lock = shared.join(format!("{}.lock", def.name));
         let file = std::fs::File::create(&lock).map_err(|e| failed("cannot create", &e))?;
@@ -210,12 +234,9 @@ impl StackMaker {
                     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e)
                 });
                 tokio::select! {
-                    held = waited => held
-                        .map_err(|e| e.to_string())?
+                    held = waited => held?
                         .map_err(|e| failed("cannot lock the stacks in", &e))?,
-                    () = self.stop.cancelled() => {
-                        return Err("the server stopped while the stack was made".to_owned())
-                    }
+                    () = self.stop.cancelled() => return Err(StackMakeError::StoppedWaiting),
                 }
             }
         };
@@ -239,8 +260,7 @@ impl StackMaker {
                 to.copy_image(&from, &manifest)?;
                 to.tag(&tag, &manifest)
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             copied.map_err(|e| failed("cannot copy the stack from", &e))?;
         }
         progress(&format!(
@@ -259,7 +279,7 @@ impl StackMaker {
         job: &Job,
         mut writer: crate::builds::output::LogWriter,
         progress: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<(), String> {
+    ) -> Result<(), StackMakeError> {
         let (lines, mut next) = tokio::sync::mpsc::unbounded_channel::<String>();
         let writing = tokio::spawn(async move {
             while let Some(line) = next.recv().await {
@@ -292,8 +312,8 @@ impl StackMaker {
                 }
             };
             let made = tokio::select! {
-                made = doing => made.map_err(|e| e.to_string()),
-                () = self.stop.cancelled() => Err("the server stopped before the stack was made".to_owned()),
+                made = doing => made.map_err(StackMakeError::from),
+                () = self.stop.cancelled() => Err(StackMakeError::Stopped),
             };
             let _ = std::fs::remove_dir_all(&work);
             made

@@ -36,7 +36,10 @@ pub enum BuildError {
     #[error("{0}")]
     Build(wharf_build::BuildError),
     #[error("the app's stack `{name}` could not be made: {why}")]
-    StackNotMade { name: String, why: String },
+    StackNotMade {
+        name: String,
+        why: crate::stacks::StackMakeError,
+    },
     #[error("the app's stack `{name}` can't be used: {source}")]
     StackUnusable {
         name: String,
