@@ -372,6 +372,23 @@ impl Client {
     }
 
     /// Collects garbage now.
+    /// Pushes `release`'s image (the current release's if `None`) to the server's registry;
+    /// answers once it is there.
+    pub async fn registry_push(
+        &self,
+        app: &str,
+        release: Option<&str>,
+    ) -> Result<api::RegistryPush> {
+        let request = self
+            .request(Method::POST, &["apps", app, "registry-pushes"])
+            // A stack image is a few hundred MB: as long as the copy takes.
+            .timeout(Duration::from_secs(60 * 60))
+            .json(&api::RegistryPushCreate {
+                release: release.map(str::to_owned),
+            });
+        self.json(request).await
+    }
+
     pub async fn gc(&self) -> Result<api::GarbageCollection> {
         self.json(self.request(Method::POST, &["gc"])).await
     }

@@ -21,6 +21,7 @@
 pub mod builds;
 mod converge;
 pub mod gc;
+pub mod push;
 pub mod release_phase;
 pub mod stacks;
 
@@ -37,6 +38,7 @@ use wharf_store::{ReleaseRecord, Store};
 pub use builds::{BuildError, BuildRunner, BuildSettings, LABEL_APP_JSON};
 pub use converge::Control;
 pub use gc::{GcError, DEFAULT_GC_INTERVAL, DEFAULT_KEEP_RELEASES};
+pub use push::{PushError, Pushed};
 pub use release_phase::{ReleasePhaseError, Releaser, DEFAULT_RELEASE_TIMEOUT};
 pub use stacks::{StackMakeError, StackMaker};
 
@@ -59,6 +61,8 @@ pub struct ControlConfig {
     pub default_stack: String,
     /// A directory whose image store several data directories share wharf's stacks through.
     pub stack_cache: Option<PathBuf>,
+    /// Another registry release images are pushed to (`WHARF_REGISTRY_URL`), if any.
+    pub registry: Option<wharf_stack::push::PushTarget>,
 }
 
 /// What changed, as [`ControlPlane::after`] is told once the change is stored.
@@ -98,6 +102,9 @@ pub struct ControlPlane {
     gc_interval: Duration,
     /// Serializes route refreshes, so an older table never replaces a newer one.
     routes_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Another registry release images are pushed to.
+    registry: Option<Arc<wharf_stack::push::PushTarget>>,
+    data_dir: PathBuf,
 }
 
 /// Errors that stop the control plane from starting.
@@ -211,6 +218,8 @@ impl ControlPlane {
             keep_releases: config.keep_releases.max(1),
             gc_interval: config.gc_interval,
             routes_lock: Arc::default(),
+            registry: config.registry.clone().map(Arc::new),
+            data_dir: config.data_dir.clone(),
         };
         plane.refresh_routes().await;
         Ok(plane)

@@ -328,6 +328,34 @@ pub struct Release {
     pub updated_at: String,
 }
 
+/// `POST /apps/{app}/registry-pushes`: which release's image to push (the current one when
+/// absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RegistryPushCreate {
+    /// The release (id, or version as `3`, `"3"` or `"v3"`)
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "text_or_number"
+    )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::release_ident))]
+    pub release: Option<String>,
+}
+
+/// A release image pushed to the server's registry (`WHARF_REGISTRY_URL`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RegistryPush {
+    /// Where it is now: `host/…/app:v<N>`
+    pub image: String,
+    /// The image's manifest digest, the same there as in wharf
+    pub digest: String,
+    /// The release whose image it is
+    pub release: DynoRelease,
+}
+
 /// `POST /apps/{app}/releases`: a rollback (`release`) or a release of an existing image
 /// (`slug`: promotion). Exactly one of the two.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -683,7 +711,7 @@ pub struct Dyno {
     pub updated_at: String,
 }
 
-/// The release a dyno runs.
+/// A release by id and version: the one a dyno runs, the one whose image was pushed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct DynoRelease {

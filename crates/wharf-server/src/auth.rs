@@ -17,14 +17,21 @@ use crate::AppState;
 #[derive(Debug, Clone)]
 pub struct Caller(pub AccountRecord);
 
-/// The token a request carries, if any.
-pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// Why an `Authorization` header can't be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadAuthorization {
+    NotText,
+    NotBase64,
+    Scheme,
+}
+
+/// The token an `Authorization` header carries, if any: a Bearer token, or the password of
+/// Basic credentials.
+pub(crate) fn credential(headers: &HeaderMap) -> Result<Option<String>, BadAuthorization> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    let value = value.to_str().map_err(|_| BadAuthorization::NotText)?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
@@ -35,15 +42,28 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             .decode(rest)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| ApiError::unauthorized("the Basic credentials are not valid base64"))?;
+            .ok_or(BadAuthorization::NotBase64)?;
         let password = decoded.split_once(':').map(|(_, p)| p).unwrap_or_default();
         if !password.is_empty() {
             return Ok(Some(password.to_owned()));
         }
     }
-    Err(ApiError::unauthorized(
-        "the Authorization header must be `Bearer <token>`: run `wharf login` or set WHARF_TOKEN",
-    ))
+    Err(BadAuthorization::Scheme)
+}
+
+/// The token a request carries, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    credential(headers).map_err(|bad| match bad {
+        BadAuthorization::NotText => {
+            ApiError::unauthorized("the Authorization header is not valid text")
+        }
+        BadAuthorization::NotBase64 => {
+            ApiError::unauthorized("the Basic credentials are not valid base64")
+        }
+        BadAuthorization::Scheme => ApiError::unauthorized(
+            "the Authorization header must be `Bearer <token>`: run `wharf login` or set WHARF_TOKEN",
+        ),
+    })
 }
 
 /// Middleware: rejects requests without a live token and records the caller.

@@ -110,6 +110,9 @@ pub struct ServerConfig {
     /// Where the TLS and rendezvous listeners listen: their addresses are named in the server
     /// certificate too.
     pub tls_addrs: Vec<SocketAddr>,
+    /// Another registry release images are pushed to (`WHARF_REGISTRY_URL`, with
+    /// `WHARF_REGISTRY_USERNAME` and `WHARF_REGISTRY_PASSWORD`), if any.
+    pub registry: Option<wharf_stack::push::PushTarget>,
     /// The key config var values are encrypted with at rest, as 64 hex digits
     /// (`WHARF_SECRET_KEY`); `None` uses (or makes) `<data dir>/secret-key`.
     pub secret_key: Option<String>,
@@ -316,6 +319,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
             domain: config.domain.clone(),
             default_stack: config.default_stack.clone(),
             stack_cache: config.stack_cache.clone(),
+            registry: config.registry.clone(),
         },
         store.clone(),
         images,
@@ -555,7 +559,9 @@ pub async fn serve(
         tokio::spawn(tls::serve(
             listener,
             state.tls.clone(),
-            app.clone(),
+            // The registry's challenge sends clients back over TLS.
+            app.clone()
+                .layer(axum::Extension(routes::registry::OverTls)),
             shutdown.clone(),
         ))
     });

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use crate::routes::{
     account, apps, builds, config_vars, domains, dynos, formation, git, logs, meta, one_off,
-    releases, sources, stacks, tokens,
+    registry, releases, sources, stacks, tokens,
 };
 use crate::AppState;
 
@@ -39,6 +39,7 @@ use crate::AppState;
         (name = "logs", description = "The app's durable log, as server-sent events"),
         (name = "git", description = "git's smart HTTP protocol: `git push` deploys"),
         (name = "stacks", description = "The base images apps are built and run on"),
+        (name = "registry", description = "The apps' release images, read-only, over the OCI Distribution API: `docker pull <wharf>/<app>:v<N>`"),
         (name = "meta", description = "Health and this document"),
     )
 )]
@@ -107,6 +108,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::create))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::gc))
+        .routes(routes!(registry::push))
         .routes(routes!(meta::openapi_json))
 }
 
@@ -123,6 +125,12 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(git::info_refs))
         .routes(routes!(git::receive_pack))
         .routes(routes!(git::upload_pack))
+        // The registry authenticates as registries do (a token challenge), with its own errors.
+        .routes(routes!(registry::base))
+        .routes(routes!(registry::token))
+        .routes(routes!(registry::tags))
+        .routes(routes!(registry::manifest))
+        .routes(routes!(registry::blob))
 }
 
 /// Every route, the authenticated ones behind the token check.

@@ -93,6 +93,65 @@ impl UrlSigner {
     }
 }
 
+/// What a pull token starts with.
+const PULL_TOKEN_PREFIX: &str = "wharf-pull.";
+/// What a pull token's MAC is over in place of a URL's method: no HTTP method has a space.
+const PULL_PURPOSE: &str = "registry pull";
+
+/// What a valid pull token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullGrant {
+    /// The app whose images it pulls; `None`: none (a login check).
+    pub app_id: Option<String>,
+    /// Until when (Unix seconds).
+    pub expires: u64,
+}
+
+/// Whether `token` is shaped like a pull token (rather than an API token).
+pub fn is_pull_token(token: &str) -> bool {
+    token.starts_with(PULL_TOKEN_PREFIX)
+}
+
+impl UrlSigner {
+    /// A registry pull token: `app_id`'s images (or nothing), for `ttl`. Signed with the URL
+    /// key over a purpose no URL's method can be, so neither can stand for the other.
+    pub fn pull_token(&self, app_id: Option<&str>, ttl: Duration) -> String {
+        let subject = app_id.unwrap_or("-");
+        let expires = unix_now() + ttl.as_secs();
+        let signature = hex::encode(
+            self.mac(PULL_PURPOSE, subject, expires)
+                .finalize()
+                .into_bytes(),
+        );
+        format!("{PULL_TOKEN_PREFIX}{subject}.{expires}.{signature}")
+    }
+
+    /// What a pull token grants, if it is this server's and still valid.
+    pub fn check_pull_token(&self, token: &str) -> Result<PullGrant, SignatureError> {
+        let rest = token
+            .strip_prefix(PULL_TOKEN_PREFIX)
+            .ok_or(SignatureError::Missing)?;
+        let mut parts = rest.split('.');
+        let (Some(subject), Some(expires), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SignatureError::Invalid);
+        };
+        let expires_at: u64 = expires.parse().map_err(|_| SignatureError::Invalid)?;
+        let signature = hex::decode(signature).map_err(|_| SignatureError::Invalid)?;
+        self.mac(PULL_PURPOSE, subject, expires_at)
+            .verify_slice(&signature)
+            .map_err(|_| SignatureError::Invalid)?;
+        if unix_now() > expires_at {
+            return Err(SignatureError::Expired);
+        }
+        Ok(PullGrant {
+            app_id: (subject != "-").then(|| subject.to_owned()),
+            expires: expires_at,
+        })
+    }
+}
+
 /// A 32-byte key kept in `path` as 64 hex digits (readable by its owner only), made on first
 /// use. `if_invalid` tells the operator what to do when the file holds something else.
 pub(crate) fn load_or_create_key(path: &Path, if_invalid: &str) -> std::io::Result<[u8; 32]> {
@@ -166,6 +225,47 @@ mod tests {
         assert_eq!(
             other.verify("GET", "/builds/1/output", Some(&expires), Some(&signature)),
             Err(SignatureError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_pull_token_grants_its_own_app_until_it_expires() {
+        let signer = UrlSigner::new([3; 32]);
+        let token = signer.pull_token(Some("app-1"), Duration::from_secs(60));
+        assert!(is_pull_token(&token));
+        let grant = signer.check_pull_token(&token).unwrap();
+        assert_eq!(grant.app_id.as_deref(), Some("app-1"));
+        let none = signer.pull_token(None, Duration::from_secs(60));
+        assert_eq!(signer.check_pull_token(&none).unwrap().app_id, None);
+        // Another app's name in a signed token, another key, a URL signature: refused.
+        let forged = token.replacen("app-1", "app-2", 1);
+        assert_eq!(
+            signer.check_pull_token(&forged),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            UrlSigner::new([4; 32]).check_pull_token(&token),
+            Err(SignatureError::Invalid)
+        );
+        let (expires, signature) = parts(&signer.sign("GET", "app-1", Duration::from_secs(60)));
+        assert_eq!(
+            signer.check_pull_token(&format!("wharf-pull.app-1.{expires}.{signature}")),
+            Err(SignatureError::Invalid),
+            "a URL's signature is no pull token"
+        );
+        let expired = format!(
+            "wharf-pull.app-1.{}.{}",
+            unix_now() - 5,
+            hex::encode(
+                signer
+                    .mac(PULL_PURPOSE, "app-1", unix_now() - 5)
+                    .finalize()
+                    .into_bytes()
+            )
+        );
+        assert_eq!(
+            signer.check_pull_token(&expired),
+            Err(SignatureError::Expired)
         );
     }
 

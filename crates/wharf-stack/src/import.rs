@@ -209,7 +209,7 @@ fn store_copy(
     Ok(manifest)
 }
 
-fn find_skopeo() -> Option<PathBuf> {
+pub(crate) fn find_skopeo() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join("skopeo"))

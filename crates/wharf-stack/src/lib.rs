@@ -8,7 +8,9 @@
 //! of the newest package index used, so the same package versions give the same tar, byte for
 //! byte; it is kept as the image's one layer unchanged (owners, modes and hard links as Debian
 //! made them), and the installed packages and versions are recorded in a label. This crate owns
-//! making, reading and listing stacks; it does not build apps or run them.
+//! making, reading and listing stacks; it does not build apps or run them. Images come in from
+//! elsewhere with skopeo ([`import`]), and release images go out to another registry the same
+//! way ([`push`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use wharf_image::{Digest, ImageSpec, ImageStore};
 pub mod import;
 pub mod launch;
 pub mod mirror;
+pub mod push;
 pub mod rootfs;
 
 /// Tags of stack images start with this: `stack/<name>/run`, `stack/<name>/build`.

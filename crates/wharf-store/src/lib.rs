@@ -41,7 +41,7 @@ pub use config::ConfigUpdate;
 pub use domains::{DomainRecord, RouteRecord};
 pub use formation::{FormationChange, FormationRecord, DEFAULT_GRACE_SECONDS};
 pub use page::Page;
-pub use releases::{ReleaseImage, ReleaseRecord, ReleaseRef};
+pub use releases::{ReleaseImage, ReleaseRecord, ReleaseRef, TaggedImage};
 pub use secrets::Secrets;
 pub use tokens::{AccountRecord, NewToken, TokenRecord};
 

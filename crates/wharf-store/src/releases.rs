@@ -46,6 +46,16 @@ pub struct ReleaseImage {
     pub process_types: BTreeMap<String, String>,
 }
 
+/// A release's image, as [`Store::release_images`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedImage {
+    pub version: ReleaseVersion,
+    /// The image's manifest digest.
+    pub digest: String,
+    /// The release succeeded (it ran, or runs).
+    pub succeeded: bool,
+}
+
 /// The image of the app's newest succeeded release, if it has one; inside `tx`.
 pub(crate) async fn current_image(
     tx: &mut Transaction<'_, Any>,
@@ -516,6 +526,33 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.is_some())
+    }
+
+    /// The image of each of the app's releases that has one, oldest first, whatever the
+    /// release's status: what wharf's registry serves as the app's repository (tag `v<N>`).
+    pub async fn release_images(&self, app_id: &str) -> Result<Vec<TaggedImage>> {
+        let rows = sqlx::query(
+            "SELECT version, image_digest, status FROM releases \
+             WHERE app_id = $1 AND image_digest IS NOT NULL ORDER BY version",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let version: i64 = row.try_get("version")?;
+                let version = u32::try_from(version)
+                    .ok()
+                    .and_then(ReleaseVersion::new)
+                    .ok_or_else(|| StoreError::Corrupt(format!("release version {version}")))?;
+                let status: String = row.try_get("status")?;
+                Ok(TaggedImage {
+                    version,
+                    digest: row.try_get("image_digest")?,
+                    succeeded: status == ReleaseStatus::Succeeded.as_str(),
+                })
+            })
+            .collect()
     }
 
     /// The images garbage collection must keep: those of each app's newest `per_app` releases

@@ -7,13 +7,15 @@
 //!   with a real HTTP client;
 //! - `cli` (feature `cli`): the real `wharf` binary, a `wharf server` child per test and client
 //!   commands in a clean environment, with `assert_cli_snapshot!`; `test_stack`, the small
-//!   trixie stack every such server gets.
+//!   trixie stack every such server gets; `docker`, a private Docker engine per test.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
+pub mod docker;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "cli")]

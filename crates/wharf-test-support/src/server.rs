@@ -86,6 +86,7 @@ impl TestServer {
             wharf_exe: None,
             tls_addrs: Vec::new(),
             secret_key: None,
+            registry: None,
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
                 concurrency: 2,

@@ -91,6 +91,17 @@ pub enum Command {
     /// Move the app's current release onto its stack's newest run image, without rebuilding
     #[command(name = "stacks:rebase")]
     StacksRebase(RebaseArgs),
+    /// Copy a release's image to the server's registry (WHARF_REGISTRY_URL) as <app>:v<N>
+    #[command(name = "registry:push")]
+    RegistryPush {
+        /// The release (`3` or `v3`) [default: the current release]
+        #[arg(long, value_name = "VERSION")]
+        release: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Show the app's processes
     Ps {
         #[command(flatten)]
@@ -302,6 +313,22 @@ pub struct ServerArgs {
     /// The API's URL as clients reach it, for links in responses [default: http://<api-addr>]
     #[arg(long, env = "WHARF_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// Another registry `wharf registry:push` copies release images to, as
+    /// https://HOST[:PORT][/NAMESPACE] (http:// for one without TLS)
+    #[arg(long, env = "WHARF_REGISTRY_URL", value_name = "URL")]
+    pub registry_url: Option<String>,
+    /// The user name to log in to WHARF_REGISTRY_URL with
+    #[arg(long, env = "WHARF_REGISTRY_USERNAME", value_name = "USER")]
+    pub registry_username: Option<String>,
+    /// The password (or token) to log in to WHARF_REGISTRY_URL with (best set in the
+    /// environment, where other users' `ps` doesn't show it)
+    #[arg(
+        long,
+        env = "WHARF_REGISTRY_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub registry_password: Option<String>,
     /// A build running longer than this many seconds is stopped
     #[arg(
         long,

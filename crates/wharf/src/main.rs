@@ -87,6 +87,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stacks(args) => stacks::run(&cli.global, args).await,
         Command::StackSet(args) => stacks::set(&cli.global, args).await,
         Command::StacksRebase(args) => stacks::rebase(&cli.global, args).await,
+        Command::RegistryPush { release, app, json } => {
+            releases::registry_push(&cli.global, release.as_deref(), &app, json.json).await
+        }
         Command::Ps { app, json } => ps::ps(&cli.global, &app, &json).await,
         Command::Scale { changes, app, json } => {
             ps::scale(&cli.global, &app, &changes, &json).await

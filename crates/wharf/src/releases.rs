@@ -410,3 +410,31 @@ fn render_diff(app: &str, diff: &ReleaseDiff, show_values: bool) -> String {
     }
     out
 }
+
+/// `wharf registry:push`: copies a release's image to the server's registry and says where it
+/// is. Says what it is doing first, on a terminal's stderr: a stack image takes a while.
+pub async fn registry_push(
+    global: &Global,
+    release: Option<&str>,
+    app: &AppArg,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    let app = context::app_name(app)?;
+    let which = release.map_or_else(
+        || "its current release".to_owned(),
+        |r| format!("v{}", r.trim_start_matches('v')),
+    );
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("Pushing {app} ({which}) to the server's registry...");
+    }
+    let pushed = client.registry_push(&app, release).await?;
+    if json {
+        return output::json(&pushed);
+    }
+    println!(
+        "Pushed {app} v{}: {} ({})",
+        pushed.release.version, pushed.image, pushed.digest
+    );
+    Ok(())
+}

@@ -288,7 +288,23 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
         .backend
         .parse::<wharf_server::BackendKind>()
         .map_err(|e| anyhow::anyhow!("--backend/WHARF_BACKEND: {e}"))?;
+    let registry = match args.registry_url.as_deref() {
+        None => None,
+        Some(url) => {
+            let mut target = wharf_stack::push::PushTarget::parse(url)
+                .map_err(|e| anyhow::anyhow!("--registry-url/WHARF_REGISTRY_URL: {e}"))?;
+            target.credentials = match (args.registry_username, args.registry_password) {
+                (Some(user), Some(password)) => Some((user, password)),
+                (None, None) => None,
+                _ => anyhow::bail!(
+                    "WHARF_REGISTRY_USERNAME and WHARF_REGISTRY_PASSWORD go together: set both,                      or neither for a registry that takes pushes without logging in"
+                ),
+            };
+            Some(target)
+        }
+    };
     Ok(ServerConfig {
+        registry,
         backend,
         data_dir: data_dir.clone(),
         database_url: args.database_url,

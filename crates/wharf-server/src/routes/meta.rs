@@ -99,14 +99,32 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         .into_response())
 }
 
-pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+pub async fn no_route(method: Method, uri: Uri) -> Response {
+    if uri.path().starts_with("/v2/") {
+        return registry_miss(&method, &uri);
+    }
     ApiError::not_found(format!(
         "no route for {method} {}: /openapi.json lists the API",
         uri.path()
     ))
+    .into_response()
 }
 
-pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+/// A request under `/v2/` that no registry route takes, answered as registries answer: a write
+/// is refused as such (the registry is read-only), anything else names what is served.
+fn registry_miss(method: &Method, uri: &Uri) -> Response {
+    use crate::routes::registry::RegistryError;
+    if method == Method::GET || method == Method::HEAD {
+        RegistryError::no_route(uri).into_response()
+    } else {
+        RegistryError::read_only(method).into_response()
+    }
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    if uri.path().starts_with("/v2/") {
+        return registry_miss(&method, &uri);
+    }
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -115,4 +133,5 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
             uri.path()
         ),
     )
+    .into_response()
 }

@@ -12,6 +12,7 @@ pub mod git;
 pub mod logs;
 pub mod meta;
 pub mod one_off;
+pub mod registry;
 pub mod releases;
 pub mod sources;
 pub mod stacks;
