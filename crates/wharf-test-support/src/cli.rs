@@ -205,7 +205,7 @@ impl Server {
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--api-addr", "127.0.0.1:0", "--router-addr", "127.0.0.1:0"])
+            .args(["--router-addr", "127.0.0.1:0"])
             .env("WHARF_LOG", "info")
             .env("NO_COLOR", "1")
             // Node.js, npm and Pythons downloaded once for all the tests on this machine.
@@ -215,6 +215,16 @@ impl Server {
             .stderr(Stdio::piped());
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
+        }
+        // On loopback, on a port the system picks, unless the test says where.
+        let api_ip = args
+            .windows(2)
+            .find(|w| w[0] == "--api-addr")
+            .and_then(|w| w[1].rsplit_once(':'))
+            .map_or("127.0.0.1", |(ip, _)| ip)
+            .to_owned();
+        if !args.contains(&"--api-addr") {
+            command.args(["--api-addr", "127.0.0.1:0"]);
         }
         if let Some(stack) = test_stack_for(data_dir, args) {
             command.args(["--stack", stack]);
@@ -278,7 +288,7 @@ impl Server {
             }
         }
         assert!(
-            server.url.starts_with("http://127.0.0.1:") && server.port() != 0,
+            server.url.starts_with(&format!("http://{api_ip}:")) && server.port() != 0,
             "wharf server should listen on its real port, said {:?}",
             server.url
         );

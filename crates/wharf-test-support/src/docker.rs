@@ -34,8 +34,16 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// Starts an engine and waits (up to a minute) until it answers.
+    /// Starts an engine on this network namespace, without a bridge (containers use the
+    /// host's network), and waits (up to a minute) until it answers.
     pub fn start() -> Dockerd {
+        Dockerd::start_in(None, &["--bridge", "none"])
+    }
+
+    /// Starts an engine, in the network namespace `netns` (a name under `/run/netns`) with a
+    /// host name of its own (the namespace's name) when given, with `args` added; waits (up to
+    /// a minute) until it answers.
+    fn start_in(netns: Option<&str>, args: &[&str]) -> Dockerd {
         // Short paths: the sockets under them must fit in a socket address (108 bytes).
         let dir = tempfile::Builder::new()
             .prefix("wd")
@@ -47,7 +55,21 @@ impl Dockerd {
             "wharf-test-{}",
             dir.path().file_name().unwrap().to_string_lossy()
         );
-        let child = Command::new("dockerd")
+        let mut command = match netns {
+            // `ip netns exec` would mount a /sys of the namespace's own, hiding the cgroups
+            // dockerd needs; nsenter enters only the network namespace. Each exec keeps the pid.
+            Some(netns) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net=/run/netns/{netns}"))
+                    .args(["unshare", "--uts", "sh", "-c"])
+                    .arg(format!("hostname {netns} && exec dockerd \"$@\""))
+                    .arg("sh");
+                command
+            }
+            None => Command::new("dockerd"),
+        };
+        let child = command
             .arg("--data-root")
             .arg(dir.path().join("root"))
             .arg("--exec-root")
@@ -58,7 +80,8 @@ impl Dockerd {
             .arg(format!("unix://{}", socket.display()))
             .args(["--containerd-namespace", &namespace])
             .args(["--containerd-plugins-namespace", &format!("{namespace}-p")])
-            .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
+            .args(["--iptables=false", "--ip6tables=false"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dockerd log"))
             .stderr(log)
@@ -82,6 +105,38 @@ impl Dockerd {
             }
         });
         engine
+    }
+
+    /// `docker login REGISTRY` as `user` with `password` (sent on stdin), which must succeed.
+    pub fn login(&self, registry: &str, user: &str, password: &str) {
+        use std::io::Write as _;
+        let mut login = self
+            .command(&["login", "--username", user, "--password-stdin", registry])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run docker login");
+        login
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(password.as_bytes())
+            .expect("write the password");
+        let login = login.wait_with_output().expect("wait for docker login");
+        assert!(login.status.success(), "docker login {registry}: {login:?}");
+    }
+
+    /// `docker ARGS` to its end, which must succeed; its stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.docker(args);
+        assert!(
+            output.status.success(),
+            "docker {args:?}: {output:?}\n--- dockerd.log (end):\n{}",
+            tail(&self.log(), 30)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// `docker ARGS` against this engine, with a client configuration of its own (logins).
@@ -137,5 +192,210 @@ impl Drop for Dockerd {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        // What the engine left mounted under its directories (a network namespace's nsfs),
+        // so the directory can go.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        for target in mounts
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(1))
+            .filter(|target| target.starts_with(&dir))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let _ = Command::new("umount").args(["-l", target]).status();
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Whether a test can make a swarm of engines in network namespaces here (root, dockerd,
+/// `ip`, `nsenter`); in CI it must.
+pub fn swarm_available() -> bool {
+    available() && crate::cli::network_namespaces()
+}
+
+/// A swarm of `dockerd`s, each in a network namespace of its own with its own address and host
+/// name, joined by a bridge in this namespace (which has an address too: the host's, where
+/// the nodes reach a wharf server). Node 0 is the manager. Engines take plain HTTP from
+/// registries on the bridge's subnet. Everything (engines, namespaces, bridge) goes when dropped.
+pub struct Swarm {
+    /// Dropped first: the engines, workers before the manager.
+    pub nodes: Vec<Dockerd>,
+    /// This namespace's address on the bridge.
+    pub host_addr: std::net::Ipv4Addr,
+    /// The nodes' addresses, in order.
+    pub node_addrs: Vec<std::net::Ipv4Addr>,
+    network: SwarmNetwork,
+}
+
+/// The bridge and namespaces of a [`Swarm`], removed when dropped.
+struct SwarmNetwork {
+    bridge: String,
+    namespaces: Vec<String>,
+}
+
+impl Drop for SwarmNetwork {
+    fn drop(&mut self) {
+        for namespace in &self.namespaces {
+            let _ = Command::new("ip")
+                .args(["netns", "del", namespace])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+/// `ip ARGS`, which must succeed.
+#[track_caller]
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("run ip");
+    assert!(output.status.success(), "ip {args:?}: {output:?}");
+}
+
+impl Swarm {
+    /// Makes the network and `nodes` engines, inits the swarm on the first (heartbeats every
+    /// second, so a lost node shows soon) and joins the others as workers.
+    pub fn start(nodes: usize) -> Swarm {
+        let (network, subnet) = SwarmNetwork::create(nodes);
+        let host_addr = std::net::Ipv4Addr::new(10, 77, subnet, 254);
+        let node_addrs: Vec<std::net::Ipv4Addr> = (0..nodes)
+            .map(|i| std::net::Ipv4Addr::new(10, 77, subnet, i as u8 + 1))
+            .collect();
+        let insecure = format!("10.77.{subnet}.0/24");
+        let engines: Vec<Dockerd> = network
+            .namespaces
+            .iter()
+            .map(|namespace| {
+                Dockerd::start_in(
+                    Some(namespace),
+                    &["--bip", "172.31.0.1/24", "--insecure-registry", &insecure],
+                )
+            })
+            .collect();
+        let manager_addr = node_addrs[0].to_string();
+        engines[0].ok(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &manager_addr,
+            "--dispatcher-heartbeat",
+            "1s",
+        ]);
+        let token = engines[0].ok(&["swarm", "join-token", "-q", "worker"]);
+        for (engine, addr) in engines.iter().zip(&node_addrs).skip(1) {
+            engine.ok(&[
+                "swarm",
+                "join",
+                "--advertise-addr",
+                &addr.to_string(),
+                "--token",
+                token.trim(),
+                &format!("{manager_addr}:2377"),
+            ]);
+        }
+        Swarm {
+            nodes: engines,
+            host_addr,
+            node_addrs,
+            network,
+        }
+    }
+
+    /// The manager's engine.
+    pub fn manager(&self) -> &Dockerd {
+        &self.nodes[0]
+    }
+
+    /// The node's host name (its namespace's name), by index.
+    pub fn node_name(&self, index: usize) -> &str {
+        &self.network.namespaces[index]
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        // Services first, so no task is rescheduled while the nodes go.
+        let services = self.manager().docker(&["service", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&services.stdout).split_whitespace() {
+            let _ = self.manager().docker(&["service", "rm", id]);
+        }
+        for node in self.nodes.iter().rev() {
+            let _ = node.docker(&["swarm", "leave", "--force"]);
+        }
+        // Workers' engines stop before the manager's (fields and elements drop in order).
+        while let Some(node) = self.nodes.pop() {
+            drop(node);
+        }
+    }
+}
+
+impl SwarmNetwork {
+    /// A bridge `wsw<N>` with 10.77.<N>.254/24, and `nodes` namespaces `wsw<N>-<i>` with a veth
+    /// each (10.77.<N>.<i+1>), N picked free under a lock, so tests running at once never share.
+    fn create(nodes: usize) -> (SwarmNetwork, u8) {
+        let lock_path = crate::target_tmp().join("swarm-subnets.lock");
+        std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+        let lock = std::fs::File::create(&lock_path).unwrap();
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .expect("lock the swarm subnets");
+        let links = Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .unwrap();
+        let links = String::from_utf8_lossy(&links.stdout).into_owned();
+        let subnet = (0..=250u8)
+            .find(|n| {
+                !links.contains(&format!(": wsw{n}:")) && !links.contains(&format!(": wsw{n}@"))
+            })
+            .expect("a free swarm subnet");
+        let bridge = format!("wsw{subnet}");
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        let mut network = SwarmNetwork {
+            bridge: bridge.clone(),
+            namespaces: Vec::new(),
+        };
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.77.{subnet}.254/24"),
+            "dev",
+            &bridge,
+        ]);
+        ip(&["link", "set", &bridge, "up"]);
+        for i in 0..nodes {
+            let namespace = format!("wsw{subnet}-{i}");
+            ip(&["netns", "add", &namespace]);
+            network.namespaces.push(namespace.clone());
+            let outside = format!("wsw{subnet}h{i}");
+            ip(&[
+                "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns",
+                &namespace,
+            ]);
+            ip(&["link", "set", &outside, "master", &bridge, "up"]);
+            let inside = |args: &[&str]| {
+                let mut all = vec!["-n", namespace.as_str()];
+                all.extend_from_slice(args);
+                ip(&all);
+            };
+            inside(&[
+                "addr",
+                "add",
+                &format!("10.77.{subnet}.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ]);
+            inside(&["link", "set", "eth0", "up"]);
+            inside(&["link", "set", "lo", "up"]);
+        }
+        (network, subnet)
     }
 }

@@ -414,7 +414,7 @@ pub async fn token(
         )
     })?;
     let access = require_access(&state, &headers, over_tls.is_some(), None).await?;
-    let app_id = match query.scope.as_deref().filter(|s| !s.trim().is_empty()) {
+    let app_id = match query.scope.as_deref() {
         None => match access {
             // A pull token stays its own app's.
             Access::App(id) => id,

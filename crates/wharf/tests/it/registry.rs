@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use wharf_test_support::docker::{self, Dockerd};
+use wharf_test_support::docker::{self, Dockerd, Swarm};
 
 use crate::harness::{wait_until, Cli, Server};
 use crate::stacks::{copy_dir, example};
@@ -334,24 +334,7 @@ fn docker_pulls_and_runs_a_release_image() {
     let token = answer.json()["token"].as_str().unwrap().to_owned();
 
     let engine = Dockerd::start();
-    let mut login = engine
-        .command(&["login", "--username", "node", "--password-stdin", &registry])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        login
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(token.as_bytes())
-            .unwrap();
-    }
-    let login = login.wait_with_output().unwrap();
-    assert!(login.status.success(), "{login:?}");
+    engine.login(&registry, "node", &token);
 
     let image = format!("{registry}/pulled:v{version}");
     let pulled = engine.docker(&["pull", &image]);
@@ -506,5 +489,102 @@ fn registry_push_copies_a_release_image_to_another_registry() {
     assert!(
         refused.contains("pushes to no registry") && refused.contains("WHARF_REGISTRY_URL"),
         "{refused}"
+    );
+}
+
+/// The nodes of a real three-node swarm (each engine in a network namespace of its own) pull a
+/// release image from wharf's registry over the network, with a pull token the manager hands
+/// them (`--with-registry-auth`): a service of the image spreads across the nodes and every
+/// task serves; when a node is drained, its task starts on another node, which pulls it too.
+#[test]
+fn swarm_nodes_pull_release_images_from_wharf() {
+    if !docker::swarm_available() || !crate::test_stack::available() {
+        return;
+    }
+    let swarm = Swarm::start(3);
+    let server = Server::start_with(&["--api-addr", &format!("{}:0", swarm.host_addr)]);
+    let cli = Cli::logged_in(&server);
+    let (_, digest) = deploy(&cli, "spread");
+    let registry = server.url.trim_start_matches("http://").to_owned();
+    let answer = pull_token(&server, &admin_token(&server), "spread");
+    let token = answer.json()["token"].as_str().unwrap().to_owned();
+    let manager = swarm.manager();
+    manager.login(&registry, "node", &token);
+    manager.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "spread-web",
+        "--with-registry-auth",
+        "--replicas",
+        "3",
+        "--publish",
+        "mode=host,target=5000",
+        "--env",
+        "PORT=5000",
+        "--restart-delay",
+        "0s",
+        "--stop-grace-period",
+        "1s",
+        &format!("{registry}/spread@{digest}"),
+        "web",
+    ]);
+
+    // Every task runs, on three nodes, and answers at its node's address and published port.
+    let serving = |what: &str| {
+        wait_until(Duration::from_secs(180), what, || {
+            let listed = manager.ok(&[
+                "service",
+                "ps",
+                "spread-web",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.ID}} {{.Node}} {{.CurrentState}}",
+            ]);
+            let running: Vec<(String, String)> = listed
+                .lines()
+                .filter(|line| line.contains("Running"))
+                .filter_map(|line| {
+                    let mut parts = line.split_whitespace();
+                    Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+                })
+                .collect();
+            if running.len() != 3 {
+                return Err(listed);
+            }
+            for (task, _) in &running {
+                let found = manager.ok(&[
+                    "inspect",
+                    "--format",
+                    "{{.NodeID}} {{range .Status.PortStatus.Ports}}{{.PublishedPort}} {{end}}",
+                    task,
+                ]);
+                let mut parts = found.split_whitespace();
+                let (Some(node), Some(port)) = (parts.next(), parts.next()) else {
+                    return Err(format!("task {task}: {found}"));
+                };
+                let addr = manager.ok(&["node", "inspect", "--format", "{{.Status.Addr}}", node]);
+                let page = try_curl(&[], &format!("http://{}:{port}/", addr.trim()))?;
+                if !page.body.contains("Hello from python-web!") {
+                    return Err(format!("task {task} at {}:{port}: {page:?}", addr.trim()));
+                }
+            }
+            Ok(running)
+        })
+    };
+    let running = serving("three tasks of the image to serve");
+    let nodes: std::collections::BTreeSet<&str> =
+        running.iter().map(|(_, node)| node.as_str()).collect();
+    assert_eq!(nodes.len(), 3, "spread across the nodes: {running:?}");
+
+    // A drained node's task starts elsewhere, and that node has the image from wharf too.
+    let drained = swarm.node_name(1).to_owned();
+    manager.ok(&["node", "update", "--availability", "drain", &drained]);
+    let moved = serving("the drained node's task to serve on another node");
+    assert!(
+        moved.iter().all(|(_, node)| *node != drained),
+        "nothing runs on {drained}: {moved:?}"
     );
 }
