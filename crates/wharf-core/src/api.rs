@@ -698,6 +698,9 @@ pub struct Dyno {
     pub attach_url: Option<String>,
     /// wharf: the process id, while running.
     pub pid: Option<u32>,
+    /// wharf: the node it runs on, on an orchestrator (Docker Swarm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// wharf: the port the instance was given as `PORT`.
     pub port: Option<u16>,
     /// wharf: how often it was restarted after crashing.

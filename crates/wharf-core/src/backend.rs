@@ -279,6 +279,9 @@ pub struct InstanceStatus {
     pub command: String,
     /// The process group leader (bubblewrap's pid when sandboxed).
     pub pid: Option<u32>,
+    /// The machine it runs on, where the backend runs instances on several (an orchestrator's
+    /// node); `None` on the local backend.
+    pub node: Option<String>,
     pub port: Option<u16>,
     /// How many times the instance was restarted after a crash.
     pub restarts: u32,

@@ -50,6 +50,8 @@ pub enum BackendKind {
     /// This machine's supervisor (`wharf-run`).
     #[default]
     Local,
+    /// A Docker Swarm, through its manager's Engine API (`wharf-swarm`).
+    Swarm,
 }
 
 impl std::str::FromStr for BackendKind {
@@ -58,8 +60,10 @@ impl std::str::FromStr for BackendKind {
     fn from_str(text: &str) -> Result<BackendKind, String> {
         match text {
             "local" => Ok(BackendKind::Local),
+            "swarm" => Ok(BackendKind::Swarm),
             other => Err(format!(
-                "unknown backend `{}`: the backends are `local` (this machine's supervisor)",
+                "unknown backend `{}`: the backends are `local` (this machine's supervisor) \
+                 and `swarm` (a Docker Swarm, through the manager DOCKER_HOST names)",
                 wharf_core::name::shown(other)
             )),
         }
@@ -89,6 +93,8 @@ pub struct ServerConfig {
     pub backend: BackendKind,
     /// How releases run on the local backend.
     pub run: wharf_run::SupervisorConfig,
+    /// Where the swarm backend finds the swarm and how its nodes reach wharf.
+    pub swarm: SwarmSettings,
     /// The router's timeouts and limits.
     pub router: wharf_router::RouterConfig,
     /// A release phase running longer is stopped and its release fails (`WHARF_RELEASE_TIMEOUT`).
@@ -117,6 +123,21 @@ pub struct ServerConfig {
     /// (`WHARF_SECRET_KEY`); `None` uses (or makes) `<data dir>/secret-key`.
     pub secret_key: Option<String>,
 }
+
+/// The swarm backend's settings (`WHARF_BACKEND=swarm`).
+#[derive(Debug, Clone, Default)]
+pub struct SwarmSettings {
+    /// The manager's Engine API (`DOCKER_HOST`; `unix:///var/run/docker.sock` when unset).
+    pub docker_host: Option<String>,
+    /// `host:port` where the nodes reach wharf's registry (`WHARF_SWARM_REGISTRY`); the
+    /// public URL's host and port when unset.
+    pub registry: Option<String>,
+}
+
+/// How long the pull tokens the swarm hands its nodes stay valid: a node may pull an image
+/// long after its release was made (a task rescheduled, a node added).
+const SWARM_PULL_TOKEN_TTL: std::time::Duration =
+    std::time::Duration::from_secs(365 * 24 * 60 * 60);
 
 /// What links in API responses are made from.
 #[derive(Debug, Clone)]
@@ -214,6 +235,8 @@ pub enum StartError {
     Logs(#[from] wharf_logs::LogError),
     #[error("cannot start the supervisor")]
     Run(#[from] wharf_run::RunError),
+    #[error("cannot use the swarm")]
+    Swarm(#[from] wharf_swarm::SwarmError),
     #[error(transparent)]
     Control(#[from] wharf_control::StartError),
     #[error("cannot prepare {path}: {source}")]
@@ -307,6 +330,38 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
             .await?;
             supervisor.set_routes(Arc::new(router.clone()));
             Arc::new(supervisor)
+        }
+        BackendKind::Swarm => {
+            let public_url = config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.api_addr));
+            let registry = match &config.swarm.registry {
+                Some(registry) => registry.clone(),
+                None => public_url
+                    .split_once("://")
+                    .map_or(public_url.as_str(), |(_, rest)| rest)
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            let tokens = signer.clone();
+            let swarm = wharf_swarm::SwarmBackend::connect(wharf_swarm::SwarmConfig {
+                docker_host: config
+                    .swarm
+                    .docker_host
+                    .clone()
+                    .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
+                registry,
+                pull_token: Arc::new(move |app_id| {
+                    tokens.pull_token(Some(app_id), SWARM_PULL_TOKEN_TTL)
+                }),
+                routes: Arc::new(router.clone()),
+                boot_timeout: config.run.boot_timeout,
+            })
+            .await?;
+            Arc::new(swarm)
         }
     };
     let control = wharf_control::ControlPlane::start(

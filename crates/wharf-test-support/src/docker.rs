@@ -156,29 +156,9 @@ impl Dockerd {
         self.command(args).output().expect("run docker")
     }
 
-    fn config_dir(&self) -> PathBuf {
-        self.dir.path().join("client")
-    }
-
-    /// What the engine logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        // Containers first, so their mounts and shims go with them.
-        let listed = self.docker(&["ps", "-aq"]);
-        let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            let _ = self.docker(&args);
-        }
+    /// Stops the engine (SIGTERM, then SIGKILL after 30 s) and waits for it; what it ran stops
+    /// with it.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -192,6 +172,36 @@ impl Drop for Dockerd {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("client")
+    }
+
+    /// What the engine logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // Containers first, so their mounts and shims go with them.
+        let ids: Vec<String> = if self.child.is_some() {
+            let listed = self.docker(&["ps", "-aq"]);
+            String::from_utf8_lossy(&listed.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = self.docker(&args);
+        }
+        self.stop();
         // What the engine left mounted under its directories (a network namespace's nsfs),
         // so the directory can go.
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
@@ -317,6 +327,12 @@ impl Swarm {
     /// The node's host name (its namespace's name), by index.
     pub fn node_name(&self, index: usize) -> &str {
         &self.network.namespaces[index]
+    }
+
+    /// Stops node `index`'s engine (SIGTERM: it stops its containers and exits), as when a
+    /// machine goes down; waits until it has.
+    pub fn stop_engine(&mut self, index: usize) {
+        self.nodes[index].stop();
     }
 }
 

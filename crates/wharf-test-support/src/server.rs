@@ -58,6 +58,7 @@ impl TestServer {
         let router_addr = apps.local_addr().unwrap();
         let config = ServerConfig {
             backend: wharf_server::BackendKind::Local,
+            swarm: wharf_server::SwarmSettings::default(),
             data_dir: db.data_dir(),
             database_url: Some(db.url.clone()),
             api_addr: addr,

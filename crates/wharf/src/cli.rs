@@ -401,7 +401,8 @@ pub struct ServerArgs {
         value_name = "N"
     )]
     pub build_concurrency: usize,
-    /// What runs the apps' processes: local (this machine's supervisor)
+    /// What runs the apps' processes: local (this machine's supervisor) or swarm (a Docker
+    /// Swarm, through the manager DOCKER_HOST names)
     #[arg(
         long,
         env = "WHARF_BACKEND",
@@ -409,6 +410,12 @@ pub struct ServerArgs {
         value_name = "BACKEND"
     )]
     pub backend: String,
+    /// The swarm manager's Engine API, for WHARF_BACKEND=swarm [default: unix:///var/run/docker.sock]
+    #[arg(long, env = "DOCKER_HOST", value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// HOST:PORT where swarm nodes reach wharf's registry endpoint [default: the public URL's]
+    #[arg(long, env = "WHARF_SWARM_REGISTRY", value_name = "HOST:PORT")]
+    pub swarm_registry: Option<String>,
     /// Isolate builds in namespaces: auto (when the host allows), namespaces (required) or none
     #[arg(
         long,

@@ -24,6 +24,8 @@ pub async fn ps(global: &Global, app: &AppArg, json: &JsonArg) -> anyhow::Result
         }
         return Ok(());
     }
+    // On an orchestrator, instances run on several nodes: say which.
+    let on_nodes = dynos.iter().any(|d| d.node.is_some());
     let rows: Vec<Vec<String>> = dynos
         .iter()
         .map(|d| {
@@ -31,31 +33,34 @@ pub async fn ps(global: &Global, app: &AppArg, json: &JsonArg) -> anyhow::Result
                 ("crashed", Some(secs)) => format!("crashed (restart in {secs}s)"),
                 (state, _) => state.to_owned(),
             };
-            vec![
-                d.name.clone(),
-                state,
+            let mut row = vec![d.name.clone(), state];
+            if on_nodes {
+                row.push(d.node.clone().unwrap_or_default());
+            }
+            row.extend([
                 d.updated_at.clone(),
                 format!("v{}", d.release.version),
                 d.port.map(|p| p.to_string()).unwrap_or_default(),
                 d.restarts.to_string(),
                 d.last_exit.clone().unwrap_or_default(),
                 d.command.clone(),
-            ]
+            ]);
+            row
         })
         .collect();
-    output::table(
-        &[
-            "NAME",
-            "STATE",
-            "SINCE",
-            "RELEASE",
-            "PORT",
-            "RESTARTS",
-            "LAST EXIT",
-            "COMMAND",
-        ],
-        &rows,
-    );
+    let mut headers = vec!["NAME", "STATE"];
+    if on_nodes {
+        headers.push("NODE");
+    }
+    headers.extend([
+        "SINCE",
+        "RELEASE",
+        "PORT",
+        "RESTARTS",
+        "LAST EXIT",
+        "COMMAND",
+    ]);
+    output::table(&headers, &rows);
     Ok(())
 }
 

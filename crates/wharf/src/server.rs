@@ -306,6 +306,10 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
     Ok(ServerConfig {
         registry,
         backend,
+        swarm: wharf_server::SwarmSettings {
+            docker_host: args.docker_host,
+            registry: args.swarm_registry,
+        },
         data_dir: data_dir.clone(),
         database_url: args.database_url,
         api_addr: args.api_addr,

@@ -151,6 +151,7 @@ impl Cell {
             state: s.state,
             command: self.spec.command.clone(),
             pid: s.pid,
+            node: None,
             port: s.port,
             restarts: s.restarts,
             last_exit: s.last_exit,

@@ -260,6 +260,7 @@ impl Supervisor {
             .or_default()
             .push(RunningOneOff {
                 status: InstanceStatus {
+                    node: None,
                     name: name.clone(),
                     process_type: process_type.to_owned(),
                     release_version: release.version,

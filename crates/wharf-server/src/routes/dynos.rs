@@ -59,6 +59,7 @@ fn to_api(
         release,
         attach_url: None,
         pid: instance.pid,
+        node: instance.node,
         port: instance.port,
         restarts: instance.restarts,
         last_exit: instance.last_exit,

@@ -212,6 +212,7 @@ pub async fn create(
             },
             attach_url,
             pid,
+            node: None,
             port: None,
             restarts: 0,
             last_exit: None,

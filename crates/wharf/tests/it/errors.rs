@@ -180,7 +180,7 @@ fn an_unknown_backend_stops_the_server_before_it_makes_anything() {
     let run = cli.run(&[
         "server",
         "--backend",
-        "swarm",
+        "kubernetes",
         "--data-dir",
         data_dir.to_str().unwrap(),
         "--api-addr",
@@ -191,10 +191,42 @@ fn an_unknown_backend_stops_the_server_before_it_makes_anything() {
     assert_eq!(run.code, Some(1), "{run:#?}");
     assert!(
         run.stderr.contains(
-            "--backend/WHARF_BACKEND: unknown backend `swarm`: the backends are `local` \
-             (this machine's supervisor)"
+            "--backend/WHARF_BACKEND: unknown backend `kubernetes`: the backends are `local` \
+             (this machine's supervisor) and `swarm`"
         ),
         "{run:#?}"
     );
     assert!(!data_dir.exists(), "the refused start made {data_dir:?}");
+}
+
+/// The swarm backend with no engine where DOCKER_HOST points: the start fails, saying where
+/// it looked.
+#[test]
+fn the_swarm_backend_without_an_engine_stops_the_server() {
+    let cli = Cli::new();
+    let data = tempfile::tempdir().unwrap();
+    let socket = data.path().join("no-docker.sock");
+    let run = cli.run(&[
+        "server",
+        "--backend",
+        "swarm",
+        "--docker-host",
+        &format!("unix://{}", socket.display()),
+        "--data-dir",
+        data.path().join("data").to_str().unwrap(),
+        "--api-addr",
+        "127.0.0.1:0",
+        "--router-addr",
+        "127.0.0.1:0",
+        "--stack",
+        "wharf-1",
+    ]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot reach the Docker engine at unix://{}",
+            socket.display()
+        )),
+        "{run:#?}"
+    );
 }

@@ -31,5 +31,6 @@ mod runtimes;
 mod shutdown;
 mod soak;
 mod stacks;
+mod swarm;
 mod tokens;
 mod up;

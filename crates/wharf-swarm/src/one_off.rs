@@ -1,0 +1,352 @@
+//! One-off processes on the swarm (`wharf run`, `heroku run`, the release phase, app.json's
+//! `postdeploy`): each a one-shot container of the release image on the manager's engine,
+//! pulled from wharf's registry, attached to the caller (its input, output and terminal) or
+//! with its output in the app's log; removed once it exits, with its exit status reported.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
+    RemoveContainerOptions, ResizeContainerTTYOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+use tokio_util::task::TaskTracker;
+use wharf_core::backend::{
+    InstanceState, InstanceStatus, LogSink, OneOff, OneOffKind, ReleaseSpec, Stream,
+};
+
+use crate::spec::{self, LABEL_APP_ID, LABEL_RELEASE};
+use crate::{Inner, SwarmError};
+
+/// The one-offs that run, by app.
+#[derive(Default)]
+pub(crate) struct OneOffs {
+    running: Mutex<HashMap<String, Vec<Running>>>,
+    numbers: Mutex<HashMap<(String, &'static str), u32>>,
+    tasks: TaskTracker,
+}
+
+struct Running {
+    status: InstanceStatus,
+    image: String,
+    kill: wharf_core::backend::Kill,
+}
+
+impl OneOffs {
+    pub(crate) fn of(&self, app_id: &str) -> Vec<InstanceStatus> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app_id)
+            .map(|r| r.iter().map(|r| r.status.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn kill(&self, app_id: &str, name: &str) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match running
+            .get(app_id)
+            .and_then(|r| r.iter().find(|r| r.status.name == name))
+        {
+            Some(one_off) => {
+                (one_off.kill)();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn kill_all(&self) {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for one_off in running.values().flatten() {
+            (one_off.kill)();
+        }
+    }
+
+    pub(crate) fn images(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .values()
+            .flatten()
+            .map(|r| r.image.clone())
+            .collect()
+    }
+
+    /// Waits until every one-off's container is gone.
+    pub(crate) async fn wait(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    fn next_name(&self, app_id: &str, prefix: &'static str) -> String {
+        let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
+        let number = numbers.entry((app_id.to_owned(), prefix)).or_insert(0);
+        *number += 1;
+        format!("{prefix}.{number}")
+    }
+
+    fn forget(&self, app_id: &str, name: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = running.get_mut(app_id) {
+            list.retain(|r| r.status.name != name);
+        }
+    }
+}
+
+/// Starts a one-off of `release` running `command`; see the module.
+pub(crate) async fn run(
+    inner: &Arc<Inner>,
+    app_id: &str,
+    app_name: &str,
+    release: &ReleaseSpec,
+    command: &str,
+    kind: OneOffKind,
+    log: Arc<dyn LogSink>,
+) -> Result<OneOff, SwarmError> {
+    if release.run_image.is_none() {
+        return Err(SwarmError::HostBound {
+            version: release.version,
+        });
+    }
+    let docker = inner.docker.clone();
+    let image = spec::image_ref(&inner.config.registry, app_name, &release.image);
+    let mut pull = docker.create_image(
+        Some(CreateImageOptions {
+            from_image: Some(image.clone()),
+            ..Default::default()
+        }),
+        None,
+        Some(crate::app::credentials(inner, app_id)),
+    );
+    while let Some(progress) = pull.next().await {
+        progress.map_err(SwarmError::engine(format!("pull {image}")))?;
+    }
+    let prefix = match kind {
+        OneOffKind::ReleasePhase => "release",
+        OneOffKind::Postdeploy => "postdeploy",
+        _ => "run",
+    };
+    let name = inner.one_offs.next_name(app_id, prefix);
+    let tty = matches!(kind, OneOffKind::Terminal(_));
+    let input = matches!(kind, OneOffKind::Attached | OneOffKind::Terminal(_));
+    let attached = input || kind == OneOffKind::ReleasePhase;
+    let mut env: Vec<String> = release
+        .env
+        .iter()
+        .filter(|(key, _)| !matches!(key.as_str(), "PORT" | "DYNO"))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    env.push(format!("PORT={}", spec::CONTAINER_PORT));
+    env.push(format!("DYNO={name}"));
+    env.push(format!("WHARF_RELEASE_VERSION={}", release.version));
+    if tty {
+        env.push("TERM=xterm-256color".to_owned());
+    }
+    let container_name = format!(
+        "wharf-{app_name}-{}-{}",
+        name.replace('.', "-"),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let labels = HashMap::from([
+        (LABEL_APP_ID.to_owned(), app_id.to_owned()),
+        (LABEL_RELEASE.to_owned(), release.version.to_string()),
+    ]);
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(container_name.clone()),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some(image.clone()),
+                cmd: Some(spec::args(command)),
+                env: Some(env),
+                labels: Some(labels),
+                tty: Some(tty),
+                open_stdin: Some(input),
+                stdin_once: Some(input),
+                attach_stdin: Some(input),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                host_config: Some(HostConfig {
+                    pids_limit: Some(4096),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(SwarmError::engine(format!(
+            "create the container of {name}"
+        )))?;
+    let attach = docker
+        .attach_container(
+            &container_name,
+            Some(AttachContainerOptions {
+                stream: true,
+                stdin: input,
+                stdout: true,
+                stderr: true,
+                logs: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(SwarmError::engine(format!("attach to {name}")))?;
+    let remove = |docker: bollard::Docker, container: String| async move {
+        let _ = docker
+            .remove_container(
+                &container,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    };
+    if let Err(e) = docker.start_container(&container_name, None).await {
+        remove(docker.clone(), container_name.clone()).await;
+        return Err(SwarmError::engine(format!("start {name}"))(e));
+    }
+    if let OneOffKind::Terminal(size) = kind {
+        let _ = docker
+            .resize_container_tty(
+                &container_name,
+                ResizeContainerTTYOptions {
+                    h: i32::from(size.rows),
+                    w: i32::from(size.cols),
+                },
+            )
+            .await;
+    }
+    log.event(&name, &format!("Starting process with command `{command}`"));
+
+    let handle = tokio::runtime::Handle::current();
+    let kill: wharf_core::backend::Kill = {
+        let (docker, container) = (docker.clone(), container_name.clone());
+        Arc::new(move || {
+            let (docker, container) = (docker.clone(), container.clone());
+            handle.spawn(async move {
+                let _ = docker
+                    .kill_container(
+                        &container,
+                        Some(KillContainerOptions {
+                            signal: "SIGKILL".to_owned(),
+                        }),
+                    )
+                    .await;
+            });
+        })
+    };
+    {
+        let mut running = inner
+            .one_offs
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        running.entry(app_id.to_owned()).or_default().push(Running {
+            status: InstanceStatus {
+                name: name.clone(),
+                process_type: prefix.to_owned(),
+                release_version: release.version,
+                state: InstanceState::Up,
+                command: command.to_owned(),
+                pid: None,
+                // The manager's engine runs it.
+                node: None,
+                port: None,
+                restarts: 0,
+                last_exit: None,
+                next_restart_in: None,
+                since: SystemTime::now(),
+            },
+            image: release.image.clone(),
+            kill: kill.clone(),
+        });
+    }
+
+    // Output: to the caller when attached, else into the app's log, line by line.
+    let (output_tx, output_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
+    let mut stream = attach.output;
+    let forwarding = {
+        let (log, name) = (log.clone(), name.clone());
+        inner.one_offs.tasks.spawn(async move {
+            let mut partial = String::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                let (is_err, bytes) = match chunk {
+                    bollard::container::LogOutput::StdErr { message } => (true, message),
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message } => (false, message),
+                    bollard::container::LogOutput::StdIn { .. } => continue,
+                };
+                if attached {
+                    if output_tx.send(bytes.to_vec()).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                partial.push_str(&String::from_utf8_lossy(&bytes));
+                while let Some(end) = partial.find('\n') {
+                    let line: String = partial.drain(..=end).collect();
+                    let stream = if is_err {
+                        Stream::Stderr
+                    } else {
+                        Stream::Stdout
+                    };
+                    log.line(&name, stream, line.trim_end_matches(['\n', '\r']));
+                }
+            }
+            if !partial.is_empty() {
+                log.line(&name, Stream::Stdout, &partial);
+            }
+        })
+    };
+    {
+        let (inner, app_id, name, container) = (
+            inner.clone(),
+            app_id.to_owned(),
+            name.clone(),
+            container_name.clone(),
+        );
+        inner.clone().one_offs.tasks.spawn(async move {
+            let mut waiting = inner.docker.wait_container(
+                &container,
+                Some(WaitContainerOptions {
+                    condition: "not-running".to_owned(),
+                }),
+            );
+            let code = match waiting.next().await {
+                Some(Ok(response)) => Some(response.status_code),
+                // A non-zero exit comes as an error carrying the code.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                    Some(code)
+                }
+                _ => None,
+            };
+            // Its output first, then its end.
+            let _ = forwarding.await;
+            inner.one_offs.forget(&app_id, &name);
+            remove(inner.docker.clone(), container).await;
+            if let Some(code) = code {
+                log.event(&name, &format!("Process exited with status {code}"));
+                let _ = exit_tx.send(i32::try_from(code).unwrap_or(255));
+            }
+        });
+    }
+    Ok(OneOff {
+        name,
+        pid: None,
+        stdin: input.then(|| Box::new(attach.input) as wharf_core::backend::OneOffInput),
+        output: attached.then_some(output_rx),
+        exit: exit_rx,
+        tty,
+        kill,
+    })
+}
