@@ -73,6 +73,11 @@ pub enum SwarmError {
          runs on no other machine; set a stack (`wharf stack:set wharf-trixie -a APP`) and deploy"
     )]
     HostBound { version: u32 },
+    #[error(
+        "the swarm's nodes can't pull from `{registry}`: set WHARF_SWARM_REGISTRY (or \
+         WHARF_PUBLIC_URL) to the HOST:PORT the nodes reach wharf's API at"
+    )]
+    Unreachable { registry: String },
     #[error("the Docker engine refused to {action}: {source}")]
     Engine {
         action: String,
@@ -119,6 +124,20 @@ impl std::fmt::Debug for SwarmBackend {
 impl SwarmBackend {
     /// Connects to the manager `config.docker_host` names and checks that it is one.
     pub async fn connect(config: SwarmConfig) -> Result<SwarmBackend, SwarmError> {
+        let registry_host = config
+            .registry
+            .rsplit_once(':')
+            .map_or(config.registry.as_str(), |(host, _)| host)
+            .trim_matches(['[', ']']);
+        if registry_host.is_empty()
+            || registry_host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return Err(SwarmError::Unreachable {
+                registry: config.registry.clone(),
+            });
+        }
         let host = config.docker_host.clone();
         let connect = |source| SwarmError::Connect {
             host: host.clone(),

@@ -175,10 +175,40 @@ fn a_release_runs_on_the_swarm_with_zero_downtime() {
     assert_eq!(failed, 0, "failed requests: {failures:?}");
     assert!(served > 10, "only {served} requests served");
 
+    // Maintenance is the router's, whatever the backend.
+    cli.run(&["maintenance", "on", "-a", app]).success();
+    wait_until(
+        Duration::from_secs(30),
+        "maintenance to answer 503",
+        || match http_get(server.router_port, &host, "/")? {
+            (503, _) => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        },
+    );
+    cli.run(&["maintenance", "off", "-a", app]).success();
+    wait_until(Duration::from_secs(30), "the app to serve again", || {
+        page(server.router_port, &host)
+    });
+
+    // A detached one-off's output goes to the app's log.
+    cli.run(&["run", "--detach", "-a", app, "--", "echo detached on $DYNO"])
+        .success();
+    wait_until(
+        Duration::from_secs(120),
+        "the detached one-off's output",
+        || {
+            let logs = cli.run(&["logs", "-a", app, "-n", "1000"]).success();
+            logs.stdout
+                .contains("detached on run.")
+                .then_some(())
+                .ok_or(logs.stdout)
+        },
+    );
+
     // One-offs: their output and exit status come back.
     let ran = cli.run(&["run", "-a", app, "--", "echo one-off on $DYNO; exit 3"]);
     assert_eq!(ran.code, Some(3), "{ran:#?}");
-    assert!(ran.stdout.contains("one-off on run.1"), "{ran:#?}");
+    assert!(ran.stdout.contains("one-off on run.2"), "{ran:#?}");
 }
 
 /// A server on the swarm backend of `swarm`, its API where the nodes reach its registry.
