@@ -205,11 +205,39 @@ pub(crate) fn credentials(inner: &Inner, app_id: &str) -> DockerCredentials {
     }
 }
 
-/// The digest of a spec as JSON (FNV-1a: a change detector, not a security measure).
+/// The digest of a spec (FNV-1a over its JSON with every object's keys sorted: the spec's
+/// label maps are hash maps, whose order changes from one to the next). A change detector, not
+/// a security measure.
 fn spec_digest(spec: &bollard::models::ServiceSpec) -> String {
-    let json = serde_json::to_vec(spec).unwrap_or_default();
+    fn canonical(value: &serde_json::Value, out: &mut String) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for key in keys {
+                    out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                    out.push(':');
+                    canonical(&map[key.as_str()], out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for item in items {
+                    canonical(item, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(&serde_json::to_value(spec).unwrap_or_default(), &mut text);
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in json {
+    for byte in text.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -322,6 +350,8 @@ pub(crate) async fn remove_services(inner: &Inner, app_id: &str) -> Result<(), S
 async fn watch_app(inner: Arc<Inner>, shared: Arc<Shared>, stop: CancellationToken) {
     let mut changes = shared.changed.subscribe();
     let mut applied: Option<u64> = None;
+    // The last failure to apply, said once in the app's log, not every second.
+    let mut last_error: Option<String> = None;
     let mut watcher = Watcher::default();
     let started = SystemTime::now();
     loop {
@@ -338,13 +368,24 @@ async fn watch_app(inner: Arc<Inner>, shared: Arc<Shared>, stop: CancellationTok
                 watcher.rollout_since = Instant::now();
             }
             match apply_services(&inner, &desired).await {
-                Ok(()) => applied = Some(generation),
+                Ok(()) => {
+                    applied = Some(generation);
+                    last_error = None;
+                }
                 Err(e) => {
                     let message = wharf_core::error_chain(&e);
-                    log.event(
-                        "swarm",
-                        &format!("cannot apply release v{version}: {message}"),
-                    );
+                    if last_error.as_deref() != Some(message.as_str()) {
+                        log.event(
+                            "swarm",
+                            &format!("cannot apply release v{version}: {message}"),
+                        );
+                        tracing::warn!(
+                            app = %desired.app_name,
+                            error = %message,
+                            "cannot apply the app's release to the swarm"
+                        );
+                        last_error = Some(message.clone());
+                    }
                     if matches!(e, SwarmError::HostBound { .. }) {
                         applied = Some(generation);
                         shared
@@ -710,5 +751,42 @@ impl Watcher {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_core::backend::{ProcessSpec, ReleaseSpec};
+
+    /// The same spec has the same digest however its label maps iterate; a change shows.
+    #[test]
+    fn a_spec_digest_changes_with_the_spec_only() {
+        let release = ReleaseSpec {
+            version: 3,
+            image: "sha256:abc".into(),
+            env: Default::default(),
+            image_env: Default::default(),
+            run_image: Some("sha256:run".into()),
+            web_health: None,
+        };
+        let web = ProcessSpec::new("web", 2, "gunicorn app:app");
+        let make = || {
+            spec::service_spec(&spec::ServiceInput {
+                app_id: "id",
+                app_name: "shop",
+                registry: "r:1",
+                release: &release,
+                process: &web,
+            })
+        };
+        let digests: HashSet<String> = (0..20).map(|_| spec_digest(&make())).collect();
+        assert_eq!(digests.len(), 1, "{digests:?}");
+        let mut scaled = make();
+        scaled.mode = Some(bollard::models::ServiceSpecMode {
+            replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(3) }),
+            ..Default::default()
+        });
+        assert_ne!(spec_digest(&scaled), spec_digest(&make()));
     }
 }

@@ -252,6 +252,12 @@ struct SwarmNetwork {
 
 impl Drop for SwarmNetwork {
     fn drop(&mut self) {
+        // The veths first (each end goes with the other), so none lingers after its namespace.
+        for i in 0..self.namespaces.len() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("{}h{i}", self.bridge)])
+                .status();
+        }
         for namespace in &self.namespaces {
             let _ = Command::new("ip")
                 .args(["netns", "del", namespace])
@@ -369,8 +375,9 @@ impl SwarmNetwork {
             .unwrap();
         let links = String::from_utf8_lossy(&links.stdout).into_owned();
         let subnet = (0..=250u8)
+            // Neither its bridge nor a veth of it left (a veth outlives its namespace a while).
             .find(|n| {
-                !links.contains(&format!(": wsw{n}:")) && !links.contains(&format!(": wsw{n}@"))
+                !links.contains(&format!(": wsw{n}:")) && !links.contains(&format!(": wsw{n}h"))
             })
             .expect("a free swarm subnet");
         let bridge = format!("wsw{subnet}");

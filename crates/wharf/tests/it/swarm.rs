@@ -335,6 +335,17 @@ fn on_the_swarm_a_crash_loop_shows_and_a_failed_release_phase_changes_nothing() 
     let serving = wait_until(Duration::from_secs(180), "the app to serve", || {
         page(server.router_port, &host)
     });
+    let web_port = |cli: &Cli| {
+        let dynos = cli.run(&["ps", "-a", app, "--json"]).success().json();
+        dynos
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "web.1")
+            .map(|d| d["port"].clone())
+    };
+    let before = web_port(&cli);
+    assert!(before.as_ref().is_some_and(|p| p.is_u64()), "{before:?}");
     cli.run(&["scale", "crasher=1", "-a", app]).success();
     let crashed = wait_until(
         Duration::from_secs(180),
@@ -357,6 +368,8 @@ fn on_the_swarm_a_crash_loop_shows_and_a_failed_release_phase_changes_nothing() 
             .contains('7'),
         "{crashed}"
     );
+    // Scaling another type left the web task alone (a new task would have a new port).
+    assert_eq!(web_port(&cli), before, "web.1 was not restarted");
     // Its output reached the app's log.
     wait_until(
         Duration::from_secs(60),
