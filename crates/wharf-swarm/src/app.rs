@@ -412,7 +412,8 @@ async fn watch_app(inner: Arc<Inner>, shared: Arc<Shared>, stop: CancellationTok
 /// What the watch remembers between looks.
 struct Watcher {
     upstreams: Vec<Upstream>,
-    states: HashMap<String, InstanceState>,
+    /// Each instance's state, and since when (as this server saw it change).
+    states: HashMap<String, (InstanceState, SystemTime)>,
     followed: HashSet<String>,
     rollout_since: Instant,
 }
@@ -615,11 +616,17 @@ impl Watcher {
                     }
                 }
             };
-            let previous = self.states.insert(name.clone(), state);
-            if previous != Some(state) {
-                let from = previous.map_or("down", InstanceState::as_str);
-                log.event(&name, &format!("State changed from {from} to {state}"));
-            }
+            let previous = self.states.get(&name).copied();
+            let since = match previous {
+                Some((before, since)) if before == state => since,
+                _ => {
+                    let from = previous.map_or("down", |(before, _)| before.as_str());
+                    log.event(&name, &format!("State changed from {from} to {state}"));
+                    let now = SystemTime::now();
+                    self.states.insert(name.clone(), (state, now));
+                    now
+                }
+            };
             status.push(InstanceStatus {
                 name: name.clone(),
                 process_type: process_type.clone(),
@@ -640,7 +647,7 @@ impl Watcher {
                     .find(|t| failed(task_state(t)))
                     .and_then(|t| why(t)),
                 next_restart_in: None,
-                since: SystemTime::now(),
+                since,
             });
         }
         status.sort_by(|a, b| (&a.process_type, &a.name).cmp(&(&b.process_type, &b.name)));

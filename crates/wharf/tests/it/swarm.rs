@@ -342,10 +342,13 @@ fn on_the_swarm_a_crash_loop_shows_and_a_failed_release_phase_changes_nothing() 
             .unwrap()
             .iter()
             .find(|d| d["name"] == "web.1")
-            .map(|d| d["port"].clone())
+            .map(|d| (d["port"].clone(), d["updated_at"].clone()))
     };
     let before = web_port(&cli);
-    assert!(before.as_ref().is_some_and(|p| p.is_u64()), "{before:?}");
+    assert!(
+        before.as_ref().is_some_and(|(p, _)| p.is_u64()),
+        "{before:?}"
+    );
     cli.run(&["scale", "crasher=1", "-a", app]).success();
     let crashed = wait_until(
         Duration::from_secs(180),
@@ -368,7 +371,8 @@ fn on_the_swarm_a_crash_loop_shows_and_a_failed_release_phase_changes_nothing() 
             .contains('7'),
         "{crashed}"
     );
-    // Scaling another type left the web task alone (a new task would have a new port).
+    // Scaling another type left the web task alone (a new task would have a new port), and
+    // its state's time stayed that of its start.
     assert_eq!(web_port(&cli), before, "web.1 was not restarted");
     // Its output reached the app's log.
     wait_until(
