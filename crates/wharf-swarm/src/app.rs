@@ -16,8 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wharf_core::backend::{
-    BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, Rollout, Stream, Target,
-    Upstream,
+    BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, Rollout, Target, Upstream,
 };
 
 use crate::spec::{self, LABEL_APP_ID, LABEL_RELEASE};
@@ -297,14 +296,18 @@ async fn apply_services(inner: &Inner, desired: &DesiredApp) -> Result<(), Swarm
     }
     for (name, (id, _, _)) in existing {
         if !wanted.contains(&name) {
-            inner
-                .docker
-                .delete_service(&id)
-                .await
-                .map_err(SwarmError::engine(format!("remove service {name}")))?;
+            delete_service(inner, &name, &id).await?;
         }
     }
     Ok(())
+}
+
+async fn delete_service(inner: &Inner, name: &str, id: &str) -> Result<(), SwarmError> {
+    inner
+        .docker
+        .delete_service(id)
+        .await
+        .map_err(SwarmError::engine(format!("remove service {name}")))
 }
 
 /// The app's services: name → (id, version, spec digest).
@@ -337,11 +340,7 @@ async fn app_services(
 /// Removes every service of the app.
 pub(crate) async fn remove_services(inner: &Inner, app_id: &str) -> Result<(), SwarmError> {
     for (name, (id, _, _)) in app_services(inner, app_id).await? {
-        inner
-            .docker
-            .delete_service(&id)
-            .await
-            .map_err(SwarmError::engine(format!("remove service {name}")))?;
+        delete_service(inner, &name, &id).await?;
     }
     Ok(())
 }
@@ -732,29 +731,15 @@ impl Watcher {
                     ..Default::default()
                 }),
             );
-            let mut partial: HashMap<bool, String> = HashMap::new();
+            let mut lines = crate::lines::Lines::default();
             loop {
                 let chunk = tokio::select! {
                     () = stop.cancelled() => break,
                     chunk = output.next() => chunk,
                 };
                 let Some(Ok(chunk)) = chunk else { break };
-                let (is_err, bytes) = match chunk {
-                    bollard::container::LogOutput::StdErr { message } => (true, message),
-                    bollard::container::LogOutput::StdOut { message }
-                    | bollard::container::LogOutput::Console { message } => (false, message),
-                    bollard::container::LogOutput::StdIn { .. } => continue,
-                };
-                let buffer = partial.entry(is_err).or_default();
-                buffer.push_str(&String::from_utf8_lossy(&bytes));
-                while let Some(end) = buffer.find('\n') {
-                    let line: String = buffer.drain(..=end).collect();
-                    let stream = if is_err {
-                        Stream::Stderr
-                    } else {
-                        Stream::Stdout
-                    };
-                    log.line(&name, stream, line.trim_end_matches(['\n', '\r']));
+                if let Some((stream, bytes)) = crate::lines::chunk(chunk) {
+                    lines.feed(stream, &bytes, |stream, text| log.line(&name, stream, text));
                 }
             }
         });

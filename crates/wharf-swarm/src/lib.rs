@@ -15,6 +15,7 @@
 //! When wharf stops, the services keep running: the swarm runs them, not wharf.
 
 mod app;
+mod lines;
 mod one_off;
 pub mod spec;
 

@@ -15,7 +15,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio_util::task::TaskTracker;
 use wharf_core::backend::{
-    InstanceState, InstanceStatus, LogSink, OneOff, OneOffKind, ReleaseSpec, Stream,
+    InstanceState, InstanceStatus, LogSink, OneOff, OneOffKind, ReleaseSpec,
 };
 
 use crate::spec::{self, LABEL_APP_ID, LABEL_RELEASE};
@@ -133,15 +133,7 @@ pub(crate) async fn run(
     let tty = matches!(kind, OneOffKind::Terminal(_));
     let input = matches!(kind, OneOffKind::Attached | OneOffKind::Terminal(_));
     let attached = input || kind == OneOffKind::ReleasePhase;
-    let mut env: Vec<String> = release
-        .env
-        .iter()
-        .filter(|(key, _)| !matches!(key.as_str(), "PORT" | "DYNO"))
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect();
-    env.push(format!("PORT={}", spec::CONTAINER_PORT));
-    env.push(format!("DYNO={name}"));
-    env.push(format!("WHARF_RELEASE_VERSION={}", release.version));
+    let mut env = spec::env(release, &name);
     if tty {
         env.push("TERM=xterm-256color".to_owned());
     }
@@ -278,13 +270,10 @@ pub(crate) async fn run(
     let forwarding = {
         let (log, name) = (log.clone(), name.clone());
         inner.one_offs.tasks.spawn(async move {
-            let mut partial = String::new();
+            let mut lines = crate::lines::Lines::default();
             while let Some(Ok(chunk)) = stream.next().await {
-                let (is_err, bytes) = match chunk {
-                    bollard::container::LogOutput::StdErr { message } => (true, message),
-                    bollard::container::LogOutput::StdOut { message }
-                    | bollard::container::LogOutput::Console { message } => (false, message),
-                    bollard::container::LogOutput::StdIn { .. } => continue,
+                let Some((stream, bytes)) = crate::lines::chunk(chunk) else {
+                    continue;
                 };
                 if attached {
                     if output_tx.send(bytes.to_vec()).await.is_err() {
@@ -292,20 +281,9 @@ pub(crate) async fn run(
                     }
                     continue;
                 }
-                partial.push_str(&String::from_utf8_lossy(&bytes));
-                while let Some(end) = partial.find('\n') {
-                    let line: String = partial.drain(..=end).collect();
-                    let stream = if is_err {
-                        Stream::Stderr
-                    } else {
-                        Stream::Stdout
-                    };
-                    log.line(&name, stream, line.trim_end_matches(['\n', '\r']));
-                }
+                lines.feed(stream, &bytes, |stream, text| log.line(&name, stream, text));
             }
-            if !partial.is_empty() {
-                log.line(&name, Stream::Stdout, &partial);
-            }
+            lines.finish(|stream, text| log.line(&name, stream, text));
         })
     };
     {

@@ -65,6 +65,21 @@ fn health_test(path: Option<&str>) -> Vec<String> {
     vec!["CMD".to_owned(), "bash".to_owned(), "-c".to_owned(), script]
 }
 
+/// A process's environment: the release's config vars, then wharf's `PORT`, `DYNO` and
+/// `WHARF_RELEASE_VERSION` (which the config can't override).
+pub fn env(release: &ReleaseSpec, dyno: &str) -> Vec<String> {
+    let mut env: Vec<String> = release
+        .env
+        .iter()
+        .filter(|(key, _)| !matches!(key.as_str(), "PORT" | "DYNO"))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    env.push(format!("PORT={CONTAINER_PORT}"));
+    env.push(format!("DYNO={dyno}"));
+    env.push(format!("WHARF_RELEASE_VERSION={}", release.version));
+    env
+}
+
 fn nanos(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
 }
@@ -97,16 +112,11 @@ pub fn service_spec(input: &ServiceInput<'_>) -> ServiceSpec {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let mut env: Vec<String> = release
-        .env
-        .iter()
-        .filter(|(key, _)| !matches!(key.as_str(), "PORT" | "DYNO"))
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect();
-    env.push(format!("PORT={CONTAINER_PORT}"));
     // The engine fills the task's slot in: web.1, web.2, …
-    env.push(format!("DYNO={}.{{{{.Task.Slot}}}}", process.process_type));
-    env.push(format!("WHARF_RELEASE_VERSION={}", release.version));
+    let env = env(
+        release,
+        &format!("{}.{{{{.Task.Slot}}}}", process.process_type),
+    );
     let health_check = web.then(|| HealthConfig {
         test: Some(health_test(process.health_path.as_deref())),
         interval: Some(nanos(std::time::Duration::from_secs(2))),

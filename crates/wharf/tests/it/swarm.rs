@@ -101,16 +101,7 @@ fn a_release_runs_on_the_swarm_with_zero_downtime() {
         return;
     }
     let swarm = Swarm::start(2);
-    let server = Server::start_with(&[
-        "--api-addr",
-        &format!("{}:0", swarm.host_addr),
-        "--backend",
-        "swarm",
-        "--docker-host",
-        &swarm.manager().host,
-        "--boot-timeout",
-        "180",
-    ]);
+    let server = swarm_server(&swarm);
     let cli = Cli::logged_in(&server);
     let app = "on-swarm";
     let host = format!("{app}.localhost");
