@@ -3,11 +3,11 @@
 //! current release and formation, [`DesiredApp`]) and reads [`InstanceStatus`] back. The local
 //! supervisor (`wharf-run`) is the embedded backend; orchestrators implement the same trait.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// A boxed future, so the trait can be used as `dyn Backend`.
@@ -49,6 +49,9 @@ pub trait Backend: Send + Sync {
     fn one_offs(&self, app_id: &str) -> Vec<InstanceStatus>;
     /// Stops one of the app's one-off processes by name (`run.2`); false when none runs.
     fn stop_one_off(&self, app_id: &str, name: &str) -> bool;
+    /// How one of the app's one-off processes that has ended ended (see [`EndedOneOffs`]), so
+    /// asking about one just after it ended doesn't answer "no such process".
+    fn ended_one_off(&self, app_id: &str, name: &str) -> Option<InstanceStatus>;
     /// The images (manifest digests) that something running, or about to run, still uses:
     /// garbage collection keeps them.
     fn images_in_use(&self) -> BTreeSet<String>;
@@ -293,6 +296,58 @@ pub struct InstanceStatus {
     pub since: SystemTime,
 }
 
+/// The last one-off processes of each app that ended, as backends remember them for
+/// [`Backend::ended_one_off`]: the last [`EndedOneOffs::KEPT`] of each app, while the server
+/// runs. One that exited with status 0, or was stopped on request, is `down`; one that ended
+/// otherwise is `crashed`.
+#[derive(Debug, Default)]
+pub struct EndedOneOffs {
+    apps: Mutex<HashMap<String, VecDeque<InstanceStatus>>>,
+}
+
+impl EndedOneOffs {
+    /// How many ended one-offs are kept per app.
+    pub const KEPT: usize = 16;
+
+    /// Records that the one-off `running` (its status while it ran) has ended, `clean`ly (exit
+    /// status 0, or stopped on request) or not, as `exit` says (`status 1`, `signal SIGTERM`).
+    pub fn record(&self, app_id: &str, running: InstanceStatus, clean: bool, exit: String) {
+        let ended = InstanceStatus {
+            state: if clean {
+                InstanceState::Down
+            } else {
+                InstanceState::Crashed
+            },
+            pid: None,
+            port: None,
+            last_exit: Some(exit),
+            next_restart_in: None,
+            since: SystemTime::now(),
+            ..running
+        };
+        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        let list = apps.entry(app_id.to_owned()).or_default();
+        // A server that restarted hands out the same names again: the newest is the one meant.
+        list.retain(|o| o.name != ended.name);
+        if list.len() == Self::KEPT {
+            list.pop_front();
+        }
+        list.push_back(ended);
+    }
+
+    /// The app's ended one-off `name`, if it is among the last ones kept.
+    pub fn find(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
+        let apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        apps.get(app_id)?.iter().find(|o| o.name == name).cloned()
+    }
+
+    /// Forgets an app's ended one-offs (the app was removed).
+    pub fn forget(&self, app_id: &str) {
+        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        apps.remove(app_id);
+    }
+}
+
 /// Which stream of the process a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
@@ -334,4 +389,66 @@ pub trait Routes: Send + Sync {
     /// Takes the upstream out of rotation (if `set` has not already) and resolves once no
     /// request is in flight on it, or after the router's drain timeout.
     fn drain<'a>(&'a self, app_id: &'a str, upstream_id: &'a str) -> BoxFuture<'a, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(name: &str) -> InstanceStatus {
+        InstanceStatus {
+            name: name.to_owned(),
+            process_type: "run".to_owned(),
+            release_version: 2,
+            state: InstanceState::Up,
+            command: "bash".to_owned(),
+            pid: Some(42),
+            node: None,
+            port: Some(5000),
+            restarts: 0,
+            last_exit: None,
+            next_restart_in: None,
+            since: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn ended_one_offs_say_how_they_ended_and_only_the_last_are_kept() {
+        let ended = EndedOneOffs::default();
+        ended.record("a", running("run.1"), true, "status 0".to_owned());
+        ended.record("a", running("run.2"), false, "status 3".to_owned());
+        let first = ended.find("a", "run.1").unwrap();
+        assert_eq!(
+            (first.state, first.pid, first.port),
+            (InstanceState::Down, None, None)
+        );
+        let second = ended.find("a", "run.2").unwrap();
+        assert_eq!(second.state, InstanceState::Crashed);
+        assert_eq!(second.last_exit.as_deref(), Some("status 3"));
+        assert_eq!(second.command, "bash");
+        assert!(ended.find("b", "run.1").is_none(), "apps are apart");
+
+        // The same name again (a restarted server numbers from 1): the newest counts.
+        ended.record("a", running("run.1"), false, "signal SIGKILL".to_owned());
+        assert_eq!(
+            ended.find("a", "run.1").unwrap().state,
+            InstanceState::Crashed
+        );
+
+        for n in 3..=EndedOneOffs::KEPT + 2 {
+            ended.record(
+                "a",
+                running(&format!("run.{n}")),
+                true,
+                "status 0".to_owned(),
+            );
+        }
+        assert!(ended.find("a", "run.2").is_none(), "the oldest went first");
+        assert!(ended
+            .find("a", &format!("run.{}", EndedOneOffs::KEPT + 2))
+            .is_some());
+
+        ended.forget("a");
+        assert!(ended.find("a", "run.1").is_none());
+    }
 }

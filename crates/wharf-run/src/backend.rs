@@ -84,6 +84,10 @@ impl Backend for Supervisor {
         Supervisor::stop_one_off(self, app_id, name)
     }
 
+    fn ended_one_off(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
+        Supervisor::ended_one_off(self, app_id, name)
+    }
+
     fn images_in_use(&self) -> BTreeSet<String> {
         Supervisor::images_in_use(self).into_iter().collect()
     }

@@ -216,7 +216,26 @@ pub(crate) fn shell_command(command: &str) -> String {
         || first_word.contains('=')
         || matches!(
             first_word,
-            "if" | "for" | "while" | "until" | "case" | "exec" | "!" | "cd" | "export" | "set"
+            // Shell words and builtins that `exec` can't run (`exit 3`, `. ./env.sh`).
+            "if" | "for"
+                | "while"
+                | "until"
+                | "case"
+                | "exec"
+                | "!"
+                | "cd"
+                | "export"
+                | "set"
+                | "unset"
+                | "exit"
+                | "."
+                | "source"
+                | "eval"
+                | "ulimit"
+                | "umask"
+                | "trap"
+                | "read"
+                | "wait"
         );
     if compound || command.trim().is_empty() {
         command.to_owned()
@@ -299,6 +318,8 @@ mod tests {
         );
         assert_eq!(shell_command("cd x && ./run"), "cd x && ./run");
         assert_eq!(shell_command("FOO=1 ./run"), "FOO=1 ./run");
+        assert_eq!(shell_command("exit 3"), "exit 3");
+        assert_eq!(shell_command(". ./env.sh"), ". ./env.sh");
         assert_eq!(
             shell_command("trap '' TERM; sleep 5"),
             "trap '' TERM; sleep 5"

@@ -215,6 +215,7 @@ impl Backend for SwarmBackend {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(app_id);
+            self.inner.one_offs.forget_app(app_id);
             if let Some(handle) = handle {
                 handle.stop().await;
             }
@@ -276,6 +277,10 @@ impl Backend for SwarmBackend {
 
     fn stop_one_off(&self, app_id: &str, name: &str) -> bool {
         self.inner.one_offs.kill(app_id, name)
+    }
+
+    fn ended_one_off(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
+        self.inner.one_offs.ended(app_id, name)
     }
 
     fn images_in_use(&self) -> BTreeSet<String> {

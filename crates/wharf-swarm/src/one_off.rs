@@ -26,6 +26,7 @@ use crate::{Inner, SwarmError};
 pub(crate) struct OneOffs {
     running: Mutex<HashMap<String, Vec<Running>>>,
     numbers: Mutex<HashMap<(String, &'static str), u32>>,
+    ended: wharf_core::backend::EndedOneOffs,
     tasks: TaskTracker,
 }
 
@@ -33,6 +34,8 @@ struct Running {
     status: InstanceStatus,
     image: String,
     kill: wharf_core::backend::Kill,
+    /// Stopped on request (`wharf ps:stop run.1`).
+    stopped: bool,
 }
 
 impl OneOffs {
@@ -46,12 +49,13 @@ impl OneOffs {
     }
 
     pub(crate) fn kill(&self, app_id: &str, name: &str) -> bool {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         match running
-            .get(app_id)
-            .and_then(|r| r.iter().find(|r| r.status.name == name))
+            .get_mut(app_id)
+            .and_then(|r| r.iter_mut().find(|r| r.status.name == name))
         {
             Some(one_off) => {
+                one_off.stopped = true;
                 (one_off.kill)();
                 true
             }
@@ -88,10 +92,32 @@ impl OneOffs {
         format!("{prefix}.{number}")
     }
 
-    fn forget(&self, app_id: &str, name: &str) {
+    /// How the app's one-off `name` ended, if it is one of the last that did.
+    pub(crate) fn ended(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
+        self.ended.find(app_id, name)
+    }
+
+    /// Forgets how the app's one-offs ended (the app was removed).
+    pub(crate) fn forget_app(&self, app_id: &str) {
+        self.ended.forget(app_id);
+    }
+
+    /// The one-off `name` has ended, with exit status `code` (`None`: unknown).
+    fn finish(&self, app_id: &str, name: &str, code: Option<i64>) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(list) = running.get_mut(app_id) {
-            list.retain(|r| r.status.name != name);
+            if let Some(at) = list.iter().position(|r| r.status.name == name) {
+                let ended = list.remove(at);
+                let exit = match code {
+                    Some(code) => format!("status {code}"),
+                    None => "unknown status".to_owned(),
+                };
+                let clean = code == Some(0) || ended.stopped;
+                self.ended.record(app_id, ended.status, clean, exit);
+            }
+            if list.is_empty() {
+                running.remove(app_id);
+            }
         }
     }
 }
@@ -260,6 +286,7 @@ pub(crate) async fn run(
             },
             image: release.image.clone(),
             kill: kill.clone(),
+            stopped: false,
         });
     }
 
@@ -310,7 +337,7 @@ pub(crate) async fn run(
             };
             // Its output first, then its end.
             let _ = forwarding.await;
-            inner.one_offs.forget(&app_id, &name);
+            inner.one_offs.finish(&app_id, &name, code);
             remove(inner.docker.clone(), container).await;
             if let Some(code) = code {
                 log.event(&name, &format!("Process exited with status {code}"));

@@ -64,6 +64,8 @@ struct Inner {
     one_offs: Mutex<HashMap<String, u32>>,
     /// app_id → its one-off processes while they run.
     running_one_offs: Mutex<HashMap<String, Vec<RunningOneOff>>>,
+    /// How the app's last one-off processes ended.
+    ended_one_offs: wharf_core::backend::EndedOneOffs,
     /// The releases running one-off processes use, `(app_id, version)` → how many: their trees
     /// and images are in use.
     one_off_releases: Mutex<HashMap<(String, u32), (String, usize)>>,
@@ -247,6 +249,7 @@ impl Supervisor {
             apps: Mutex::new(HashMap::new()),
             one_offs: Mutex::new(HashMap::new()),
             running_one_offs: Mutex::new(HashMap::new()),
+            ended_one_offs: Default::default(),
             one_off_releases: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             shutdown: shutdown.child_token(),
@@ -332,6 +335,7 @@ impl Supervisor {
     /// Stops everything of the app and forgets it.
     pub async fn remove(&self, app_id: &str) {
         let handle = lock(&self.inner.apps).remove(app_id);
+        self.inner.ended_one_offs.forget(app_id);
         if let Some(handle) = handle {
             handle.cancel.cancel();
             handle.finished.cancelled().await;

@@ -77,6 +77,11 @@ impl Supervisor {
         }
     }
 
+    /// How the app's one-off process `name` ended, if it is one of the last that did.
+    pub fn ended_one_off(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
+        self.inner.ended_one_offs.find(app_id, name)
+    }
+
     /// Runs a one-off process (`DYNO=run.N`) with the release's environment in the same
     /// sandbox as the app's instances. Attached: returns its stdin and its output; detached:
     /// its output goes to `log`. The server's shutdown stops it.
@@ -365,18 +370,27 @@ impl Supervisor {
                 for pump in pumps {
                     let _ = tokio::time::timeout(DRAIN, pump).await;
                 }
-                match status {
+                let (code, exit) = match status {
                     Ok(status) => {
-                        log.event(&task_name, &events::exited(&runtime::exit_text(status)));
+                        let exit = runtime::exit_text(status);
+                        log.event(&task_name, &events::exited(&exit));
                         let _ = exit_tx.send(runtime::exit_code(status));
+                        (status.code(), exit)
                     }
-                    Err(e) => tracing::error!(error = %e, process = %task_name, "cannot wait for a one-off process"),
-                }
+                    Err(e) => {
+                        tracing::error!(error = %e, process = %task_name, "cannot wait for a one-off process");
+                        (None, "unknown status".to_owned())
+                    }
+                };
                 limits.remove();
                 {
                     let mut running = lock(&this.running_one_offs);
                     if let Some(list) = running.get_mut(&task_app) {
-                        list.retain(|o| o.status.name != task_name);
+                        if let Some(at) = list.iter().position(|o| o.status.name == task_name) {
+                            let ended = list.remove(at);
+                            let clean = code == Some(0) || ended.stop.is_cancelled();
+                            this.ended_one_offs.record(&task_app, ended.status, clean, exit);
+                        }
                         if list.is_empty() {
                             running.remove(&task_app);
                         }

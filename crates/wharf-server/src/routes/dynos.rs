@@ -73,6 +73,15 @@ async fn dynos(state: &AppState, app: &AppRecord) -> ApiResult<Vec<api::Dyno>> {
     let mut instances = state.control.backend().status(&app.id);
     // One-off processes (`run.N`, a release phase's `release.N`) are dynos too, while they run.
     instances.extend(state.control.backend().one_offs(&app.id));
+    describe(state, app, instances).await
+}
+
+/// The API's view of the app's `instances`.
+async fn describe(
+    state: &AppState,
+    app: &AppRecord,
+    instances: Vec<InstanceStatus>,
+) -> ApiResult<Vec<api::Dyno>> {
     let mut releases = Vec::new();
     for version in instances
         .iter()
@@ -114,7 +123,8 @@ pub async fn list(
     Ok(Json(dynos(&state, &app).await?))
 }
 
-/// One instance, by name (`web.1`) or id.
+/// One instance, by name (`web.1`) or id. A one-off process that ended lately is shown as it
+/// ended: `down` after exit status 0, `crashed` otherwise.
 #[utoipa::path(get, path = "/apps/{app}/dynos/{dyno}", tag = "dynos",
     params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`, or its id")),
     responses((status = 200, body = api::Dyno), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
@@ -123,10 +133,18 @@ pub async fn info(
     Path((app, dyno)): Path<(String, String)>,
 ) -> ApiResult<Json<api::Dyno>> {
     let app = state.store.app(&app).await?;
-    dynos(&state, &app)
+    if let Some(running) = dynos(&state, &app)
         .await?
         .into_iter()
         .find(|d| d.name == dyno || d.id == dyno)
+    {
+        return Ok(Json(running));
+    }
+    let name = dyno.strip_prefix(&format!("{}.", app.id)).unwrap_or(&dyno);
+    let ended = state.control.backend().ended_one_off(&app.id, name);
+    describe(&state, &app, ended.into_iter().collect())
+        .await?
+        .pop()
         .map(Json)
         .ok_or_else(|| {
             ApiError::not_found(format!(
@@ -189,6 +207,17 @@ async fn restart(state: &AppState, app: &str, target: Target) -> ApiResult<Statu
         }
         tracing::info!(app = %app.name, stopped = ?one_offs, "one-off processes stopped");
         return Ok(StatusCode::ACCEPTED);
+    }
+    if let Target::Instance(name) = &target {
+        if state
+            .control
+            .backend()
+            .ended_one_off(&app.id, name)
+            .is_some()
+        {
+            // A one-off that ended before it was asked to: stopped already, as asked.
+            return Ok(StatusCode::ACCEPTED);
+        }
     }
     let what = match &target {
         Target::All => "all processes".to_owned(),

@@ -352,15 +352,62 @@ async fn one_off_processes_run_with_the_release() {
         .post(&format!("/apps/once/dynos/{name}/actions/stop"), json!({}))
         .await;
     assert_eq!(stopped.status, StatusCode::ACCEPTED, "{stopped:?}");
-    let what = format!("{name} to be gone");
+    // Once it has ended it is no longer listed, and asking for it says how it ended: stopped
+    // on request is `down`, whatever its exit status.
+    let what = format!("{name} to have ended");
     wharf_test_support::wait_until_async(Duration::from_secs(30), &what, || async {
         let info = server.get(&format!("/apps/once/dynos/{name}")).await;
-        match info.status {
-            StatusCode::NOT_FOUND => Ok(()),
+        match info.body["state"].as_str() {
+            Some("down") => Ok(()),
             _ => Err(format!("{info:?}")),
         }
     })
     .await;
+    let listed = server.get("/apps/once/dynos").await.body;
+    assert!(
+        !listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == name.as_str()),
+        "{listed:#}"
+    );
+
+    // One that ends on its own with a failure is `crashed`, with its exit status; stopping it
+    // then is accepted (it is stopped already), as it would have been a moment earlier.
+    let failing = server
+        .post("/apps/once/dynos", json!({"command": "exit 3"}))
+        .await;
+    assert_eq!(failing.status, StatusCode::CREATED, "{failing:?}");
+    let name = failing.body["name"].as_str().unwrap().to_owned();
+    let what = format!("{name} to have crashed");
+    let ended = wharf_test_support::wait_until_async(Duration::from_secs(30), &what, || async {
+        let info = server.get(&format!("/apps/once/dynos/{name}")).await;
+        match info.body["state"].as_str() {
+            Some("crashed") => Ok(info.body),
+            _ => Err(format!("{info:?}")),
+        }
+    })
+    .await;
+    assert_eq!(ended["last_exit"], "status 3", "{ended:#}");
+    assert_eq!(ended["command"], "exit 3", "{ended:#}");
+    for stop in [
+        server.delete(&format!("/apps/once/dynos/{name}")).await,
+        server
+            .post(&format!("/apps/once/dynos/{name}/actions/stop"), json!({}))
+            .await,
+    ] {
+        assert_eq!(stop.status, StatusCode::ACCEPTED, "{stop:?}");
+    }
+    // A one-off that never was is still not found.
+    assert_eq!(
+        server.get("/apps/once/dynos/run.99").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server.delete("/apps/once/dynos/run.99").await.status,
+        StatusCode::NOT_FOUND
+    );
     server.stop().await;
 }
 
