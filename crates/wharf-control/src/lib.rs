@@ -38,7 +38,7 @@ use wharf_store::{ReleaseRecord, Store};
 pub use builds::{BuildError, BuildRunner, BuildSettings, LABEL_APP_JSON};
 pub use converge::Control;
 pub use gc::{GcError, DEFAULT_GC_INTERVAL, DEFAULT_KEEP_RELEASES};
-pub use push::{PushError, Pushed};
+pub use push::{PushError, Pushed, PushedImages};
 pub use release_phase::{ReleasePhaseError, Releaser, DEFAULT_RELEASE_TIMEOUT};
 pub use stacks::{StackMakeError, StackMaker};
 

@@ -1,7 +1,12 @@
 //! Pushing a release's image to another registry (`WHARF_REGISTRY_URL`), tagged `v<N>` in the
 //! app's repository there, digest unchanged.
 
-use wharf_image::Digest;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use wharf_core::backend::{BackendError, BoxFuture, ImageSource, PullableImage};
+use wharf_image::{Digest, ImageStore};
 use wharf_stack::push::PushTarget;
 use wharf_store::ReleaseRecord;
 
@@ -60,23 +65,125 @@ impl ControlPlane {
             .as_deref()
             .and_then(|d| Digest::parse(d).ok())
             .ok_or(PushError::NoImage { version })?;
-        let reference = format!("{}:v{version}", target.repository(app_name));
-        let work = self
-            .data_dir
-            .join("builds")
-            .join("pushes")
-            .join(uuid_like());
         let _held = self.hold_images().await;
-        if !self.images().has_blob(&digest) {
-            return Err(PushError::Collected { version });
+        push_image(
+            self.images(),
+            target,
+            &self.data_dir,
+            app_name,
+            version,
+            &digest,
+            progress,
+        )
+        .await
+    }
+}
+
+/// Pushes image `digest`, release `version`'s, to `target` as `<app>:v<N>`.
+async fn push_image(
+    images: &ImageStore,
+    target: &PushTarget,
+    data_dir: &Path,
+    app_name: &str,
+    version: u32,
+    digest: &Digest,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Pushed, PushError> {
+    let reference = format!("{}:v{version}", target.repository(app_name));
+    let work = data_dir.join("builds").join("pushes").join(uuid_like());
+    if !images.has_blob(digest) {
+        return Err(PushError::Collected { version });
+    }
+    wharf_stack::push::push(images, digest, target, &reference, &work, progress)
+        .await
+        .map_err(|source| PushError::Push {
+            reference: reference.clone(),
+            source,
+        })?;
+    Ok(Pushed {
+        reference,
+        digest: digest.clone(),
+    })
+}
+
+/// Release images in another registry (`WHARF_REGISTRY_URL`), for an orchestrator whose nodes
+/// pull from there: each image is pushed the first time a release needs it (as `<app>:v<N>`),
+/// then pulled by digest, with the registry's credentials.
+pub struct PushedImages {
+    images: ImageStore,
+    target: PushTarget,
+    data_dir: PathBuf,
+    /// (app, digest) → pushed, once set; concurrent callers wait for the one push.
+    pushed: Mutex<HashMap<(String, String), Pushing>>,
+}
+
+/// Set once an image is in the registry.
+type Pushing = Arc<tokio::sync::OnceCell<()>>;
+
+impl PushedImages {
+    /// Pushes images of `images` to `target`, with scratch space under `data_dir`.
+    pub fn new(images: ImageStore, target: PushTarget, data_dir: PathBuf) -> PushedImages {
+        PushedImages {
+            images,
+            target,
+            data_dir,
+            pushed: Mutex::default(),
         }
-        wharf_stack::push::push(self.images(), &digest, target, &reference, &work, progress)
-            .await
-            .map_err(|source| PushError::Push {
-                reference: reference.clone(),
-                source,
-            })?;
-        Ok(Pushed { reference, digest })
+    }
+}
+
+impl ImageSource for PushedImages {
+    fn pullable<'a>(
+        &'a self,
+        _app_id: &'a str,
+        app_name: &'a str,
+        version: u32,
+        digest: &'a str,
+    ) -> BoxFuture<'a, Result<PullableImage, BackendError>> {
+        Box::pin(async move {
+            let parsed = Digest::parse(digest)
+                .map_err(|e| BackendError::Failed(format!("release v{version}: {e}").into()))?;
+            let once = self
+                .pushed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry((app_name.to_owned(), digest.to_owned()))
+                .or_default()
+                .clone();
+            once.get_or_try_init(|| async {
+                let started = std::time::Instant::now();
+                let mut progress = |line: &str| tracing::debug!(app = %app_name, "{line}");
+                let pushed = push_image(
+                    &self.images,
+                    &self.target,
+                    &self.data_dir,
+                    app_name,
+                    version,
+                    &parsed,
+                    &mut progress,
+                )
+                .await
+                .map_err(|e| {
+                    // The whole chain: skopeo's reason is the cause's.
+                    let mut text = e.to_string();
+                    let mut cause = std::error::Error::source(&e);
+                    while let Some(c) = cause {
+                        text.push_str(&format!(": {c}"));
+                        cause = c.source();
+                    }
+                    BackendError::Failed(text.into())
+                })?;
+                tracing::info!(app = %app_name, image = %pushed.reference,
+                    seconds = started.elapsed().as_secs_f32(), "release image pushed");
+                Ok::<(), BackendError>(())
+            })
+            .await?;
+            Ok(PullableImage {
+                reference: format!("{}@{digest}", self.target.repository(app_name)),
+                registry: self.target.host.clone(),
+                credentials: self.target.credentials.clone(),
+            })
+        })
     }
 }
 

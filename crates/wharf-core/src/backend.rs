@@ -172,6 +172,48 @@ pub enum BackendError {
     Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// A release image as an orchestrator's nodes pull it: by digest, from a registry, logging in
+/// with the credentials given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PullableImage {
+    /// `host[:port]/repository@sha256:…`
+    pub reference: String,
+    /// The registry's `host[:port]`, which the credentials are for.
+    pub registry: String,
+    /// User name and password (or token), if the registry wants them.
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for PullableImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PullableImage")
+            .field("reference", &self.reference)
+            .field("registry", &self.registry)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
+            )
+            .finish()
+    }
+}
+
+/// Where an orchestrator's nodes pull release images from: wharf's own registry endpoint, or
+/// another registry wharf pushes them to first (`WHARF_REGISTRY_URL`).
+pub trait ImageSource: Send + Sync {
+    /// Makes the image `digest` of the app's release `version` pullable by the nodes, and says
+    /// how they pull it. Resolves once they can.
+    fn pullable<'a>(
+        &'a self,
+        app_id: &'a str,
+        app_name: &'a str,
+        version: u32,
+        digest: &'a str,
+    ) -> BoxFuture<'a, Result<PullableImage, BackendError>>;
+}
+
 /// What should run for one app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredApp {

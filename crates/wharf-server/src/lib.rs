@@ -134,11 +134,6 @@ pub struct SwarmSettings {
     pub registry: Option<String>,
 }
 
-/// How long the pull tokens the swarm hands its nodes stay valid: a node may pull an image
-/// long after its release was made (a task rescheduled, a node added).
-const SWARM_PULL_TOKEN_TTL: std::time::Duration =
-    std::time::Duration::from_secs(365 * 24 * 60 * 60);
-
 /// What links in API responses are made from.
 #[derive(Debug, Clone)]
 pub struct Links {
@@ -248,6 +243,17 @@ pub enum StartError {
     SecretKey,
     #[error("cannot set up TLS")]
     Tls(#[from] tls::TlsError),
+    #[error(
+        "the swarm's nodes can't pull from `{registry}`: set WHARF_SWARM_REGISTRY (or \
+         WHARF_PUBLIC_URL) to the HOST:PORT the nodes reach wharf's API at"
+    )]
+    NodesCantPull { registry: String },
+    #[error(
+        "both WHARF_SWARM_REGISTRY and WHARF_REGISTRY_URL say where the nodes pull images from: \
+         set WHARF_SWARM_REGISTRY for wharf's own registry endpoint, or WHARF_REGISTRY_URL for \
+         another registry wharf pushes each release's image to, not both"
+    )]
+    TwoRegistries,
 }
 
 /// Opens the data directory and the database, and makes sure someone can log in.
@@ -336,27 +342,37 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
                 .public_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", config.api_addr));
-            let registry = match &config.swarm.registry {
-                Some(registry) => registry.clone(),
-                None => public_url
-                    .split_once("://")
-                    .map_or(public_url.as_str(), |(_, rest)| rest)
-                    .split('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-            };
-            let tokens = signer.clone();
+            let source: Arc<dyn wharf_core::backend::ImageSource> =
+                match (&config.registry, &config.swarm.registry) {
+                    (Some(_), Some(_)) => return Err(StartError::TwoRegistries),
+                    (Some(target), None) => Arc::new(wharf_control::PushedImages::new(
+                        images.clone(),
+                        target.clone(),
+                        config.data_dir.clone(),
+                    )),
+                    (None, explicit) => {
+                        let address = explicit.clone().unwrap_or_else(|| {
+                            public_url
+                                .split_once("://")
+                                .map_or(public_url.as_str(), |(_, rest)| rest)
+                                .split('/')
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned()
+                        });
+                        Arc::new(routes::registry::EndpointImages::new(
+                            address,
+                            signer.clone(),
+                        )?)
+                    }
+                };
             let swarm = wharf_swarm::SwarmBackend::connect(wharf_swarm::SwarmConfig {
                 docker_host: config
                     .swarm
                     .docker_host
                     .clone()
                     .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
-                registry,
-                pull_token: Arc::new(move |app_id| {
-                    tokens.pull_token(Some(app_id), SWARM_PULL_TOKEN_TTL)
-                }),
+                images: source,
                 routes: Arc::new(router.clone()),
                 boot_timeout: config.run.boot_timeout,
             })

@@ -16,7 +16,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wharf_core::backend::{
-    BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, Rollout, Target, Upstream,
+    BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, ReleaseSpec, Rollout, Target,
+    Upstream,
 };
 
 use crate::spec::{self, LABEL_APP_ID, LABEL_RELEASE};
@@ -153,6 +154,8 @@ impl AppHandle {
             }
         };
         let inner = self.inner.upgrade().ok_or(BackendError::ShuttingDown)?;
+        let (_, credentials) =
+            image(&inner, &desired.app_id, &desired.app_name, &desired.release).await?;
         for type_name in types {
             let name = spec::service_name(&desired.app_name, &type_name);
             let service = inner
@@ -177,7 +180,7 @@ impl AppHandle {
                         version: i32::try_from(version).unwrap_or(i32::MAX),
                         ..Default::default()
                     },
-                    Some(credentials(&inner, &desired.app_id)),
+                    Some(credentials.clone()),
                 )
                 .await
                 .map_err(SwarmError::engine(format!("restart service {name}")))?;
@@ -194,14 +197,30 @@ impl AppHandle {
     }
 }
 
-/// What the nodes log in to wharf's registry with, for this app.
-pub(crate) fn credentials(inner: &Inner, app_id: &str) -> DockerCredentials {
-    DockerCredentials {
-        username: Some("wharf".to_owned()),
-        password: Some((inner.config.pull_token)(app_id)),
-        serveraddress: Some(inner.config.registry.clone()),
+/// The reference the nodes pull the release's image by, and what they log in with.
+pub(crate) async fn image(
+    inner: &Inner,
+    app_id: &str,
+    app_name: &str,
+    release: &ReleaseSpec,
+) -> Result<(String, DockerCredentials), SwarmError> {
+    let pullable = inner
+        .config
+        .images
+        .pullable(app_id, app_name, release.version, &release.image)
+        .await
+        .map_err(|source| SwarmError::Image {
+            version: release.version,
+            source,
+        })?;
+    let (username, password) = pullable.credentials.unzip();
+    let credentials = DockerCredentials {
+        username,
+        password,
+        serveraddress: Some(pullable.registry),
         ..Default::default()
-    }
+    };
+    Ok((pullable.reference, credentials))
 }
 
 /// The digest of a spec (FNV-1a over its JSON with every object's keys sorted: the spec's
@@ -252,12 +271,14 @@ async fn apply_services(inner: &Inner, desired: &DesiredApp) -> Result<(), Swarm
         });
     }
     let existing = app_services(inner, &desired.app_id).await?;
+    let (image, credentials) =
+        image(inner, &desired.app_id, &desired.app_name, &desired.release).await?;
     let mut wanted = HashSet::new();
     for process in &desired.processes {
         let mut spec = spec::service_spec(&spec::ServiceInput {
             app_id: &desired.app_id,
             app_name: &desired.app_name,
-            registry: &inner.config.registry,
+            image: &image,
             release: &desired.release,
             process,
         });
@@ -267,7 +288,7 @@ async fn apply_services(inner: &Inner, desired: &DesiredApp) -> Result<(), Swarm
             .insert(LABEL_SPEC.to_owned(), digest.clone());
         let name = spec::service_name(&desired.app_name, &process.process_type);
         wanted.insert(name.clone());
-        let credentials = Some(credentials(inner, &desired.app_id));
+        let credentials = Some(credentials.clone());
         match existing.get(&name) {
             Some((_, _, Some(current))) if *current == digest => {}
             Some((_, version, _)) => {
@@ -767,7 +788,7 @@ mod tests {
             spec::service_spec(&spec::ServiceInput {
                 app_id: "id",
                 app_name: "shop",
-                registry: "r:1",
+                image: "r:1/shop@sha256:abc",
                 release: &release,
                 process: &web,
             })

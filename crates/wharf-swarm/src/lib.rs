@@ -2,9 +2,10 @@
 //! Engine API of a swarm manager (`DOCKER_HOST`), through bollard.
 //!
 //! - Each process type of an app's release is a service `<app>-<type>` (`spec.rs`): the
-//!   release image by digest from wharf's registry endpoint (with a pull token of the app's,
-//!   which the swarm hands its nodes), replicas from the formation, web tasks published in host
-//!   mode on a port their node picks.
+//!   release image by digest from where [`SwarmConfig::images`] says (wharf's registry endpoint
+//!   with a pull token of the app's, or another registry), with the credentials the swarm hands
+//!   its nodes; replicas from the formation; web tasks published in host mode on a port their
+//!   node picks.
 //! - One task per app (`app.rs`) applies the desired state to the services and then watches
 //!   their tasks: tasks are the app's instances, running web tasks are the router's upstreams
 //!   (their node's address and published port), the tasks' output goes to the app's log, and a
@@ -26,8 +27,8 @@ use std::time::Duration;
 use bollard::Docker;
 use tokio_util::sync::CancellationToken;
 use wharf_core::backend::{
-    Backend, BackendError, BoxFuture, Collected, DesiredApp, InstanceStatus, LogSink, OneOff,
-    OneOffKind, ReleaseSpec, Rollout, Routes, Target,
+    Backend, BackendError, BoxFuture, Collected, DesiredApp, ImageSource, InstanceStatus, LogSink,
+    OneOff, OneOffKind, ReleaseSpec, Rollout, Routes, Target,
 };
 
 /// How the swarm backend reaches the swarm and how the swarm reaches wharf.
@@ -35,10 +36,8 @@ use wharf_core::backend::{
 pub struct SwarmConfig {
     /// The manager's Engine API: `unix:///var/run/docker.sock`, `tcp://host:2375`.
     pub docker_host: String,
-    /// `host:port` where the nodes reach wharf's registry endpoint.
-    pub registry: String,
-    /// A pull token for the app with this id, which the swarm hands the nodes that pull it.
-    pub pull_token: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    /// Where the nodes pull release images from, and with what.
+    pub images: Arc<dyn ImageSource>,
     /// Where web tasks are published for the router.
     pub routes: Arc<dyn Routes>,
     /// A new release whose web tasks don't all run within this time fails.
@@ -49,7 +48,6 @@ impl std::fmt::Debug for SwarmConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SwarmConfig")
             .field("docker_host", &self.docker_host)
-            .field("registry", &self.registry)
             .field("boot_timeout", &self.boot_timeout)
             .finish_non_exhaustive()
     }
@@ -74,11 +72,12 @@ pub enum SwarmError {
          runs on no other machine; set a stack (`wharf stack:set wharf-trixie -a APP`) and deploy"
     )]
     HostBound { version: u32 },
-    #[error(
-        "the swarm's nodes can't pull from `{registry}`: set WHARF_SWARM_REGISTRY (or \
-         WHARF_PUBLIC_URL) to the HOST:PORT the nodes reach wharf's API at"
-    )]
-    Unreachable { registry: String },
+    #[error("the nodes can't get release v{version}'s image: {source}")]
+    Image {
+        version: u32,
+        #[source]
+        source: BackendError,
+    },
     #[error("the Docker engine refused to {action}: {source}")]
     Engine {
         action: String,
@@ -125,20 +124,6 @@ impl std::fmt::Debug for SwarmBackend {
 impl SwarmBackend {
     /// Connects to the manager `config.docker_host` names and checks that it is one.
     pub async fn connect(config: SwarmConfig) -> Result<SwarmBackend, SwarmError> {
-        let registry_host = config
-            .registry
-            .rsplit_once(':')
-            .map_or(config.registry.as_str(), |(host, _)| host)
-            .trim_matches(['[', ']']);
-        if registry_host.is_empty()
-            || registry_host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_unspecified())
-        {
-            return Err(SwarmError::Unreachable {
-                registry: config.registry.clone(),
-            });
-        }
         let host = config.docker_host.clone();
         let connect = |source| SwarmError::Connect {
             host: host.clone(),

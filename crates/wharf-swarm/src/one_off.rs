@@ -138,14 +138,14 @@ pub(crate) async fn run(
         });
     }
     let docker = inner.docker.clone();
-    let image = spec::image_ref(&inner.config.registry, app_name, &release.image);
+    let (image, credentials) = crate::app::image(inner, app_id, app_name, release).await?;
     let mut pull = docker.create_image(
         Some(CreateImageOptions {
             from_image: Some(image.clone()),
             ..Default::default()
         }),
         None,
-        Some(crate::app::credentials(inner, app_id)),
+        Some(credentials),
     );
     while let Some(progress) = pull.next().await {
         progress.map_err(SwarmError::engine(format!("pull {image}")))?;

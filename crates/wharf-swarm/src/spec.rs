@@ -32,11 +32,6 @@ pub fn service_name(app_name: &str, process_type: &str) -> String {
     format!("{app_name}-{process_type}")
 }
 
-/// How the image is named to the nodes: `<registry>/<app>@<digest>`.
-pub fn image_ref(registry: &str, app_name: &str, digest: &str) -> String {
-    format!("{registry}/{app_name}@{digest}")
-}
-
 /// Runs the command as the image's launcher runs a named process type (in `/app`, with the
 /// `.profile.d` scripts sourced), whatever the command: the formation may have changed it.
 pub fn args(command: &str) -> Vec<String> {
@@ -88,7 +83,8 @@ fn nanos(duration: std::time::Duration) -> i64 {
 pub struct ServiceInput<'a> {
     pub app_id: &'a str,
     pub app_name: &'a str,
-    pub registry: &'a str,
+    /// The reference the nodes pull the release's image by.
+    pub image: &'a str,
     pub release: &'a ReleaseSpec,
     pub process: &'a ProcessSpec,
 }
@@ -98,7 +94,7 @@ pub fn service_spec(input: &ServiceInput<'_>) -> ServiceSpec {
     let ServiceInput {
         app_id,
         app_name,
-        registry,
+        image,
         release,
         process,
     } = input;
@@ -134,7 +130,7 @@ pub fn service_spec(input: &ServiceInput<'_>) -> ServiceSpec {
         labels: Some(labels.clone()),
         task_template: Some(TaskSpec {
             container_spec: Some(TaskSpecContainerSpec {
-                image: Some(image_ref(registry, app_name, &release.image)),
+                image: Some(image.to_string()),
                 labels: Some(labels),
                 args: Some(args(&process.command)),
                 env: Some(env),
@@ -222,7 +218,7 @@ mod tests {
         let spec = service_spec(&ServiceInput {
             app_id: "id-1",
             app_name: "shop",
-            registry: "10.0.0.1:7070",
+            image: "10.0.0.1:7070/shop@sha256:abc",
             release: &release,
             process: &web,
         });
@@ -276,7 +272,7 @@ mod tests {
         let spec = service_spec(&ServiceInput {
             app_id: "id-1",
             app_name: "shop",
-            registry: "r:1",
+            image: "r:1/shop@sha256:abc",
             release: &release,
             process: &worker,
         });

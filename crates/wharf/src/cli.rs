@@ -313,8 +313,9 @@ pub struct ServerArgs {
     /// The API's URL as clients reach it, for links in responses [default: http://<api-addr>]
     #[arg(long, env = "WHARF_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
-    /// Another registry `wharf registry:push` copies release images to, as
-    /// https://HOST[:PORT][/NAMESPACE] (http:// for one without TLS)
+    /// Another registry, as https://HOST[:PORT][/NAMESPACE] (http:// for one without TLS):
+    /// `wharf registry:push` copies release images there, and with WHARF_BACKEND=swarm the
+    /// nodes pull them from there (wharf pushes each release's image first)
     #[arg(long, env = "WHARF_REGISTRY_URL", value_name = "URL")]
     pub registry_url: Option<String>,
     /// The user name to log in to WHARF_REGISTRY_URL with
@@ -413,7 +414,8 @@ pub struct ServerArgs {
     /// The swarm manager's Engine API, for WHARF_BACKEND=swarm [default: unix:///var/run/docker.sock]
     #[arg(long, env = "DOCKER_HOST", value_name = "URL")]
     pub docker_host: Option<String>,
-    /// HOST:PORT where swarm nodes reach wharf's registry endpoint [default: the public URL's]
+    /// HOST:PORT where swarm nodes reach wharf's registry endpoint, unless WHARF_REGISTRY_URL
+    /// is set [default: the public URL's]
     #[arg(long, env = "WHARF_SWARM_REGISTRY", value_name = "HOST:PORT")]
     pub swarm_registry: Option<String>,
     /// Isolate builds in namespaces: auto (when the host allows), namespaces (required) or none

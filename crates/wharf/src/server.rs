@@ -297,7 +297,8 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
                 (Some(user), Some(password)) => Some((user, password)),
                 (None, None) => None,
                 _ => anyhow::bail!(
-                    "WHARF_REGISTRY_USERNAME and WHARF_REGISTRY_PASSWORD go together: set both,                      or neither for a registry that takes pushes without logging in"
+                    "WHARF_REGISTRY_USERNAME and WHARF_REGISTRY_PASSWORD go together: set both, \
+                     or neither for a registry that takes pushes without logging in"
                 ),
             };
             Some(target)

@@ -34,6 +34,63 @@ use crate::error::{ApiError, ApiResult};
 use crate::signing::{PullGrant, SignatureError};
 use crate::AppState;
 
+/// How long the pull tokens orchestrators hand their nodes stay valid: a node may pull an
+/// image long after its release was made (a task rescheduled, a node added).
+const NODE_PULL_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Release images as an orchestrator's nodes pull them from this endpoint: by digest, from
+/// `address`, with a pull token of the app's.
+pub struct EndpointImages {
+    address: String,
+    signer: crate::signing::UrlSigner,
+}
+
+impl EndpointImages {
+    /// Images at `address` (`host:port`, where the nodes reach wharf's API), with tokens
+    /// `signer` makes. An address no node can reach (`0.0.0.0`, none) is refused.
+    pub fn new(
+        address: String,
+        signer: crate::signing::UrlSigner,
+    ) -> Result<EndpointImages, crate::StartError> {
+        let host = address
+            .rsplit_once(':')
+            .map_or(address.as_str(), |(host, _)| host)
+            .trim_matches(['[', ']']);
+        if host.is_empty()
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return Err(crate::StartError::NodesCantPull { registry: address });
+        }
+        Ok(EndpointImages { address, signer })
+    }
+}
+
+impl wharf_core::backend::ImageSource for EndpointImages {
+    fn pullable<'a>(
+        &'a self,
+        app_id: &'a str,
+        app_name: &'a str,
+        _version: u32,
+        digest: &'a str,
+    ) -> wharf_core::backend::BoxFuture<
+        'a,
+        Result<wharf_core::backend::PullableImage, wharf_core::backend::BackendError>,
+    > {
+        Box::pin(async move {
+            Ok(wharf_core::backend::PullableImage {
+                reference: format!("{}/{app_name}@{digest}", self.address),
+                registry: self.address.clone(),
+                credentials: Some((
+                    "wharf".to_owned(),
+                    self.signer.pull_token(Some(app_id), NODE_PULL_TOKEN_TTL),
+                )),
+            })
+        })
+    }
+}
+
 /// How long a token from `/v2/token` lets its holder pull.
 pub const TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
 

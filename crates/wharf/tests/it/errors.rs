@@ -200,33 +200,62 @@ fn an_unknown_backend_stops_the_server_before_it_makes_anything() {
 }
 
 /// The swarm backend with no engine where DOCKER_HOST points: the start fails, saying where
-/// it looked.
+/// it looked. So does one whose nodes would be told to pull from nowhere (`0.0.0.0`), or told
+/// two places at once.
 #[test]
 fn the_swarm_backend_without_an_engine_stops_the_server() {
     let cli = Cli::new();
     let data = tempfile::tempdir().unwrap();
     let socket = data.path().join("no-docker.sock");
-    let run = cli.run(&[
-        "server",
-        "--backend",
-        "swarm",
-        "--docker-host",
-        &format!("unix://{}", socket.display()),
-        "--data-dir",
-        data.path().join("data").to_str().unwrap(),
+    let docker_host = format!("unix://{}", socket.display());
+    let data_dir = data.path().join("data");
+    let start = |extra: &[&str]| {
+        let mut args = vec![
+            "server",
+            "--backend",
+            "swarm",
+            "--docker-host",
+            &docker_host,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--router-addr",
+            "127.0.0.1:0",
+            "--stack",
+            "wharf-1",
+        ];
+        args.extend_from_slice(extra);
+        let run = cli.run(&args);
+        assert_eq!(run.code, Some(1), "{run:#?}");
+        run
+    };
+    let run = start(&["--api-addr", "127.0.0.1:0"]);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot reach the Docker engine at {docker_host}")),
+        "{run:#?}"
+    );
+    let run = start(&["--api-addr", "0.0.0.0:0"]);
+    assert!(
+        run.stderr
+            .contains("the swarm's nodes can't pull from `0.0.0.0:")
+            && run.stderr.contains(
+                "set WHARF_SWARM_REGISTRY (or WHARF_PUBLIC_URL) to the HOST:PORT the nodes \
+                 reach wharf's API at"
+            ),
+        "{run:#?}"
+    );
+    let run = start(&[
         "--api-addr",
         "127.0.0.1:0",
-        "--router-addr",
-        "127.0.0.1:0",
-        "--stack",
-        "wharf-1",
+        "--swarm-registry",
+        "10.0.0.1:7070",
+        "--registry-url",
+        "http://10.0.0.2:5000",
     ]);
-    assert_eq!(run.code, Some(1), "{run:#?}");
     assert!(
-        run.stderr.contains(&format!(
-            "cannot reach the Docker engine at unix://{}",
-            socket.display()
-        )),
+        run.stderr.contains(
+            "both WHARF_SWARM_REGISTRY and WHARF_REGISTRY_URL say where the nodes pull images from"
+        ),
         "{run:#?}"
     );
 }

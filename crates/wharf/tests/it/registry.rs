@@ -305,7 +305,7 @@ fn the_registry_serves_each_app_its_own_images() {
     assert!(!refused.status.success(), "{refused:?}");
 }
 
-fn skopeo_installed() -> bool {
+pub(crate) fn skopeo_installed() -> bool {
     let installed = std::path::Path::new("/usr/bin/skopeo").exists();
     if !installed {
         assert!(
@@ -376,16 +376,22 @@ fn docker_pulls_and_runs_a_release_image() {
     );
 }
 
-/// A real registry (Debian's `docker-registry`) on loopback, in a directory of its own; stopped
-/// when dropped.
-struct Registry {
+/// A real registry (Debian's `docker-registry`) on loopback, or another address of this
+/// machine's, in a directory of its own; stopped when dropped.
+pub struct Registry {
     child: std::process::Child,
-    port: u16,
+    pub port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
     fn start() -> Option<Registry> {
+        Registry::start_on(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// A registry on `ip`; `None` (after a note) where docker-registry is not installed,
+    /// outside CI.
+    pub fn start_on(ip: std::net::Ipv4Addr) -> Option<Registry> {
         if !std::path::Path::new("/usr/bin/docker-registry").exists() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -395,7 +401,7 @@ impl Registry {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind((ip, 0))
             .unwrap()
             .local_addr()
             .unwrap()
@@ -405,7 +411,7 @@ impl Registry {
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
+                 http:\n  addr: {ip}:{port}\n",
                 dir.path().join("data").display()
             ),
         )
@@ -424,7 +430,7 @@ impl Registry {
             _dir: dir,
         };
         wait_until(Duration::from_secs(30), "docker-registry to answer", || {
-            let answer = try_curl(&[], &format!("http://127.0.0.1:{port}/v2/"))?;
+            let answer = try_curl(&[], &format!("http://{ip}:{port}/v2/"))?;
             (answer.status == 200).then_some(()).ok_or(answer.head)
         });
         Some(registry)

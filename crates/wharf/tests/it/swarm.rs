@@ -204,16 +204,84 @@ fn a_release_runs_on_the_swarm_with_zero_downtime() {
 
 /// A server on the swarm backend of `swarm`, its API where the nodes reach its registry.
 fn swarm_server(swarm: &Swarm) -> Server {
-    Server::start_with(&[
+    swarm_server_with(swarm, &[])
+}
+
+/// [`swarm_server`], with `extra` arguments.
+fn swarm_server_with(swarm: &Swarm, extra: &[&str]) -> Server {
+    let api_addr = format!("{}:0", swarm.host_addr);
+    let mut args = vec![
         "--api-addr",
-        &format!("{}:0", swarm.host_addr),
+        &api_addr,
         "--backend",
         "swarm",
         "--docker-host",
         &swarm.manager().host,
         "--boot-timeout",
         "180",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Server::start_with(&args)
+}
+
+/// With WHARF_REGISTRY_URL, the nodes pull release images from that registry instead of
+/// wharf's endpoint: wharf pushes each release's image there first (`<app>:v<N>`, same
+/// digest), the services name it there by digest, and one-offs pull it from there too.
+#[test]
+fn swarm_nodes_can_pull_from_another_registry() {
+    if !docker::swarm_available()
+        || !crate::test_stack::available()
+        || !crate::registry::skopeo_installed()
+    {
+        return;
+    }
+    let swarm = Swarm::start(1);
+    // Where the node reaches it (its engine takes plain HTTP from the test network).
+    let Some(registry) = crate::registry::Registry::start_on(swarm.host_addr) else {
+        return;
+    };
+    let registry_host = format!("{}:{}", swarm.host_addr, registry.port);
+    let server = swarm_server_with(
+        &swarm,
+        &["--registry-url", &format!("http://{registry_host}/team")],
+    );
+    let cli = Cli::logged_in(&server);
+    let app = "elsewhere";
+    let host = format!("{app}.localhost");
+    cli.run(&["apps", "create", app]).success();
+    let deployed = deploy_python_web(&cli, app, "");
+    assert_eq!(deployed.code, Some(0), "{deployed:#?}");
+    let served = wait_until(Duration::from_secs(180), "the app to serve", || {
+        page(server.router_port, &host)
+    });
+    assert!(served.contains("served by web.1"), "{served}");
+
+    let releases = cli.run(&["releases", "-a", app, "--json"]).success().json();
+    let version = releases[0]["version"].as_u64().unwrap();
+    let image = swarm.manager().ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        &format!("{app}-web"),
+    ]);
+    let image = image.trim();
+    let digest = image
+        .strip_prefix(&format!("{registry_host}/team/{app}@"))
+        .unwrap_or_else(|| panic!("the service pulls from the other registry: {image}"));
+    // There by its tag too, with the digest the release has here.
+    let inspected = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{registry_host}/team/{app}:v{version}"))
+        .output()
+        .unwrap();
+    assert!(inspected.status.success(), "{inspected:?}");
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(inspected["Digest"], digest);
+
+    let ran = cli.run(&["run", "-a", app, "--", "echo from $DYNO; exit 4"]);
+    assert_eq!(ran.code, Some(4), "{ran:#?}");
+    assert!(ran.stdout.contains("from run.1"), "{ran:#?}");
 }
 
 /// Deploys python-web as `app`, with `extra` lines added to its Procfile.
