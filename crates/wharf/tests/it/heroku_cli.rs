@@ -38,7 +38,22 @@ class Hello(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Hello).serve_forever()
 "#;
 
-fn heroku_cli() -> Option<PathBuf> {
+/// The Heroku CLI scripts/setup installs (or `WHARF_TEST_HEROKU_CLI`); `None`, after a note,
+/// where it isn't installed and not required.
+pub(crate) fn heroku_cli() -> Option<PathBuf> {
+    let found = installed_heroku_cli();
+    if found.is_none() {
+        assert!(
+            std::env::var("WHARF_TEST_REQUIRE_HEROKU_CLI").as_deref() != Ok("1"),
+            "the Heroku CLI is required (WHARF_TEST_REQUIRE_HEROKU_CLI=1) but not installed: \
+             npm install --prefix target/heroku-cli heroku@11"
+        );
+        eprintln!("skipped: the Heroku CLI is not installed (npm install --prefix target/heroku-cli heroku@11)");
+    }
+    found
+}
+
+fn installed_heroku_cli() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("WHARF_TEST_HEROKU_CLI") {
         return Some(PathBuf::from(path));
     }
@@ -48,13 +63,40 @@ fn heroku_cli() -> Option<PathBuf> {
 }
 
 /// A user of the Heroku CLI, pointed at `server`.
-struct Heroku<'a> {
+pub(crate) struct Heroku<'a> {
     cli: &'a Cli,
     exe: PathBuf,
     env: Vec<(String, String)>,
 }
 
-impl Heroku<'_> {
+impl<'a> Heroku<'a> {
+    /// The Heroku CLI at `exe`, run by `cli`'s user with the admin's token of `server` (and its
+    /// git host and CA where the server serves TLS).
+    pub(crate) fn new(cli: &'a Cli, exe: PathBuf, server: &Server) -> Heroku<'a> {
+        let token = std::fs::read_to_string(server.admin_token_file()).unwrap();
+        let ca = wharf_server::tls::ca_path(&server.data_dir);
+        let ca = ca.to_str().unwrap();
+        let mut env: Vec<(String, String)> = vec![
+            ("HEROKU_HOST".into(), server.url.clone()),
+            ("HEROKU_PARTICLEBOARD_URL".into(), server.url.clone()),
+            ("HEROKU_API_KEY".into(), token.trim().to_owned()),
+            ("DISABLE_TELEMETRY".into(), "true".into()),
+            ("HEROKU_SKIP_NEW_VERSION_CHECK".into(), "true".into()),
+            ("HEROKU_DISABLE_AUTOUPDATE".into(), "true".into()),
+            ("NODE_EXTRA_CA_CERTS".into(), ca.into()),
+            ("GIT_SSL_CAINFO".into(), ca.into()),
+            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+            ("GIT_AUTHOR_NAME".into(), "Test User".into()),
+            ("GIT_AUTHOR_EMAIL".into(), "test@example.com".into()),
+            ("GIT_COMMITTER_NAME".into(), "Test User".into()),
+            ("GIT_COMMITTER_EMAIL".into(), "test@example.com".into()),
+        ];
+        if let Some(tls_port) = server.tls_port {
+            env.push(("HEROKU_GIT_HOST".into(), format!("127.0.0.1:{tls_port}")));
+        }
+        Heroku { cli, exe, env }
+    }
+
     fn command(&self, args: &[&str]) -> std::process::Command {
         let mut command = self.cli.command(self.exe.to_str().unwrap());
         command.args(args);
@@ -64,14 +106,24 @@ impl Heroku<'_> {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    /// Talks to the API at `url` instead of the server's own URL.
+    pub(crate) fn at(mut self, url: &str) -> Heroku<'a> {
+        for (key, value) in &mut self.env {
+            if key == "HEROKU_HOST" || key == "HEROKU_PARTICLEBOARD_URL" {
+                *value = url.to_owned();
+            }
+        }
+        self
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let mut all = vec!["heroku"];
         all.extend_from_slice(args);
         run_to_end(self.command(args), &all, None, SLOW)
     }
 
     #[track_caller]
-    fn ok(&self, args: &[&str]) -> Run {
+    pub(crate) fn ok(&self, args: &[&str]) -> Run {
         let run = self.run(args);
         assert_eq!(run.code, Some(0), "heroku {}: {run:#?}", args.join(" "));
         run
@@ -131,12 +183,6 @@ fn until_serves(cli: &Cli, port: u16, host: &str, status: u16, needle: &str) {
 #[test]
 fn the_heroku_cli_drives_wharf() {
     let Some(exe) = heroku_cli() else {
-        assert!(
-            std::env::var("WHARF_TEST_REQUIRE_HEROKU_CLI").as_deref() != Ok("1"),
-            "the Heroku CLI is required (WHARF_TEST_REQUIRE_HEROKU_CLI=1) but not installed: \
-             npm install --prefix target/heroku-cli heroku@11"
-        );
-        eprintln!("skipped: the Heroku CLI is not installed (npm install --prefix target/heroku-cli heroku@11)");
         return;
     };
     let server = Server::start_isolated(&[
@@ -153,29 +199,7 @@ fn the_heroku_cli_drives_wharf() {
     let router = server.router_port;
     let cli = Cli::new().in_namespace_of(&server);
     cli.login(&server).success();
-    let token = std::fs::read_to_string(server.admin_token_file()).unwrap();
-    let ca = wharf_server::tls::ca_path(&server.data_dir);
-    let ca = ca.to_str().unwrap();
-    let heroku = Heroku {
-        cli: &cli,
-        exe,
-        env: vec![
-            ("HEROKU_HOST".into(), server.url.clone()),
-            ("HEROKU_PARTICLEBOARD_URL".into(), server.url.clone()),
-            ("HEROKU_API_KEY".into(), token.trim().to_owned()),
-            ("HEROKU_GIT_HOST".into(), format!("127.0.0.1:{tls_port}")),
-            ("DISABLE_TELEMETRY".into(), "true".into()),
-            ("HEROKU_SKIP_NEW_VERSION_CHECK".into(), "true".into()),
-            ("HEROKU_DISABLE_AUTOUPDATE".into(), "true".into()),
-            ("NODE_EXTRA_CA_CERTS".into(), ca.into()),
-            ("GIT_SSL_CAINFO".into(), ca.into()),
-            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
-            ("GIT_AUTHOR_NAME".into(), "Test User".into()),
-            ("GIT_AUTHOR_EMAIL".into(), "test@example.com".into()),
-            ("GIT_COMMITTER_NAME".into(), "Test User".into()),
-            ("GIT_COMMITTER_EMAIL".into(), "test@example.com".into()),
-        ],
-    };
+    let heroku = Heroku::new(&cli, exe, &server);
 
     // Who am I; apps.
     let whoami = heroku.ok(&["auth:whoami"]);

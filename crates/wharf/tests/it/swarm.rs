@@ -461,3 +461,83 @@ fn on_the_swarm_a_crash_loop_shows_and_a_failed_release_phase_changes_nothing() 
         "the release before it serves, unchanged"
     );
 }
+
+/// The real Heroku CLI's `heroku run` on the swarm: in a terminal (a tty container on the
+/// manager, reached through the rendezvous), with its exit status; with `--no-tty`; and
+/// detached, its output in the app's log.
+#[test]
+fn heroku_run_works_on_the_swarm() {
+    if !docker::swarm_available() || !crate::test_stack::available() {
+        return;
+    }
+    let Some(exe) = crate::heroku_cli::heroku_cli() else {
+        return;
+    };
+    let swarm = Swarm::start(1);
+    // The Heroku CLI talks to no host but Heroku's and localhost: the API listens on every
+    // address, and the node pulls from the test network's.
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server::start_with(&[
+        "--api-addr",
+        &format!("0.0.0.0:{port}"),
+        "--swarm-registry",
+        &format!("{}:{port}", swarm.host_addr),
+        "--rendezvous-addr",
+        "127.0.0.1:0",
+        "--backend",
+        "swarm",
+        "--docker-host",
+        &swarm.manager().host,
+        "--boot-timeout",
+        "180",
+    ]);
+    let cli = Cli::logged_in(&server);
+    let app = "hk-swarm";
+    cli.run(&["apps", "create", app]).success();
+    let deployed = deploy_python_web(&cli, app, "");
+    assert_eq!(deployed.code, Some(0), "{deployed:#?}");
+    let heroku =
+        crate::heroku_cli::Heroku::new(&cli, exe, &server).at(&format!("http://127.0.0.1:{port}"));
+
+    let tty = heroku.run(&[
+        "run",
+        "-x",
+        "-a",
+        app,
+        "--",
+        "test -t 0 && tty && echo on $DYNO && sh -c 'exit 5'",
+    ]);
+    assert_eq!(tty.code, Some(5), "{tty:#?}");
+    assert!(
+        tty.stdout.contains("/dev/pts/") && tty.stdout.contains("on run."),
+        "{tty:#?}"
+    );
+    let piped = heroku.run(&[
+        "run",
+        "-x",
+        "--no-tty",
+        "-a",
+        app,
+        "--",
+        "test -t 0 || echo no-terminal",
+    ]);
+    assert_eq!(piped.code, Some(0), "{piped:#?}");
+    assert!(piped.stdout.contains("no-terminal"), "{piped:#?}");
+    let detached = heroku.ok(&["run:detached", "-a", app, "--", "echo detached-on-swarm"]);
+    assert!(detached.stdout.contains("run."), "{detached:#?}");
+    wait_until(
+        Duration::from_secs(60),
+        "the detached output in the log",
+        || {
+            let logs = cli.run(&["logs", "-a", app, "-n", "200"]).success();
+            logs.stdout
+                .contains("detached-on-swarm")
+                .then_some(())
+                .ok_or(logs.stdout)
+        },
+    );
+}
