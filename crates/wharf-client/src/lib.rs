@@ -92,10 +92,20 @@ impl Client {
     }
 
     fn request(&self, method: Method, segments: &[&str]) -> reqwest::RequestBuilder {
+        self.request_accepting(method, segments, api::HEROKU_MEDIA_TYPE)
+    }
+
+    /// A request for `accept` (a media type) rather than the API's JSON.
+    fn request_accepting(
+        &self,
+        method: Method,
+        segments: &[&str],
+        accept: &str,
+    ) -> reqwest::RequestBuilder {
         let mut request = self
             .http
             .request(method, self.url(segments))
-            .header(ACCEPT, api::HEROKU_MEDIA_TYPE);
+            .header(ACCEPT, accept);
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -387,6 +397,42 @@ impl Client {
                 release: release.map(str::to_owned),
             });
         self.json(request).await
+    }
+
+    /// The Kubernetes objects of `release` (a version; the current release if `None`).
+    pub async fn release_manifests(
+        &self,
+        app: &str,
+        release: Option<&str>,
+    ) -> Result<api::ReleaseManifests> {
+        let release = release.unwrap_or("current");
+        self.json(
+            self.request(
+                Method::GET,
+                &["apps", app, "releases", release, "manifests"],
+            )
+            // Pushing the image to WHARF_REGISTRY_URL first takes as long as the copy.
+            .timeout(Duration::from_secs(60 * 60)),
+        )
+        .await
+    }
+
+    /// [`Client::release_manifests`] as YAML, one document per object.
+    pub async fn release_manifests_yaml(&self, app: &str, release: Option<&str>) -> Result<String> {
+        let release = release.unwrap_or("current");
+        let request = self
+            .request_accepting(
+                Method::GET,
+                &["apps", app, "releases", release, "manifests"],
+                "application/yaml",
+            )
+            .timeout(Duration::from_secs(60 * 60));
+        let response = self.send(request).await?;
+        let url = response.url().to_string();
+        response
+            .text()
+            .await
+            .map_err(|source| ClientError::Unreachable { url, source })
     }
 
     pub async fn gc(&self) -> Result<api::GarbageCollection> {

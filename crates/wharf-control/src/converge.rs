@@ -152,11 +152,35 @@ impl Control {
         let Some(release) = self.store.current_release(&app.id).await? else {
             return Ok(());
         };
-        let Some(spec) = self.release_spec(&release) else {
+        let Some(desired) = self.desired(&app, &release).await? else {
             // Nothing built yet: nothing to run.
             self.forget(&app.id);
             self.backend.remove(&app.id).await;
             return Ok(());
+        };
+        let version = desired.release.version;
+        self.backend.apply(desired, self.sink(&app.id));
+        let previous = self
+            .applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(app.id.clone(), version);
+        if previous.is_some_and(|p| p < version) {
+            self.watch_rollout(&app.id, version);
+        }
+        Ok(())
+    }
+
+    /// What the app runs at `release`: the release's image and config, and the formation's
+    /// process types that the release has (each with the formation's command, else the
+    /// release's). `None` for a release without an image (before the first build).
+    pub async fn desired(
+        &self,
+        app: &wharf_store::AppRecord,
+        release: &ReleaseRecord,
+    ) -> Result<Option<DesiredApp>, wharf_store::StoreError> {
+        let Some(spec) = self.release_spec(release) else {
+            return Ok(None);
         };
         let formation = self.store.formation(&app.id).await?;
         let web_health = spec.web_health.clone();
@@ -186,23 +210,12 @@ impl Control {
                 })
             })
             .collect();
-        let version = spec.version;
-        let desired = DesiredApp {
+        Ok(Some(DesiredApp {
             app_id: app.id.clone(),
             app_name: app.name.to_string(),
             release: spec,
             processes,
-        };
-        self.backend.apply(desired, self.sink(&app.id));
-        let previous = self
-            .applied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(app.id.clone(), version);
-        if previous.is_some_and(|p| p < version) {
-            self.watch_rollout(&app.id, version);
-        }
-        Ok(())
+        }))
     }
 
     fn forget(&self, app_id: &str) {

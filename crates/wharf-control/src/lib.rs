@@ -323,6 +323,15 @@ impl ControlPlane {
         self.control.release_spec(release)
     }
 
+    /// What the app runs at `release`, with its formation; `None` without an image.
+    pub async fn desired(
+        &self,
+        app: &wharf_store::AppRecord,
+        release: &ReleaseRecord,
+    ) -> Result<Option<wharf_core::backend::DesiredApp>, wharf_store::StoreError> {
+        self.control.desired(app, release).await
+    }
+
     /// The build queue.
     pub fn builds(&self) -> &BuildRunner {
         &self.builds

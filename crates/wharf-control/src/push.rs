@@ -117,6 +117,14 @@ pub struct PushedImages {
     pushed: Mutex<HashMap<(String, String), Pushing>>,
 }
 
+impl std::fmt::Debug for PushedImages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushedImages")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Set once an image is in the registry.
 type Pushing = Arc<tokio::sync::OnceCell<()>>;
 

@@ -356,6 +356,18 @@ pub struct RegistryPush {
     pub release: DynoRelease,
 }
 
+/// A release as Kubernetes objects (`GET /apps/{app}/releases/{release}/manifests`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReleaseManifests {
+    /// The release they are of
+    pub release: DynoRelease,
+    /// The objects, in the order to apply them: the namespace, the Secrets, the release
+    /// phase's Job, the Deployments, the Service, the Ingress
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub objects: Vec<serde_json::Value>,
+}
+
 /// `POST /apps/{app}/releases`: a rollback (`release`) or a release of an existing image
 /// (`slug`: promotion). Exactly one of the two.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -202,7 +202,7 @@ impl fmt::Debug for PullableImage {
 
 /// Where an orchestrator's nodes pull release images from: wharf's own registry endpoint, or
 /// another registry wharf pushes them to first (`WHARF_REGISTRY_URL`).
-pub trait ImageSource: Send + Sync {
+pub trait ImageSource: Send + Sync + fmt::Debug {
     /// Makes the image `digest` of the app's release `version` pullable by the nodes, and says
     /// how they pull it. Resolves once they can.
     fn pullable<'a>(

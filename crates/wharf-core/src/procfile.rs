@@ -173,6 +173,45 @@ impl Procfile {
     }
 }
 
+/// A process's command as `sh -c` runs it: `exec <command>` when the command is one simple
+/// command, so the shell does not stay between the platform and the app (the app gets the
+/// stop signal itself); otherwise the command as written (`a && b`, `cd x; ./run`).
+pub fn exec_form(command: &str) -> String {
+    let first_word = command.split_whitespace().next().unwrap_or("");
+    let compound = command
+        .chars()
+        .any(|c| matches!(c, ';' | '&' | '|' | '\n' | '(' | ')' | '{' | '}' | '`'))
+        || first_word.contains('=')
+        || matches!(
+            first_word,
+            // Shell words and builtins that `exec` can't run (`exit 3`, `. ./env.sh`).
+            "if" | "for"
+                | "while"
+                | "until"
+                | "case"
+                | "exec"
+                | "!"
+                | "cd"
+                | "export"
+                | "set"
+                | "unset"
+                | "exit"
+                | "."
+                | "source"
+                | "eval"
+                | "ulimit"
+                | "umask"
+                | "trap"
+                | "read"
+                | "wait"
+        );
+    if compound || command.trim().is_empty() {
+        command.to_owned()
+    } else {
+        format!("exec {command}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,5 +339,18 @@ mod tests {
                 prop_assert!(e.line() >= 1 && e.line() <= text.split('\n').count());
             }
         }
+    }
+
+    #[test]
+    fn simple_commands_are_execed() {
+        assert_eq!(
+            exec_form("python3 -m http.server $PORT"),
+            "exec python3 -m http.server $PORT"
+        );
+        assert_eq!(exec_form("cd x && ./run"), "cd x && ./run");
+        assert_eq!(exec_form("FOO=1 ./run"), "FOO=1 ./run");
+        assert_eq!(exec_form("exit 3"), "exit 3");
+        assert_eq!(exec_form(". ./env.sh"), ". ./env.sh");
+        assert_eq!(exec_form("trap '' TERM; sleep 5"), "trap '' TERM; sleep 5");
     }
 }

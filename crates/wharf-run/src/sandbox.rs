@@ -123,7 +123,7 @@ impl Isolation {
     /// the launcher (`wharf cgroup-exec`), which joins them (and, without a sandbox, drops to
     /// the app's user) before the program runs.
     pub(crate) fn command(&self, launch: &Launch<'_>) -> tokio::process::Command {
-        let shell_command = shell_command(launch.command);
+        let shell_command = wharf_core::procfile::exec_form(launch.command);
         let launcher = if launch.cgroups.is_empty() {
             None
         } else {
@@ -206,44 +206,6 @@ impl Isolation {
     }
 }
 
-/// `exec <command>` when the command is one simple command, so the shell does not stay
-/// between wharf and the app; otherwise the command as written (`a && b`, `cd x; ./run`).
-pub(crate) fn shell_command(command: &str) -> String {
-    let first_word = command.split_whitespace().next().unwrap_or("");
-    let compound = command
-        .chars()
-        .any(|c| matches!(c, ';' | '&' | '|' | '\n' | '(' | ')' | '{' | '}' | '`'))
-        || first_word.contains('=')
-        || matches!(
-            first_word,
-            // Shell words and builtins that `exec` can't run (`exit 3`, `. ./env.sh`).
-            "if" | "for"
-                | "while"
-                | "until"
-                | "case"
-                | "exec"
-                | "!"
-                | "cd"
-                | "export"
-                | "set"
-                | "unset"
-                | "exit"
-                | "."
-                | "source"
-                | "eval"
-                | "ulimit"
-                | "umask"
-                | "trap"
-                | "read"
-                | "wait"
-        );
-    if compound || command.trim().is_empty() {
-        command.to_owned()
-    } else {
-        format!("exec {command}")
-    }
-}
-
 fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>, as_user: bool) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["--die-with-parent", "--unshare-pid", "--unshare-ipc"]
         .iter()
@@ -309,22 +271,6 @@ fn bubblewrap_args(hidden: &Path, launch: &Launch<'_>, as_user: bool) -> Vec<OsS
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn simple_commands_are_execed() {
-        assert_eq!(
-            shell_command("python3 -m http.server $PORT"),
-            "exec python3 -m http.server $PORT"
-        );
-        assert_eq!(shell_command("cd x && ./run"), "cd x && ./run");
-        assert_eq!(shell_command("FOO=1 ./run"), "FOO=1 ./run");
-        assert_eq!(shell_command("exit 3"), "exit 3");
-        assert_eq!(shell_command(". ./env.sh"), ". ./env.sh");
-        assert_eq!(
-            shell_command("trap '' TERM; sleep 5"),
-            "trap '' TERM; sleep 5"
-        );
-    }
 
     #[test]
     fn image_paths_are_rewritten_only_without_a_sandbox() {

@@ -119,6 +119,9 @@ pub struct ServerConfig {
     /// Another registry release images are pushed to (`WHARF_REGISTRY_URL`, with
     /// `WHARF_REGISTRY_USERNAME` and `WHARF_REGISTRY_PASSWORD`), if any.
     pub registry: Option<wharf_stack::push::PushTarget>,
+    /// `WHARF_K8S_INGRESS_CLASS`: Kubernetes manifests route the app's hostnames with an
+    /// Ingress of this class; without one, none.
+    pub k8s_ingress_class: Option<String>,
     /// The key config var values are encrypted with at rest, as 64 hex digits
     /// (`WHARF_SECRET_KEY`); `None` uses (or makes) `<data dir>/secret-key`.
     pub secret_key: Option<String>,
@@ -184,6 +187,11 @@ pub struct AppState {
     pub rendezvous: rendezvous::Rendezvous,
     /// The stack new apps build on unless they say (`WHARF_STACK`).
     pub default_stack: Arc<str>,
+    /// Where an orchestrator's nodes pull release images from (wharf's registry endpoint, or
+    /// `WHARF_REGISTRY_URL`); `None` (with why) where the endpoint has no address nodes can use.
+    pub node_images: Result<Arc<dyn wharf_core::backend::ImageSource>, Arc<str>>,
+    /// What Kubernetes manifests are made with.
+    pub k8s: Arc<wharf_k8s::Settings>,
 }
 
 impl AppState {
@@ -256,6 +264,43 @@ pub enum StartError {
     TwoRegistries,
 }
 
+/// Where an orchestrator's nodes pull release images from: the registry `WHARF_REGISTRY_URL`
+/// names (wharf pushes each image there first), else wharf's own endpoint, at
+/// `WHARF_SWARM_REGISTRY` or the public URL's host and port.
+fn node_images(
+    config: &ServerConfig,
+    images: &wharf_image::ImageStore,
+    signer: &signing::UrlSigner,
+) -> Result<Arc<dyn wharf_core::backend::ImageSource>, StartError> {
+    Ok(match (&config.registry, &config.swarm.registry) {
+        (Some(_), Some(_)) => return Err(StartError::TwoRegistries),
+        (Some(target), None) => Arc::new(wharf_control::PushedImages::new(
+            images.clone(),
+            target.clone(),
+            config.data_dir.clone(),
+        )),
+        (None, explicit) => {
+            let address = explicit.clone().unwrap_or_else(|| {
+                let public_url = config
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", config.api_addr));
+                public_url
+                    .split_once("://")
+                    .map_or(public_url.as_str(), |(_, rest)| rest)
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
+            Arc::new(routes::registry::EndpointImages::new(
+                address,
+                signer.clone(),
+            )?)
+        }
+    })
+}
+
 /// Opens the data directory and the database, and makes sure someone can log in.
 pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), StartError> {
     // Everyone may pass through the data dir (apps that run as an unprivileged user reach their
@@ -323,63 +368,40 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         &config.data_dir.join("logs").join("apps"),
         wharf_logs::Retention::default(),
     )?;
+    let node_image_source = node_images(config, &images, &signer);
     let background = CancellationToken::new();
     let router = wharf_router::Router::new(config.router.clone(), Some(app_logs.clone()));
-    let backend: Arc<dyn wharf_core::backend::Backend> = match config.backend {
-        BackendKind::Local => {
-            // Stops whatever a killed predecessor left running before anything starts.
-            let supervisor = wharf_run::Supervisor::start(
-                config.run.clone(),
-                images.clone(),
-                background.clone(),
-            )
-            .await?;
-            supervisor.set_routes(Arc::new(router.clone()));
-            Arc::new(supervisor)
-        }
-        BackendKind::Swarm => {
-            let public_url = config
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", config.api_addr));
-            let source: Arc<dyn wharf_core::backend::ImageSource> =
-                match (&config.registry, &config.swarm.registry) {
-                    (Some(_), Some(_)) => return Err(StartError::TwoRegistries),
-                    (Some(target), None) => Arc::new(wharf_control::PushedImages::new(
-                        images.clone(),
-                        target.clone(),
-                        config.data_dir.clone(),
-                    )),
-                    (None, explicit) => {
-                        let address = explicit.clone().unwrap_or_else(|| {
-                            public_url
-                                .split_once("://")
-                                .map_or(public_url.as_str(), |(_, rest)| rest)
-                                .split('/')
-                                .next()
-                                .unwrap_or_default()
-                                .to_owned()
-                        });
-                        Arc::new(routes::registry::EndpointImages::new(
-                            address,
-                            signer.clone(),
-                        )?)
-                    }
-                };
-            let swarm = wharf_swarm::SwarmBackend::connect(wharf_swarm::SwarmConfig {
-                docker_host: config
-                    .swarm
-                    .docker_host
-                    .clone()
-                    .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
-                images: source,
-                routes: Arc::new(router.clone()),
-                boot_timeout: config.run.boot_timeout,
-            })
-            .await?;
-            Arc::new(swarm)
-        }
-    };
+    let (backend, node_image_source): (Arc<dyn wharf_core::backend::Backend>, _) =
+        match config.backend {
+            BackendKind::Local => {
+                // Stops whatever a killed predecessor left running before anything starts.
+                let supervisor = wharf_run::Supervisor::start(
+                    config.run.clone(),
+                    images.clone(),
+                    background.clone(),
+                )
+                .await?;
+                supervisor.set_routes(Arc::new(router.clone()));
+                // Only manifests need it here: a start without it is no failure.
+                let source = node_image_source.map_err(|e| Arc::<str>::from(e.to_string()));
+                (Arc::new(supervisor), source)
+            }
+            BackendKind::Swarm => {
+                let source = node_image_source?;
+                let swarm = wharf_swarm::SwarmBackend::connect(wharf_swarm::SwarmConfig {
+                    docker_host: config
+                        .swarm
+                        .docker_host
+                        .clone()
+                        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
+                    images: source.clone(),
+                    routes: Arc::new(router.clone()),
+                    boot_timeout: config.run.boot_timeout,
+                })
+                .await?;
+                (Arc::new(swarm), Ok(source))
+            }
+        };
     let control = wharf_control::ControlPlane::start(
         &wharf_control::ControlConfig {
             data_dir: config.data_dir.clone(),
@@ -431,6 +453,12 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
         tls,
         rendezvous: rendezvous::Rendezvous::default(),
         default_stack: Arc::from(config.default_stack.as_str()),
+        node_images: node_image_source,
+        k8s: Arc::new(wharf_k8s::Settings {
+            ingress_class: config.k8s_ingress_class.clone(),
+            boot_timeout: config.run.boot_timeout,
+            release_timeout: config.release_timeout,
+        }),
     };
     Ok((state, admin))
 }

@@ -92,6 +92,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(releases::rebase))
         .routes(routes!(releases::info))
         .routes(routes!(releases::config_vars))
+        .routes(routes!(releases::manifests))
         .routes(routes!(sources::create))
         .routes(routes!(builds::create, builds::list))
         .routes(routes!(builds::info))

@@ -42,7 +42,7 @@ pub fn args(command: &str) -> Vec<String> {
          done; exec /bin/sh -c \"$1\""
             .to_owned(),
         "sh".to_owned(),
-        command.to_owned(),
+        wharf_core::procfile::exec_form(command),
     ]
 }
 
@@ -239,7 +239,7 @@ mod tests {
         assert!(env.contains(&"DYNO=web.{{.Task.Slot}}".to_owned()));
         assert_eq!(container.stop_signal.as_deref(), Some("SIGINT"));
         assert_eq!(container.stop_grace_period, Some(9_000_000_000));
-        assert_eq!(container.args.as_ref().unwrap()[4], "gunicorn app:app");
+        assert_eq!(container.args.as_ref().unwrap()[4], "exec gunicorn app:app");
         let check = container
             .health_check
             .as_ref()

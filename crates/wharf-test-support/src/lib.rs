@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub mod cli;
 #[cfg(feature = "cli")]
 pub mod docker;
+pub mod k8s;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "cli")]

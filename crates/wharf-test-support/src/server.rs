@@ -88,6 +88,7 @@ impl TestServer {
             tls_addrs: Vec::new(),
             secret_key: None,
             registry: None,
+            k8s_ingress_class: None,
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
                 concurrency: 2,

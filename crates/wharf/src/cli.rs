@@ -102,6 +102,11 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Kubernetes: `wharf k8s manifests` prints a release's objects as YAML
+    K8s {
+        #[command(subcommand)]
+        command: K8sCommand,
+    },
     /// Show the app's processes
     Ps {
         #[command(flatten)]
@@ -235,6 +240,21 @@ pub enum TokensCommand {
     Revoke {
         /// The token's id (`wharf tokens` lists them)
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// Print a release's Kubernetes objects as YAML, one document per object, for `kubectl
+    /// apply -f -`, Argo CD or Flux (includes its config vars, in a Secret)
+    Manifests {
+        /// The release (`3` or `v3`) [default: the current release]
+        #[arg(long, value_name = "VERSION")]
+        release: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
     },
 }
 
@@ -414,6 +434,10 @@ pub struct ServerArgs {
     /// The swarm manager's Engine API, for WHARF_BACKEND=swarm [default: unix:///var/run/docker.sock]
     #[arg(long, env = "DOCKER_HOST", value_name = "URL")]
     pub docker_host: Option<String>,
+    /// The ingress class of the Ingress `wharf k8s manifests` routes an app's hostnames with
+    /// (none without one: wharf's router reaches the Services)
+    #[arg(long, env = "WHARF_K8S_INGRESS_CLASS", value_name = "CLASS")]
+    pub k8s_ingress_class: Option<String>,
     /// HOST:PORT where swarm nodes reach wharf's registry endpoint, unless WHARF_REGISTRY_URL
     /// is set [default: the public URL's]
     #[arg(long, env = "WHARF_SWARM_REGISTRY", value_name = "HOST:PORT")]

@@ -90,6 +90,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RegistryPush { release, app, json } => {
             releases::registry_push(&cli.global, release.as_deref(), &app, json.json).await
         }
+        Command::K8s {
+            command: cli::K8sCommand::Manifests { release, app, json },
+        } => releases::manifests(&cli.global, release.as_deref(), &app, json.json).await,
         Command::Ps { app, json } => ps::ps(&cli.global, &app, &json).await,
         Command::Scale { changes, app, json } => {
             ps::scale(&cli.global, &app, &changes, &json).await

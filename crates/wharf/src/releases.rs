@@ -413,6 +413,23 @@ fn render_diff(app: &str, diff: &ReleaseDiff, show_values: bool) -> String {
 
 /// `wharf registry:push`: copies a release's image to the server's registry and says where it
 /// is. Says what it is doing first, on a terminal's stderr: a stack image takes a while.
+/// `wharf k8s manifests`: the release's Kubernetes objects, as YAML (or the API's JSON).
+pub async fn manifests(
+    global: &Global,
+    release: Option<&str>,
+    app: &AppArg,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    let app = context::app_name(app)?;
+    let release = release.map(|r| r.trim_start_matches('v'));
+    if json {
+        return output::json(&client.release_manifests(&app, release).await?);
+    }
+    print!("{}", client.release_manifests_yaml(&app, release).await?);
+    Ok(())
+}
+
 pub async fn registry_push(
     global: &Global,
     release: Option<&str>,

@@ -306,6 +306,7 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
     };
     Ok(ServerConfig {
         registry,
+        k8s_ingress_class: args.k8s_ingress_class,
         backend,
         swarm: wharf_server::SwarmSettings {
             docker_host: args.docker_host,

@@ -45,6 +45,14 @@ pub struct EndpointImages {
     signer: crate::signing::UrlSigner,
 }
 
+impl std::fmt::Debug for EndpointImages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointImages")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EndpointImages {
     /// Images at `address` (`host:port`, where the nodes reach wharf's API), with tokens
     /// `signer` makes. An address no node can reach (`0.0.0.0`, none) is refused.

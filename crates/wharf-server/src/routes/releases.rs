@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use wharf_core::api::{
@@ -525,4 +525,128 @@ async fn rebase_release(
         .after(wharf_control::Change::Released(&release))
         .await;
     Ok(release)
+}
+
+/// The release as Kubernetes objects (`current` for the app's current release): per process
+/// type of the formation a Deployment, a Service for web, the config as an immutable Secret, a
+/// Job for the release phase, an Ingress with `WHARF_K8S_INGRESS_CLASS`; the image by digest
+/// from where a cluster's nodes pull it. JSON, or YAML (one document per object) when the
+/// client accepts `application/yaml` and not JSON.
+#[utoipa::path(get, path = "/apps/{app}/releases/{release}/manifests", tag = "releases",
+    params(
+        ("app" = String, Path, description = "The app's id or name"),
+        ("release" = String, Path, description = "The release's id or version, or `current`"),
+    ),
+    responses(
+        (status = 200, body = api::ReleaseManifests, description = "The objects; as YAML documents with `Accept: application/yaml`"),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "A release without an image, or on the host-bound stack; a server whose registry endpoint has no address a cluster can use"),
+        (status = 502, body = ErrorBody, description = "The image could not be pushed to `WHARF_REGISTRY_URL`"),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn manifests(
+    State(state): State<AppState>,
+    Path((app, release)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let app = state.store.app(&app).await?;
+    let release = if release == "current" {
+        state.store.current_release(&app.id).await?.ok_or_else(|| {
+            ApiError::invalid_params(format!(
+                "`{}` has no release yet: deploy it first (`wharf deploy -a {}`)",
+                app.name, app.name
+            ))
+        })?
+    } else {
+        find(&state, &app, &release).await?
+    };
+    let version = release.version.get();
+    let desired = state
+        .control
+        .desired(&app, &release)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid_params(format!(
+                "release v{version} has no image: only a release made from a build runs on \
+             Kubernetes (deploy the app: `wharf deploy -a {}`)",
+                app.name
+            ))
+        })?;
+    let source = state.node_images.as_ref().map_err(|why| {
+        ApiError::invalid_params(format!("the cluster can't pull release images: {why}"))
+    })?;
+    let image = source
+        .pullable(&app.id, app.name.as_str(), version, &desired.release.image)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                format!(
+                    "release v{version}'s image can't be made pullable: {}",
+                    wharf_core::error_chain(&e)
+                ),
+            )
+        })?;
+    let mut hostnames = vec![state.control.hostname(app.name.as_str())];
+    hostnames.extend(
+        state
+            .store
+            .domains(&app.id)
+            .await?
+            .into_iter()
+            .map(|d| d.hostname.to_string()),
+    );
+    let made = wharf_k8s::manifests(&wharf_k8s::Input {
+        app: &desired,
+        image: &image,
+        release_command: release
+            .process_types
+            .get(RELEASE_PHASE_TYPE)
+            .map(String::as_str),
+        hostnames: &hostnames,
+        settings: &state.k8s,
+    })
+    .map_err(|e| ApiError::invalid_params(e.to_string()))?;
+    let objects = made.objects();
+    if wants_yaml(&headers) {
+        let text = wharf_k8s::to_yaml(&objects).map_err(ApiError::internal)?;
+        return Response::builder()
+            .header(axum::http::header::CONTENT_TYPE, "application/yaml")
+            .body(axum::body::Body::from(text))
+            .map_err(ApiError::internal);
+    }
+    let objects = objects
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::internal)?;
+    Ok(Json(api::ReleaseManifests {
+        release: api::DynoRelease {
+            id: release.id.clone(),
+            version,
+        },
+        objects,
+    })
+    .into_response())
+}
+
+/// Whether the client asked for YAML rather than JSON.
+fn wants_yaml(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let yaml = accept.split(',').any(|t| {
+        matches!(
+            t.split(';').next().map(str::trim),
+            Some("application/yaml" | "text/yaml")
+        )
+    });
+    let json = accept
+        .split(',')
+        .any(|t| t.split(';').next().map(str::trim) == Some("application/json"));
+    yaml && !json
 }

@@ -39,6 +39,17 @@ fn deploy(cli: &Cli, app: &str, dir: &std::path::Path) {
     let deployed = cli.run(&["deploy", dir.to_str().unwrap(), "-a", app]);
     assert_eq!(deployed.code, Some(0), "{deployed:#?}");
     assert_portable(cli, app);
+    assert_kubernetes_ready(cli, app);
+}
+
+/// The app's current release prints as Kubernetes manifests that are valid for every
+/// Kubernetes version wharf supports.
+pub(crate) fn assert_kubernetes_ready(cli: &Cli, app: &str) {
+    if !crate::test_stack::available() {
+        return;
+    }
+    let yaml = cli.run(&["k8s", "manifests", "-a", app]).success().stdout;
+    crate::k8s::assert_valid_manifests(cli, app, &yaml);
 }
 
 /// The app's newest release is a self-contained image on the (test) stack, as every example's
@@ -95,6 +106,7 @@ fn every_example_deploys_and_answers() {
     ]);
     assert_eq!(deployed.code, Some(0), "{deployed:#?}");
     assert_portable(&cli, "frontend");
+    assert_kubernetes_ready(&cli, "frontend");
     until_answers(port, "frontend", "the api answered 200: hello from the api");
     until_answers(port, "api", "hello from the api");
 }
@@ -205,6 +217,7 @@ fn the_counter_keeps_its_state_in_redis_not_in_the_process() {
         "{deployed:#?}"
     );
     cli.run(&["scale", "worker=1", "-a", "counter"]).success();
+    assert_kubernetes_ready(&cli, "counter");
     settle(&cli, 1);
 
     let first = count(port);

@@ -22,6 +22,7 @@ mod flow;
 mod git_push;
 mod heroku_cli;
 mod isolation;
+mod k8s;
 mod login;
 mod registry;
 mod release_stage;

@@ -58,6 +58,7 @@ fn a_django_app_builds_with_its_python_and_collectstatic() {
     let source = cli.work_dir().join("python-django");
     copy_dir(&example("python-django"), &source);
     let log = deploys(&cli, app, &source, &[]);
+    crate::examples::assert_kubernetes_ready(&cli, app);
     assert!(
         log.contains(&format!(
             " from the stack {} (asked for by .python-version: 3.13)",
@@ -283,6 +284,7 @@ fn a_vite_app_builds_on_node_from_the_registry() {
             "Default types for node -> web",
         ],
     );
+    crate::examples::assert_kubernetes_ready(&cli, app);
 
     until_answers(
         server.router_port,

@@ -1,0 +1,8 @@
+//! wharf on Kubernetes. [`manifests`] makes one release of an app into Kubernetes objects with
+//! k8s-openapi's types (what `wharf k8s manifests` prints as YAML, for kubectl, Argo CD or
+//! Flux); [`names`] says what each object is called.
+
+pub mod manifests;
+pub mod names;
+
+pub use manifests::{manifests, to_yaml, Input, ManifestError, Manifests, Object, Settings};
