@@ -1,7 +1,9 @@
 //! wharf on Kubernetes. [`manifests`] makes one release of an app into Kubernetes objects with
 //! k8s-openapi's types (what `wharf k8s manifests` prints as YAML, for kubectl, Argo CD or
-//! Flux); [`names`] says what each object is called.
+//! Flux); [`names`] says what each object is called; [`cluster`] applies them to a cluster and
+//! waits for them (kube-rs).
 
+pub mod cluster;
 pub mod manifests;
 pub mod names;
 

@@ -2,6 +2,8 @@
 //! object passes the Kubernetes API's own schemas, strictly, for 1.30 to 1.37
 //! (`kubernetes-validate`, which scripts/setup installs into target/kubernetes-validate).
 
+mod cluster;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
