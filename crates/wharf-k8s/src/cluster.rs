@@ -111,10 +111,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Applies the release's objects, in order, except its release-phase Job (see
-    /// [`Cluster::release_phase`]): the namespace, the Secrets, the Deployments, the Service
-    /// and the Ingress.
-    pub async fn apply(&self, manifests: &Manifests) -> Result<(), ClusterError> {
+    /// Applies what every pod of the release needs first: the namespace, the registry login
+    /// and the config Secret. Returns the namespace.
+    async fn apply_config(&self, manifests: &Manifests) -> Result<String, ClusterError> {
         let namespace = manifests
             .namespace
             .metadata
@@ -130,6 +129,14 @@ impl Cluster {
         }
         self.apply_one(&secrets, "Secret", &manifests.config)
             .await?;
+        Ok(namespace)
+    }
+
+    /// Applies the release's objects, in order, except its release-phase Job (see
+    /// [`Cluster::release_phase`]): the namespace, the Secrets, the Deployments, the Service
+    /// and the Ingress.
+    pub async fn apply(&self, manifests: &Manifests) -> Result<(), ClusterError> {
+        let namespace = self.apply_config(manifests).await?;
         let deployments: Api<Deployment> = self.namespaced(&namespace);
         for deployment in &manifests.deployments {
             self.apply_one(&deployments, "Deployment", deployment)
@@ -154,21 +161,7 @@ impl Cluster {
         job: &Job,
         timeout: Duration,
     ) -> Result<Outcome, ClusterError> {
-        let namespace = manifests
-            .namespace
-            .metadata
-            .name
-            .clone()
-            .unwrap_or_default();
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        self.apply_one(&namespaces, "Namespace", &manifests.namespace)
-            .await?;
-        let secrets: Api<Secret> = self.namespaced(&namespace);
-        if let Some(pull) = &manifests.pull_secret {
-            self.apply_one(&secrets, "Secret", pull).await?;
-        }
-        self.apply_one(&secrets, "Secret", &manifests.config)
-            .await?;
+        let namespace = self.apply_config(manifests).await?;
         let jobs: Api<Job> = self.namespaced(&namespace);
         self.apply_one(&jobs, "Job", job).await?;
         let name = job.metadata.name.clone().unwrap_or_default();
