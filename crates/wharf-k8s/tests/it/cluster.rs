@@ -194,8 +194,21 @@ fn release() -> DesiredApp {
     }
 }
 
-fn made(release_command: Option<&str>) -> wharf_k8s::Manifests {
-    let app = release();
+fn made(release_command: Option<&str>, ingress_class: Option<&str>) -> wharf_k8s::Manifests {
+    made_of(release(), release_command, ingress_class)
+}
+
+fn worker_only() -> wharf_k8s::Manifests {
+    let mut app = release();
+    app.processes = vec![ProcessSpec::new("worker", 1, "bin/worker")];
+    made_of(app, None, None)
+}
+
+fn made_of(
+    app: DesiredApp,
+    release_command: Option<&str>,
+    ingress_class: Option<&str>,
+) -> wharf_k8s::Manifests {
     let image = PullableImage {
         reference: "registry.example.com/shop@sha256:4f1c".to_owned(),
         registry: "registry.example.com".to_owned(),
@@ -205,9 +218,9 @@ fn made(release_command: Option<&str>) -> wharf_k8s::Manifests {
         app: &app,
         image: &image,
         release_command,
-        hostnames: &[],
+        hostnames: &["shop.example.test".to_owned()],
         settings: &Settings {
-            ingress_class: None,
+            ingress_class: ingress_class.map(str::to_owned),
             boot_timeout: Duration::from_secs(60),
             release_timeout: Duration::from_secs(600),
         },
@@ -215,14 +228,15 @@ fn made(release_command: Option<&str>) -> wharf_k8s::Manifests {
     .unwrap()
 }
 
-/// A deploy: the objects applied in order (server-side, field manager `wharf`), the web
+/// A deploy: the objects applied in order (server-side, field manager `wharf`; the Ingress
+/// last), the web
 /// Deployment watched until every replica is updated and available, and the Deployment of a
 /// process type the formation no longer has deleted.
 #[tokio::test]
 async fn a_release_is_applied_rolled_out_and_pruned() {
     let api = RecordedApi::start("deploy.json").await;
     let cluster = api.cluster();
-    let manifests = made(None);
+    let manifests = made(None, Some("nginx"));
     cluster.apply(&manifests).await.unwrap();
     let outcome = cluster
         .rollout(&manifests, Duration::from_secs(30))
@@ -240,7 +254,7 @@ async fn a_release_is_applied_rolled_out_and_pruned() {
 async fn a_failed_release_phase_says_why() {
     let api = RecordedApi::start("release-phase-fails.json").await;
     let cluster = api.cluster();
-    let manifests = made(Some("rake db:migrate"));
+    let manifests = made(Some("rake db:migrate"), None);
     let job = manifests.release_job.clone().unwrap();
     let outcome = cluster
         .release_phase(&manifests, &job, Duration::from_secs(30))
@@ -262,7 +276,7 @@ async fn a_stuck_rollout_fails_with_the_controllers_message() {
     let api = RecordedApi::start("rollout-stuck.json").await;
     let cluster = api.cluster();
     let outcome = cluster
-        .rollout(&made(None), Duration::from_secs(30))
+        .rollout(&made(None, None), Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(
@@ -272,5 +286,15 @@ async fn a_stuck_rollout_fails_with_the_controllers_message() {
                 .to_owned()
         )
     );
+    api.assert_done();
+}
+
+/// A formation without web any more: its Deployment and its Service go (a Service deletion
+/// answers with a Status, not the object).
+#[tokio::test]
+async fn a_formation_without_web_loses_its_deployment_and_service() {
+    let api = RecordedApi::start("web-scaled-away.json").await;
+    let deleted = api.cluster().prune(&worker_only()).await.unwrap();
+    assert_eq!(deleted, ["Deployment shop-web", "Service shop-web"]);
     api.assert_done();
 }

@@ -3,6 +3,7 @@
 //! (`kubernetes-validate`, which scripts/setup installs into target/kubernetes-validate).
 
 mod cluster;
+mod rbac;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
