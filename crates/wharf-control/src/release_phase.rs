@@ -163,6 +163,7 @@ impl Releaser {
                 .backend()
                 .run(
                     &release.app_id,
+                    &release.app_name,
                     &spec,
                     &command,
                     OneOffKind::Postdeploy,
@@ -289,6 +290,7 @@ impl Inner {
             .backend()
             .run(
                 &release.app_id,
+                &release.app_name,
                 &spec,
                 command,
                 OneOffKind::ReleasePhase,

@@ -40,6 +40,7 @@ pub trait Backend: Send + Sync {
     fn run<'a>(
         &'a self,
         app_id: &'a str,
+        app_name: &'a str,
         release: &'a ReleaseSpec,
         command: &'a str,
         kind: OneOffKind,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::Client;
@@ -113,7 +113,7 @@ impl Cluster {
 
     /// Applies what every pod of the release needs first: the namespace, the registry login
     /// and the config Secret. Returns the namespace.
-    async fn apply_config(&self, manifests: &Manifests) -> Result<String, ClusterError> {
+    pub async fn apply_config(&self, manifests: &Manifests) -> Result<String, ClusterError> {
         let namespace = manifests
             .namespace
             .metadata
@@ -307,6 +307,108 @@ impl Cluster {
             }
         }
         Ok(deleted)
+    }
+}
+
+impl Cluster {
+    /// The pods of `namespace`, to read, follow or attach to.
+    pub fn pods_api(&self, namespace: &str) -> Api<Pod> {
+        self.namespaced(namespace)
+    }
+
+    /// Checks that the API server answers (its version).
+    pub async fn version(&self) -> Result<String, ClusterError> {
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(api_error("tell its version"))?;
+        Ok(info.git_version)
+    }
+
+    /// The app's pods (its process types', its release phases' and its one-offs'), by its
+    /// `wharf.dev/app-id` label.
+    pub async fn pods(&self, namespace: &str, app_id: &str) -> Result<Vec<Pod>, ClusterError> {
+        let pods: Api<Pod> = self.namespaced(namespace);
+        let selector = ListParams::default().labels(&format!(
+            "{LABEL_APP_ID}={app_id},app.kubernetes.io/managed-by={MANAGER}"
+        ));
+        Ok(pods
+            .list(&selector)
+            .await
+            .map_err(api_error("list pods"))?
+            .items)
+    }
+
+    /// Restarts a Deployment's pods the way `kubectl rollout restart` does: a new value of a
+    /// pod-template annotation, so they are replaced in the Deployment's own update order.
+    pub async fn restart(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        at: &str,
+    ) -> Result<(), ClusterError> {
+        let deployments: Api<Deployment> = self.namespaced(namespace);
+        let patch = serde_json::json!({
+            "spec": {"template": {"metadata": {"annotations": {
+                crate::manifests::ANNOTATION_RESTARTED: at
+            }}}}
+        });
+        deployments
+            .patch(deployment, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_error(format!("restart Deployment {deployment}")))?;
+        Ok(())
+    }
+
+    /// Deletes one pod (its Deployment starts another, fresh).
+    pub async fn delete_pod(&self, namespace: &str, pod: &str) -> Result<(), ClusterError> {
+        let pods: Api<Pod> = self.namespaced(namespace);
+        pods.delete(pod, &DeleteParams::default())
+            .await
+            .map_err(api_error(format!("delete pod {pod}")))?;
+        Ok(())
+    }
+
+    /// Deletes the app's namespace, and with it everything of the app's.
+    pub async fn remove_namespace(&self, namespace: &str) -> Result<(), ClusterError> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        match namespaces.delete(namespace, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            // Gone already.
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(ClusterError::Api {
+                action: format!("delete Namespace {namespace}"),
+                source,
+            }),
+        }
+    }
+
+    /// Where the Service `name` takes connections inside the cluster (its cluster IP and
+    /// port), once it has one.
+    pub async fn service_address(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<std::net::SocketAddr>, ClusterError> {
+        let services: Api<Service> = self.namespaced(namespace);
+        let service = services
+            .get_opt(name)
+            .await
+            .map_err(api_error(format!("read Service {name}")))?;
+        let Some(spec) = service.and_then(|s| s.spec) else {
+            return Ok(None);
+        };
+        let ip = spec
+            .cluster_ip
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+        let port = spec
+            .ports
+            .and_then(|p| p.first().map(|p| p.port))
+            .and_then(|p| u16::try_from(p).ok());
+        Ok(ip
+            .zip(port)
+            .map(|(ip, port)| std::net::SocketAddr::new(ip, port)))
     }
 }
 

@@ -54,6 +54,8 @@ pub const MANAGER: &str = "wharf";
 pub const LABEL_RELEASE: &str = "wharf.dev/release";
 /// The label with the app's id, which outlives renames.
 pub const LABEL_APP_ID: &str = "wharf.dev/app-id";
+/// The label of a one-off process's pod (the release phase's too): its name, `run.3`.
+pub const LABEL_ONE_OFF: &str = "wharf.dev/one-off";
 /// A pod-template annotation that `wharf restart` changes to restart a Deployment's pods.
 pub const ANNOTATION_RESTARTED: &str = "wharf.dev/restarted-at";
 
@@ -206,7 +208,11 @@ pub fn manifests(input: &Input<'_>) -> Result<Manifests, ManifestError> {
                 ttl_seconds_after_finished: Some(24 * 60 * 60),
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
-                        labels: Some(labels(input, Some(component))),
+                        labels: Some({
+                            let mut labels = labels(input, Some(component));
+                            labels.insert(LABEL_ONE_OFF.to_owned(), "release.1".to_owned());
+                            labels
+                        }),
                         ..Default::default()
                     }),
                     spec: Some(pod),
@@ -491,6 +497,56 @@ fn deployment(
             },
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// How a one-off process's pod is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneOffIo {
+    /// Output to its log; no input.
+    Detached,
+    /// stdin kept open for the client that attaches.
+    Stdin,
+    /// A terminal, for the client that attaches.
+    Terminal,
+}
+
+/// The pod of one-off process `dyno` (`run.3`, `release.2`) running `command` with the
+/// release's environment: the same image, config, limits and security as its process types',
+/// never restarted, named `prefix` and a suffix the API server picks.
+pub fn one_off_pod(
+    input: &Input<'_>,
+    prefix: &str,
+    dyno: &str,
+    command: &str,
+    io: OneOffIo,
+) -> k8s_openapi::api::core::v1::Pod {
+    let kind = dyno.split('.').next().unwrap_or("run");
+    let mut spec = pod_spec(input, kind, command, dyno);
+    spec.restart_policy = Some("Never".to_owned());
+    let container = &mut spec.containers[0];
+    if io != OneOffIo::Detached {
+        container.stdin = Some(true);
+        container.stdin_once = Some(true);
+        container.tty = Some(io == OneOffIo::Terminal);
+    }
+    if io == OneOffIo::Terminal {
+        container
+            .env
+            .get_or_insert_with(Vec::new)
+            .push(value("TERM", "xterm-256color"));
+    }
+    let mut labels = labels(input, Some(kind));
+    labels.insert(LABEL_ONE_OFF.to_owned(), dyno.to_owned());
+    k8s_openapi::api::core::v1::Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(prefix.to_owned()),
+            namespace: Some(names::namespace(&input.app.app_name)),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec: Some(spec),
         ..Default::default()
     }
 }

@@ -52,6 +52,7 @@ impl Backend for Supervisor {
     fn run<'a>(
         &'a self,
         app_id: &'a str,
+        _app_name: &'a str,
         release: &'a ReleaseSpec,
         command: &'a str,
         kind: OneOffKind,

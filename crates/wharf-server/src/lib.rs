@@ -52,6 +52,8 @@ pub enum BackendKind {
     Local,
     /// A Docker Swarm, through its manager's Engine API (`wharf-swarm`).
     Swarm,
+    /// A Kubernetes cluster, from kubeconfig or the in-cluster service account (`wharf-k8s`).
+    Kubernetes,
 }
 
 impl std::str::FromStr for BackendKind {
@@ -61,9 +63,11 @@ impl std::str::FromStr for BackendKind {
         match text {
             "local" => Ok(BackendKind::Local),
             "swarm" => Ok(BackendKind::Swarm),
+            "kubernetes" => Ok(BackendKind::Kubernetes),
             other => Err(format!(
-                "unknown backend `{}`: the backends are `local` (this machine's supervisor) \
-                 and `swarm` (a Docker Swarm, through the manager DOCKER_HOST names)",
+                "unknown backend `{}`: the backends are `local` (this machine's supervisor), \
+                 `swarm` (a Docker Swarm, through the manager DOCKER_HOST names) and \
+                 `kubernetes` (the cluster kubeconfig or the in-cluster service account names)",
                 wharf_core::name::shown(other)
             )),
         }
@@ -240,6 +244,8 @@ pub enum StartError {
     Run(#[from] wharf_run::RunError),
     #[error("cannot use the swarm")]
     Swarm(#[from] wharf_swarm::SwarmError),
+    #[error("cannot use the Kubernetes cluster")]
+    Kubernetes(#[from] wharf_k8s::cluster::ClusterError),
     #[error(transparent)]
     Control(#[from] wharf_control::StartError),
     #[error("cannot prepare {path}: {source}")]
@@ -252,7 +258,7 @@ pub enum StartError {
     #[error("cannot set up TLS")]
     Tls(#[from] tls::TlsError),
     #[error(
-        "the swarm's nodes can't pull from `{registry}`: set WHARF_SWARM_REGISTRY (or \
+        "the nodes can't pull release images from `{registry}`: set WHARF_SWARM_REGISTRY (or \
          WHARF_PUBLIC_URL) to the HOST:PORT the nodes reach wharf's API at"
     )]
     NodesCantPull { registry: String },
@@ -400,6 +406,21 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
                 })
                 .await?;
                 (Arc::new(swarm), Ok(source))
+            }
+            BackendKind::Kubernetes => {
+                let source = node_image_source?;
+                let kube = wharf_k8s::KubeBackend::connect(wharf_k8s::KubeConfig {
+                    images: source.clone(),
+                    routes: Arc::new(router.clone()),
+                    settings: wharf_k8s::Settings {
+                        ingress_class: None,
+                        boot_timeout: config.run.boot_timeout,
+                        release_timeout: config.release_timeout,
+                    },
+                    look_every: wharf_k8s::backend::LOOK_EVERY,
+                })
+                .await?;
+                (Arc::new(kube), Ok(source))
             }
         };
     let control = wharf_control::ControlPlane::start(

@@ -85,10 +85,6 @@ impl AppHandle {
         self.shared.changed.send_modify(|n| *n += 1);
     }
 
-    pub(crate) fn app_name(&self) -> String {
-        self.desired().app_name
-    }
-
     pub(crate) fn image(&self) -> String {
         self.desired().release.image
     }

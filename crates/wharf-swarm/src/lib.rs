@@ -240,19 +240,16 @@ impl Backend for SwarmBackend {
     fn run<'a>(
         &'a self,
         app_id: &'a str,
+        app_name: &'a str,
         release: &'a ReleaseSpec,
         command: &'a str,
         kind: OneOffKind,
         log: Arc<dyn LogSink>,
     ) -> BoxFuture<'a, Result<OneOff, BackendError>> {
+        // An app's first release phase runs before it has services: nothing of the app's is
+        // needed but its name.
         Box::pin(async move {
-            let app_name =
-                self.app(app_id)
-                    .map(|h| h.app_name())
-                    .ok_or_else(|| BackendError::UnknownApp {
-                        app_id: app_id.to_owned(),
-                    })?;
-            Ok(one_off::run(&self.inner, app_id, &app_name, release, command, kind, log).await?)
+            Ok(one_off::run(&self.inner, app_id, app_name, release, command, kind, log).await?)
         })
     }
 

@@ -422,8 +422,9 @@ pub struct ServerArgs {
         value_name = "N"
     )]
     pub build_concurrency: usize,
-    /// What runs the apps' processes: local (this machine's supervisor) or swarm (a Docker
-    /// Swarm, through the manager DOCKER_HOST names)
+    /// What runs the apps' processes: local (this machine's supervisor), swarm (a Docker Swarm,
+    /// through the manager DOCKER_HOST names) or kubernetes (the cluster KUBECONFIG or the
+    /// in-cluster service account names)
     #[arg(
         long,
         env = "WHARF_BACKEND",

@@ -1,184 +1,15 @@
-//! The cluster half against a recorded conversation with the Kubernetes API
-//! (`conversations/*.json`): a real kube-rs client talks HTTP to a server on 127.0.0.1 that
-//! answers each request with the next recorded answer, and fails the test on any request the
-//! conversation doesn't have next (method, path and query), or an apply that isn't a
-//! server-side apply.
+//! The cluster half against recorded conversations with the Kubernetes API
+//! (`conversations/*.json`, see `recorded.rs`), in their order.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use serde::Deserialize;
-use serde_json::Value;
 use wharf_core::backend::{DesiredApp, ProcessSpec, PullableImage};
-use wharf_k8s::cluster::{Cluster, Outcome};
+use wharf_k8s::cluster::Outcome;
 use wharf_k8s::{manifests, Input, Settings};
 
-#[derive(Debug, Deserialize)]
-struct Conversation {
-    /// Where the answers come from.
-    #[allow(dead_code)]
-    source: String,
-    exchanges: Vec<Exchange>,
-}
+use crate::recorded::RecordedApi;
 
-#[derive(Debug, Clone, Deserialize)]
-struct Exchange {
-    /// `METHOD /path?query`
-    request: String,
-    #[serde(default)]
-    content_type: Option<String>,
-    status: u16,
-    response: Value,
-}
-
-/// A Kubernetes API that answers from a conversation, in order.
-struct RecordedApi {
-    url: String,
-    left: Arc<Mutex<VecDeque<Exchange>>>,
-    wrong: Arc<Mutex<Vec<String>>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl RecordedApi {
-    async fn start(file: &str) -> RecordedApi {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/it/conversations")
-            .join(file);
-        let conversation: Conversation =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let left = Arc::new(Mutex::new(VecDeque::from(conversation.exchanges)));
-        let wrong = Arc::new(Mutex::new(Vec::new()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (l, w) = (left.clone(), wrong.clone());
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (l, w) = (l.clone(), w.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (l, w) = (l.clone(), w.clone());
-                        async move { Ok::<_, Infallible>(answer(req, &l, &w).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-                });
-            }
-        });
-        RecordedApi {
-            url,
-            left,
-            wrong,
-            server,
-        }
-    }
-
-    fn cluster(&self) -> Cluster {
-        let config = kube::Config::new(self.url.parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
-        Cluster::new(client, Duration::from_millis(10))
-    }
-
-    /// Every recorded exchange happened, and nothing else.
-    fn assert_done(&self) {
-        let wrong = self.wrong.lock().unwrap();
-        assert!(
-            wrong.is_empty(),
-            "unexpected requests:\n{}",
-            wrong.join("\n")
-        );
-        let left = self.left.lock().unwrap();
-        assert!(
-            left.is_empty(),
-            "recorded requests never made: {:?}",
-            left.iter().map(|e| &e.request).collect::<Vec<_>>()
-        );
-    }
-}
-
-impl Drop for RecordedApi {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn answer(
-    req: Request<Incoming>,
-    left: &Mutex<VecDeque<Exchange>>,
-    wrong: &Mutex<Vec<String>>,
-) -> Response<Full<Bytes>> {
-    let line = format!(
-        "{} {}",
-        req.method(),
-        req.uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or_default()
-    );
-    let content_type = req
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = req.into_body().collect().await.map(|b| b.to_bytes());
-    let next = left.lock().unwrap().pop_front();
-    let reply = |status: u16, body: Value| {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap()
-    };
-    let Some(next) = next else {
-        wrong
-            .lock()
-            .unwrap()
-            .push(format!("{line} (after the conversation ended)"));
-        return reply(500, Value::Null);
-    };
-    if next.request != line {
-        let what = format!("{line}, where the conversation has {}", next.request);
-        // Shown with the failure the client's error then causes.
-        eprintln!("unexpected request: {what}");
-        wrong.lock().unwrap().push(what);
-        return reply(500, Value::Null);
-    }
-    if let Some(expected) = &next.content_type {
-        if content_type.as_deref() != Some(expected.as_str()) {
-            wrong.lock().unwrap().push(format!(
-                "{line} sent content type {content_type:?}, not {expected}"
-            ));
-        }
-        // A server-side apply carries the whole object, named as in the path.
-        let sent: Value = serde_json::from_slice(&body.unwrap_or_default()).unwrap_or_default();
-        let name = sent["metadata"]["name"].as_str().unwrap_or_default();
-        if !line
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .ends_with(&format!("/{name}"))
-        {
-            wrong
-                .lock()
-                .unwrap()
-                .push(format!("{line} applied an object named `{name}`"));
-        }
-    }
-    reply(next.status, next.response)
-}
-
-fn release() -> DesiredApp {
+pub(crate) fn release() -> DesiredApp {
     DesiredApp {
         app_id: "0b5e3c1e-7d1f-4a52-9d51-3f0c2d6e8a11".to_owned(),
         app_name: "shop".to_owned(),
@@ -194,7 +25,10 @@ fn release() -> DesiredApp {
     }
 }
 
-fn made(release_command: Option<&str>, ingress_class: Option<&str>) -> wharf_k8s::Manifests {
+pub(crate) fn made(
+    release_command: Option<&str>,
+    ingress_class: Option<&str>,
+) -> wharf_k8s::Manifests {
     made_of(release(), release_command, ingress_class)
 }
 

@@ -2,8 +2,10 @@
 //! object passes the Kubernetes API's own schemas, strictly, for 1.30 to 1.37
 //! (`kubernetes-validate`, which scripts/setup installs into target/kubernetes-validate).
 
+mod backend;
 mod cluster;
 mod rbac;
+mod recorded;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

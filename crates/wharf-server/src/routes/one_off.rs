@@ -175,6 +175,7 @@ pub async fn create(
         .backend()
         .run(
             &app.id,
+            app.name.as_str(),
             &spec,
             &body.command,
             kind,
@@ -326,7 +327,14 @@ pub async fn attach(
     let one_off = state
         .control
         .backend()
-        .run(&app.id, &spec, &command, kind, state.control.sink(&app.id))
+        .run(
+            &app.id,
+            app.name.as_str(),
+            &spec,
+            &command,
+            kind,
+            state.control.sink(&app.id),
+        )
         .await?;
     tracing::info!(app = %app.name, dyno = %one_off.name, "attached one-off process started");
     if let Some(mut child_stdin) = one_off.stdin {

@@ -180,7 +180,7 @@ fn an_unknown_backend_stops_the_server_before_it_makes_anything() {
     let run = cli.run(&[
         "server",
         "--backend",
-        "kubernetes",
+        "nomad",
         "--data-dir",
         data_dir.to_str().unwrap(),
         "--api-addr",
@@ -191,8 +191,8 @@ fn an_unknown_backend_stops_the_server_before_it_makes_anything() {
     assert_eq!(run.code, Some(1), "{run:#?}");
     assert!(
         run.stderr.contains(
-            "--backend/WHARF_BACKEND: unknown backend `kubernetes`: the backends are `local` \
-             (this machine's supervisor) and `swarm`"
+            "--backend/WHARF_BACKEND: unknown backend `nomad`: the backends are `local` \
+             (this machine's supervisor), `swarm`"
         ),
         "{run:#?}"
     );
@@ -237,7 +237,7 @@ fn the_swarm_backend_without_an_engine_stops_the_server() {
     let run = start(&["--api-addr", "0.0.0.0:0"]);
     assert!(
         run.stderr
-            .contains("the swarm's nodes can't pull from `0.0.0.0:")
+            .contains("the nodes can't pull release images from `0.0.0.0:")
             && run.stderr.contains(
                 "set WHARF_SWARM_REGISTRY (or WHARF_PUBLIC_URL) to the HOST:PORT the nodes \
                  reach wharf's API at"
@@ -256,6 +256,64 @@ fn the_swarm_backend_without_an_engine_stops_the_server() {
         run.stderr.contains(
             "both WHARF_SWARM_REGISTRY and WHARF_REGISTRY_URL say where the nodes pull images from"
         ),
+        "{run:#?}"
+    );
+}
+
+/// The Kubernetes backend without a cluster to talk to: no kubeconfig (and no in-cluster
+/// service account), or a kubeconfig naming an API server that doesn't answer. The start
+/// fails, saying which.
+#[test]
+fn the_kubernetes_backend_without_a_cluster_stops_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let start = |kubeconfig: &std::path::Path| {
+        let cli = Cli::new().env("KUBECONFIG", kubeconfig.to_str().unwrap());
+        let run = cli.run(&[
+            "server",
+            "--backend",
+            "kubernetes",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--api-addr",
+            "127.0.0.1:0",
+            "--router-addr",
+            "127.0.0.1:0",
+            "--stack",
+            "wharf-1",
+        ]);
+        assert_eq!(run.code, Some(1), "{run:#?}");
+        run
+    };
+    let run = start(&data.path().join("no-such-kubeconfig"));
+    assert!(
+        run.stderr.contains("cannot use the Kubernetes cluster")
+            && run
+                .stderr
+                .contains("cannot set up the Kubernetes client from kubeconfig"),
+        "{run:#?}"
+    );
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig = data.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: here\n\
+             clusters:\n- name: here\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             contexts:\n- name: here\n  context:\n    cluster: here\n    user: me\n\
+             users:\n- name: me\n  user:\n    token: not-a-real-token\n"
+        ),
+    )
+    .unwrap();
+    let run = start(&kubeconfig);
+    assert!(
+        run.stderr
+            .contains("the Kubernetes API refused to tell its version"),
         "{run:#?}"
     );
 }

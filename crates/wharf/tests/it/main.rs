@@ -23,6 +23,7 @@ mod git_push;
 mod heroku_cli;
 mod isolation;
 mod k8s;
+mod kubernetes;
 mod login;
 mod registry;
 mod release_stage;

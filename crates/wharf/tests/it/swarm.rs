@@ -67,7 +67,7 @@ impl Client {
     }
 }
 
-fn page(port: u16, host: &str) -> Result<String, String> {
+pub(crate) fn page(port: u16, host: &str) -> Result<String, String> {
     match http_get(port, host, "/")? {
         (200, body) => Ok(body),
         (status, body) => Err(format!("{status} {body}")),
@@ -285,7 +285,7 @@ fn swarm_nodes_can_pull_from_another_registry() {
 }
 
 /// Deploys python-web as `app`, with `extra` lines added to its Procfile.
-fn deploy_python_web(cli: &Cli, app: &str, extra: &str) -> crate::harness::Run {
+pub(crate) fn deploy_python_web(cli: &Cli, app: &str, extra: &str) -> crate::harness::Run {
     let source = cli.work_dir().join(app);
     if !source.exists() {
         copy_dir(&example("python-web"), &source);
