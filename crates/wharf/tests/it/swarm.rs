@@ -389,8 +389,17 @@ fn on_the_swarm_a_crash_loop_shows_and_a_failed_release_phase_changes_nothing() 
     let app = "flaky";
     let host = format!("{app}.localhost");
     cli.run(&["apps", "create", app]).success();
-    let deployed = deploy_python_web(&cli, app, "crasher: echo about to crash; exit 7\n");
+    // The app's first release phase runs before anything of it is on the swarm.
+    let deployed = deploy_python_web(
+        &cli,
+        app,
+        "crasher: echo about to crash; exit 7\nrelease: echo first migration\n",
+    );
     assert_eq!(deployed.code, Some(0), "{deployed:#?}");
+    assert!(
+        deployed.transcript().contains("first migration"),
+        "{deployed:#?}"
+    );
     let serving = wait_until(Duration::from_secs(180), "the app to serve", || {
         page(server.router_port, &host)
     });
