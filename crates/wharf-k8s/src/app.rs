@@ -128,8 +128,8 @@ impl AppHandle {
             Target::Instance(name) => {
                 let pods = inner.cluster.pods(&namespace, &desired.app_id).await?;
                 let instances = crate::status::instances(&pods);
-                let index = instances.iter().position(|i| i.name == *name);
-                let pod = index.and_then(|_| pod_named(&pods, &instances, name));
+                let known = instances.iter().any(|i| i.name == *name);
+                let pod = known.then(|| pod_named(&pods, name)).flatten();
                 let Some(pod) = pod else {
                     return Err(BackendError::UnknownTarget {
                         app_id: desired.app_id.clone(),
@@ -165,7 +165,7 @@ impl AppHandle {
 }
 
 /// The pod behind instance `name`, numbered as [`crate::status::instances`] numbers them.
-fn pod_named(pods: &[Pod], instances: &[InstanceStatus], name: &str) -> Option<String> {
+fn pod_named(pods: &[Pod], name: &str) -> Option<String> {
     let kind = name.split('.').next()?;
     let number: usize = name.split('.').nth(1)?.parse().ok()?;
     let mut of_kind: Vec<&Pod> = pods
@@ -186,7 +186,6 @@ fn pod_named(pods: &[Pod], instances: &[InstanceStatus], name: &str) -> Option<S
             p.metadata.name.clone(),
         )
     });
-    let _ = instances;
     of_kind
         .get(number.checked_sub(1)?)
         .and_then(|p| p.metadata.name.clone())
@@ -299,8 +298,14 @@ async fn run(
 fn watch_rollout(inner: &Arc<Inner>, shared: &Arc<Shared>, made: &Manifests, version: u32) {
     let (cluster, shared, made) = (inner.cluster.clone(), shared.clone(), made.clone());
     let timeout = inner.config.settings.boot_timeout;
+    let stop = inner.stop.clone();
     inner.tasks.spawn(async move {
-        let outcome = match cluster.rollout(&made, timeout).await {
+        // wharf stopping ends the wait, not the rollout: the cluster goes on with it.
+        let watched = tokio::select! {
+            watched = cluster.rollout(&made, timeout) => watched,
+            _ = stop.cancelled() => return,
+        };
+        let outcome = match watched {
             Ok(Outcome::Complete) => Rollout::Complete,
             Ok(Outcome::Failed(why)) => Rollout::Failed(why),
             Ok(Outcome::TimedOut) => Rollout::Failed(format!(
@@ -340,7 +345,7 @@ async fn look(
         if instance.state == InstanceState::Stopping {
             continue;
         }
-        let Some(pod) = pod_named(&pods, &instances, &instance.name) else {
+        let Some(pod) = pod_named(&pods, &instance.name) else {
             continue;
         };
         let since = match followers.get(&pod) {

@@ -333,10 +333,14 @@ pub(crate) async fn run(
             app.app_id.clone(),
             log.clone(),
         );
+        let stop = inner.stop.clone();
         inner.tasks.spawn(async move {
             if let Some(mut process) = attached {
                 if let Some(status) = process.take_status() {
-                    let _ = status.await;
+                    tokio::select! {
+                        _ = status => {}
+                        _ = stop.cancelled() => {}
+                    }
                 }
             }
             // The exit status is the container's, once the kubelet has recorded it.
@@ -349,6 +353,10 @@ pub(crate) async fn run(
                     }
                     Err(kube::Error::Api(status)) if status.code == 404 => break None,
                     Err(_) => {}
+                }
+                // Stopping wharf deleted the pod; an API that no longer answers can't say more.
+                if stop.is_cancelled() {
+                    break None;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             };
