@@ -353,8 +353,16 @@ impl EndedOneOffs {
     pub const KEPT: usize = 16;
 
     /// Records that the one-off `running` (its status while it ran) has ended, `clean`ly (exit
-    /// status 0, or stopped on request) or not, as `exit` says (`status 1`, `signal SIGTERM`).
-    pub fn record(&self, app_id: &str, running: InstanceStatus, clean: bool, exit: String) {
+    /// status 0, or stopped on request) or not, as `exit` says (`status 1`, `signal SIGTERM`),
+    /// `at` that time.
+    pub fn record(
+        &self,
+        app_id: &str,
+        running: InstanceStatus,
+        clean: bool,
+        exit: String,
+        at: SystemTime,
+    ) {
         let ended = InstanceStatus {
             state: if clean {
                 InstanceState::Down
@@ -365,7 +373,7 @@ impl EndedOneOffs {
             port: None,
             last_exit: Some(exit),
             next_restart_in: None,
-            since: SystemTime::now(),
+            since: at,
             ..running
         };
         let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,6 +396,147 @@ impl EndedOneOffs {
     pub fn forget(&self, app_id: &str) {
         let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
         apps.remove(app_id);
+    }
+}
+
+/// The one-off processes an orchestrator backend runs, per app: each one's status while it
+/// runs with what the backend keeps to stop it (`T`), their names (`run.1`, `release.1`,
+/// numbered per app and kind from 1), and how the last ones ended ([`EndedOneOffs`]).
+#[derive(Debug)]
+pub struct OneOffTable<T> {
+    running: Mutex<HashMap<String, Vec<RunningOneOff<T>>>>,
+    numbers: Mutex<HashMap<(String, String), u32>>,
+    ended: EndedOneOffs,
+}
+
+impl<T> Default for OneOffTable<T> {
+    fn default() -> Self {
+        OneOffTable {
+            running: Mutex::default(),
+            numbers: Mutex::default(),
+            ended: EndedOneOffs::default(),
+        }
+    }
+}
+
+/// One running one-off in a [`OneOffTable`].
+#[derive(Debug)]
+struct RunningOneOff<T> {
+    status: InstanceStatus,
+    /// Its release's image (manifest digest): in use while it runs.
+    image: String,
+    /// Stopped on request: its end is a clean one, whatever its exit status.
+    stopped: bool,
+    handle: T,
+}
+
+impl<T> OneOffTable<T> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<RunningOneOff<T>>>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next name of a one-off of the app's of kind `prefix` (`run` → `run.4`).
+    pub fn next_name(&self, app_id: &str, prefix: &str) -> String {
+        let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
+        let number = numbers
+            .entry((app_id.to_owned(), prefix.to_owned()))
+            .or_insert(0);
+        *number += 1;
+        format!("{prefix}.{number}")
+    }
+
+    /// A one-off that now runs: `status` (named by [`OneOffTable::next_name`]), of `image`.
+    pub fn insert(&self, app_id: &str, status: InstanceStatus, image: String, handle: T) {
+        self.running()
+            .entry(app_id.to_owned())
+            .or_default()
+            .push(RunningOneOff {
+                status,
+                image,
+                stopped: false,
+                handle,
+            });
+    }
+
+    /// The app's running one-offs, oldest first.
+    pub fn of(&self, app_id: &str) -> Vec<InstanceStatus> {
+        self.running()
+            .get(app_id)
+            .map(|r| r.iter().map(|r| r.status.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The images running one-offs use.
+    pub fn images(&self) -> Vec<String> {
+        self.running()
+            .values()
+            .flatten()
+            .map(|r| r.image.clone())
+            .collect()
+    }
+
+    /// Sets a running one-off's state, changed `at` that time.
+    pub fn set_state(&self, app_id: &str, name: &str, state: InstanceState, at: SystemTime) {
+        if let Some(one) = self
+            .running()
+            .get_mut(app_id)
+            .and_then(|r| r.iter_mut().find(|r| r.status.name == name))
+        {
+            one.status.state = state;
+            one.status.since = at;
+        }
+    }
+
+    /// Stops the app's one-off `name` on request, with `stop` given its handle; whether it
+    /// runs.
+    pub fn stop(&self, app_id: &str, name: &str, stop: impl FnOnce(&T)) -> bool {
+        let mut running = self.running();
+        let Some(one) = running
+            .get_mut(app_id)
+            .and_then(|r| r.iter_mut().find(|r| r.status.name == name))
+        else {
+            return false;
+        };
+        one.stopped = true;
+        stop(&one.handle);
+        true
+    }
+
+    /// Calls `f` with every running one-off's handle (to stop them all).
+    pub fn each(&self, mut f: impl FnMut(&T)) {
+        for one in self.running().values().flatten() {
+            f(&one.handle);
+        }
+    }
+
+    /// The one-off `name` has ended `at` that time, with exit status `code` (`None`:
+    /// unknown): it is recorded as ended, and its handle comes back.
+    pub fn finish(&self, app_id: &str, name: &str, code: Option<i32>, at: SystemTime) -> Option<T> {
+        let mut running = self.running();
+        let list = running.get_mut(app_id)?;
+        let ended = list
+            .iter()
+            .position(|r| r.status.name == name)
+            .map(|at| list.remove(at));
+        if list.is_empty() {
+            running.remove(app_id);
+        }
+        drop(running);
+        let ended = ended?;
+        let exit = code.map_or_else(|| "unknown status".to_owned(), |c| format!("status {c}"));
+        let clean = code == Some(0) || ended.stopped;
+        self.ended.record(app_id, ended.status, clean, exit, at);
+        Some(ended.handle)
+    }
+
+    /// How the app's one-off `name` ended, if it is one of the last that did.
+    pub fn ended(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
+        self.ended.find(app_id, name)
+    }
+
+    /// Forgets how the app's one-offs ended (the app was removed).
+    pub fn forget_app(&self, app_id: &str) {
+        self.ended.forget(app_id);
     }
 }
 
@@ -458,8 +607,20 @@ mod tests {
     #[test]
     fn ended_one_offs_say_how_they_ended_and_only_the_last_are_kept() {
         let ended = EndedOneOffs::default();
-        ended.record("a", running("run.1"), true, "status 0".to_owned());
-        ended.record("a", running("run.2"), false, "status 3".to_owned());
+        ended.record(
+            "a",
+            running("run.1"),
+            true,
+            "status 0".to_owned(),
+            SystemTime::UNIX_EPOCH,
+        );
+        ended.record(
+            "a",
+            running("run.2"),
+            false,
+            "status 3".to_owned(),
+            SystemTime::UNIX_EPOCH,
+        );
         let first = ended.find("a", "run.1").unwrap();
         assert_eq!(
             (first.state, first.pid, first.port),
@@ -472,7 +633,13 @@ mod tests {
         assert!(ended.find("b", "run.1").is_none(), "apps are apart");
 
         // The same name again (a restarted server numbers from 1): the newest counts.
-        ended.record("a", running("run.1"), false, "signal SIGKILL".to_owned());
+        ended.record(
+            "a",
+            running("run.1"),
+            false,
+            "signal SIGKILL".to_owned(),
+            SystemTime::UNIX_EPOCH,
+        );
         assert_eq!(
             ended.find("a", "run.1").unwrap().state,
             InstanceState::Crashed
@@ -484,6 +651,7 @@ mod tests {
                 running(&format!("run.{n}")),
                 true,
                 "status 0".to_owned(),
+                SystemTime::UNIX_EPOCH,
             );
         }
         assert!(ended.find("a", "run.2").is_none(), "the oldest went first");

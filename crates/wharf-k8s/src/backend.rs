@@ -191,7 +191,7 @@ impl Backend for KubeBackend {
     }
 
     fn stop_one_off(&self, app_id: &str, name: &str) -> bool {
-        self.inner.one_offs.kill(app_id, name)
+        crate::one_off::stop(&self.inner.one_offs, app_id, name)
     }
 
     fn ended_one_off(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
@@ -213,13 +213,13 @@ impl Backend for KubeBackend {
     }
 
     fn kill_all(&self) {
-        self.inner.one_offs.kill_all();
+        crate::one_off::stop_all(&self.inner.one_offs);
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.inner.stop.cancel();
-            self.inner.one_offs.kill_all();
+            crate::one_off::stop_all(&self.inner.one_offs);
             let handles: Vec<crate::app::AppHandle> = self
                 .inner
                 .apps

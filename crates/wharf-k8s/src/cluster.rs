@@ -277,35 +277,14 @@ impl Cluster {
             .collect();
         let mut deleted = Vec::new();
         let deployments: Api<Deployment> = self.namespaced(&namespace);
-        for found in deployments
-            .list(&selector)
-            .await
-            .map_err(api_error("list Deployments"))?
-        {
-            let name = found.metadata.name.unwrap_or_default();
-            if !wanted.contains(&name) {
-                deployments
-                    .delete(&name, &DeleteParams::foreground())
-                    .await
-                    .map_err(api_error(format!("delete Deployment {name}")))?;
-                deleted.push(format!("Deployment {name}"));
-            }
-        }
+        // A Deployment's pods go before it does.
+        let foreground = DeleteParams::foreground();
+        deleted.extend(
+            delete_unwanted(&deployments, "Deployment", &selector, &wanted, &foreground).await?,
+        );
         let services: Api<Service> = self.namespaced(&namespace);
-        for found in services
-            .list(&selector)
-            .await
-            .map_err(api_error("list Services"))?
-        {
-            let name = found.metadata.name.unwrap_or_default();
-            if !wanted.contains(&name) {
-                services
-                    .delete(&name, &DeleteParams::default())
-                    .await
-                    .map_err(api_error(format!("delete Service {name}")))?;
-                deleted.push(format!("Service {name}"));
-            }
-        }
+        let plain = DeleteParams::default();
+        deleted.extend(delete_unwanted(&services, "Service", &selector, &wanted, &plain).await?);
         Ok(deleted)
     }
 }
@@ -410,6 +389,34 @@ impl Cluster {
             .zip(port)
             .map(|(ip, port)| std::net::SocketAddr::new(ip, port)))
     }
+}
+
+/// Deletes what `api` lists under `selector` that `wanted` doesn't name; says what it deleted.
+async fn delete_unwanted<K>(
+    api: &Api<K>,
+    kind: &str,
+    selector: &ListParams,
+    wanted: &BTreeSet<String>,
+    params: &DeleteParams,
+) -> Result<Vec<String>, ClusterError>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut deleted = Vec::new();
+    for found in api
+        .list(selector)
+        .await
+        .map_err(api_error(format!("list {kind}s")))?
+    {
+        let name = found.meta().name.clone().unwrap_or_default();
+        if !wanted.contains(&name) {
+            api.delete(&name, params)
+                .await
+                .map_err(api_error(format!("delete {kind} {name}")))?;
+            deleted.push(format!("{kind} {name}"));
+        }
+    }
+    Ok(deleted)
 }
 
 /// Where a Deployment's rollout is.

@@ -4,8 +4,7 @@
 //! followed into the app's log. Its exit status is its container's; the pod is deleted when
 //! it ends.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::{AsyncBufReadExt, StreamExt};
@@ -13,104 +12,42 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, DeleteParams, LogParams, PostParams};
 use tokio::io::AsyncReadExt;
 use wharf_core::backend::{
-    BackendError, DesiredApp, EndedOneOffs, InstanceState, InstanceStatus, LogSink, OneOff,
-    OneOffKind, ReleaseSpec, Stream,
+    BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, OneOff, OneOffKind,
+    OneOffTable, ReleaseSpec, Stream,
 };
 
 use crate::backend::Inner;
 use crate::manifests::OneOffIo;
 use crate::{manifests, names, Input};
 
-/// The app's one-off processes while they run, and how the last ones ended.
-#[derive(Debug, Default)]
-pub(crate) struct OneOffs {
-    running: Mutex<HashMap<String, Vec<Running>>>,
-    numbers: Mutex<HashMap<(String, &'static str), u32>>,
-    ended: EndedOneOffs,
-}
-
-#[derive(Debug)]
-struct Running {
-    status: InstanceStatus,
-    image: String,
-    namespace: String,
-    pod: String,
+/// A running one-off's pod.
+#[derive(Debug, Clone)]
+pub(crate) struct OneOffPod {
     api: Api<Pod>,
-    stopped: bool,
+    name: String,
 }
 
-impl OneOffs {
-    pub(crate) fn of(&self, app_id: &str) -> Vec<InstanceStatus> {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(app_id)
-            .map(|r| r.iter().map(|r| r.status.clone()).collect())
-            .unwrap_or_default()
-    }
+/// The app's one-off processes while they run (each with its pod), and how the last ones
+/// ended.
+pub(crate) type OneOffs = OneOffTable<OneOffPod>;
 
-    pub(crate) fn ended(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
-        self.ended.find(app_id, name)
-    }
+/// Deletes the one-off's pod (its process gets SIGTERM, then SIGKILL after the pod's grace
+/// period); whether there was one.
+pub(crate) fn stop(one_offs: &OneOffs, app_id: &str, name: &str) -> bool {
+    one_offs.stop(app_id, name, |pod| {
+        delete(pod.api.clone(), pod.name.clone(), None)
+    })
+}
 
-    pub(crate) fn forget_app(&self, app_id: &str) {
-        self.ended.forget(app_id);
-    }
+/// Deletes every one-off's pod at once.
+pub(crate) fn stop_all(one_offs: &OneOffs) {
+    one_offs.each(|pod| delete(pod.api.clone(), pod.name.clone(), Some(0)));
+}
 
-    pub(crate) fn images(&self) -> Vec<String> {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running
-            .values()
-            .flatten()
-            .map(|r| r.image.clone())
-            .collect()
-    }
-
-    /// Deletes the one-off's pod (its process gets SIGTERM, then SIGKILL after the pod's grace
-    /// period); whether there was one.
-    pub(crate) fn kill(&self, app_id: &str, name: &str) -> bool {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(one) = running
-            .get_mut(app_id)
-            .and_then(|r| r.iter_mut().find(|r| r.status.name == name))
-        else {
-            return false;
-        };
-        one.stopped = true;
-        delete(one.api.clone(), one.pod.clone(), None);
-        true
-    }
-
-    pub(crate) fn kill_all(&self) {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        for one in running.values().flatten() {
-            delete(one.api.clone(), one.pod.clone(), Some(0));
-        }
-    }
-
-    fn next_name(&self, app_id: &str, prefix: &'static str) -> String {
-        let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
-        let number = numbers.entry((app_id.to_owned(), prefix)).or_insert(0);
-        *number += 1;
-        format!("{prefix}.{number}")
-    }
-
-    fn finish(&self, app_id: &str, name: &str, code: Option<i32>) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = running.get_mut(app_id) {
-            if let Some(at) = list.iter().position(|r| r.status.name == name) {
-                let ended = list.remove(at);
-                let exit =
-                    code.map_or_else(|| "unknown status".to_owned(), |c| format!("status {c}"));
-                let clean = code == Some(0) || ended.stopped;
-                self.ended.record(app_id, ended.status, clean, exit);
-                delete(ended.api, ended.pod, None);
-                tracing::debug!(namespace = %ended.namespace, one_off = %name, "one-off ended");
-            }
-            if list.is_empty() {
-                running.remove(app_id);
-            }
-        }
+/// The one-off `name` has ended with exit status `code`: recorded, and its pod deleted.
+fn finish(one_offs: &OneOffs, app_id: &str, name: &str, code: Option<i32>) {
+    if let Some(pod) = one_offs.finish(app_id, name, code, SystemTime::now()) {
+        delete(pod.api, pod.name, None);
     }
 }
 
@@ -201,39 +138,30 @@ pub(crate) async fn run(
             source,
         })?;
     let pod_name = created.metadata.name.unwrap_or_default();
-    {
-        let mut running = inner
-            .one_offs
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        running
-            .entry(app.app_id.clone())
-            .or_default()
-            .push(Running {
-                status: InstanceStatus {
-                    name: name.clone(),
-                    process_type: prefix.to_owned(),
-                    release_version: release.version,
-                    state: InstanceState::Starting,
-                    command: command.to_owned(),
-                    pid: None,
-                    node: None,
-                    port: None,
-                    restarts: 0,
-                    last_exit: None,
-                    next_restart_in: None,
-                    since: SystemTime::now(),
-                },
-                image: release.image.clone(),
-                namespace: namespace.clone(),
-                pod: pod_name.clone(),
-                api: pods.clone(),
-                stopped: false,
-            });
-    }
+    inner.one_offs.insert(
+        &app.app_id,
+        InstanceStatus {
+            name: name.clone(),
+            process_type: prefix.to_owned(),
+            release_version: release.version,
+            state: InstanceState::Starting,
+            command: command.to_owned(),
+            pid: None,
+            node: None,
+            port: None,
+            restarts: 0,
+            last_exit: None,
+            next_restart_in: None,
+            since: SystemTime::now(),
+        },
+        release.image.clone(),
+        OneOffPod {
+            api: pods.clone(),
+            name: pod_name.clone(),
+        },
+    );
     let fail = |why: String| {
-        inner.one_offs.finish(&app.app_id, &name, None);
+        finish(&inner.one_offs, &app.app_id, &name, None);
         BackendError::Failed(why.into())
     };
     // Until its container runs (or has already ended), within the boot timeout.
@@ -261,7 +189,9 @@ pub(crate) async fn run(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    set_state(inner, &app.app_id, &name, InstanceState::Up);
+    inner
+        .one_offs
+        .set_state(&app.app_id, &name, InstanceState::Up, SystemTime::now());
 
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
     let (output_tx, output_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
@@ -367,7 +297,7 @@ pub(crate) async fn run(
                 }
                 None => log.event(&name, "Process was deleted before it exited"),
             }
-            inner2.one_offs.finish(&app_id, &name, code);
+            finish(&inner2.one_offs, &app_id, &name, code);
         });
     }
     let kill_api = pods.clone();
@@ -381,19 +311,4 @@ pub(crate) async fn run(
         tty: io == OneOffIo::Terminal,
         kill: Arc::new(move || delete(kill_api.clone(), kill_pod.clone(), Some(0))),
     })
-}
-
-fn set_state(inner: &Inner, app_id: &str, name: &str, state: InstanceState) {
-    let mut running = inner
-        .one_offs
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(one) = running
-        .get_mut(app_id)
-        .and_then(|r| r.iter_mut().find(|r| r.status.name == name))
-    {
-        one.status.state = state;
-        one.status.since = SystemTime::now();
-    }
 }

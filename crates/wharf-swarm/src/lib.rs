@@ -200,7 +200,7 @@ impl Backend for SwarmBackend {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(app_id);
-            self.inner.one_offs.forget_app(app_id);
+            self.inner.one_offs.table.forget_app(app_id);
             if let Some(handle) = handle {
                 handle.stop().await;
             }
@@ -254,22 +254,22 @@ impl Backend for SwarmBackend {
     }
 
     fn one_offs(&self, app_id: &str) -> Vec<InstanceStatus> {
-        self.inner.one_offs.of(app_id)
+        self.inner.one_offs.table.of(app_id)
     }
 
     fn stop_one_off(&self, app_id: &str, name: &str) -> bool {
-        self.inner.one_offs.kill(app_id, name)
+        self.inner.one_offs.table.stop(app_id, name, |kill| kill())
     }
 
     fn ended_one_off(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
-        self.inner.one_offs.ended(app_id, name)
+        self.inner.one_offs.table.ended(app_id, name)
     }
 
     fn images_in_use(&self) -> BTreeSet<String> {
         let apps = self.inner.apps.lock().unwrap_or_else(|e| e.into_inner());
         apps.values()
             .map(|h| h.image())
-            .chain(self.inner.one_offs.images())
+            .chain(self.inner.one_offs.table.images())
             .collect()
     }
 
@@ -279,14 +279,14 @@ impl Backend for SwarmBackend {
     }
 
     fn kill_all(&self) {
-        self.inner.one_offs.kill_all();
+        self.inner.one_offs.table.each(|kill| kill());
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             // The services run on: the swarm runs them. One-offs were this server's.
             self.inner.stop.cancel();
-            self.inner.one_offs.kill_all();
+            self.inner.one_offs.table.each(|kill| kill());
             let handles: Vec<app::AppHandle> = self
                 .inner
                 .apps

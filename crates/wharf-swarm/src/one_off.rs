@@ -4,7 +4,7 @@
 //! with its output in the app's log; removed once it exits, with its exit status reported.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -21,104 +21,19 @@ use wharf_core::backend::{
 use crate::spec::{self, LABEL_APP_ID, LABEL_RELEASE};
 use crate::{Inner, SwarmError};
 
-/// The one-offs that run, by app.
+/// The one-offs that run, by app (each with what kills its container), and the tasks that
+/// follow them.
 #[derive(Default)]
 pub(crate) struct OneOffs {
-    running: Mutex<HashMap<String, Vec<Running>>>,
-    numbers: Mutex<HashMap<(String, &'static str), u32>>,
-    ended: wharf_core::backend::EndedOneOffs,
+    pub(crate) table: wharf_core::backend::OneOffTable<wharf_core::backend::Kill>,
     tasks: TaskTracker,
 }
 
-struct Running {
-    status: InstanceStatus,
-    image: String,
-    kill: wharf_core::backend::Kill,
-    /// Stopped on request (`wharf ps:stop run.1`).
-    stopped: bool,
-}
-
 impl OneOffs {
-    pub(crate) fn of(&self, app_id: &str) -> Vec<InstanceStatus> {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(app_id)
-            .map(|r| r.iter().map(|r| r.status.clone()).collect())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn kill(&self, app_id: &str, name: &str) -> bool {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        match running
-            .get_mut(app_id)
-            .and_then(|r| r.iter_mut().find(|r| r.status.name == name))
-        {
-            Some(one_off) => {
-                one_off.stopped = true;
-                (one_off.kill)();
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub(crate) fn kill_all(&self) {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        for one_off in running.values().flatten() {
-            (one_off.kill)();
-        }
-    }
-
-    pub(crate) fn images(&self) -> Vec<String> {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running
-            .values()
-            .flatten()
-            .map(|r| r.image.clone())
-            .collect()
-    }
-
     /// Waits until every one-off's container is gone.
     pub(crate) async fn wait(&self) {
         self.tasks.close();
         self.tasks.wait().await;
-    }
-
-    fn next_name(&self, app_id: &str, prefix: &'static str) -> String {
-        let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
-        let number = numbers.entry((app_id.to_owned(), prefix)).or_insert(0);
-        *number += 1;
-        format!("{prefix}.{number}")
-    }
-
-    /// How the app's one-off `name` ended, if it is one of the last that did.
-    pub(crate) fn ended(&self, app_id: &str, name: &str) -> Option<InstanceStatus> {
-        self.ended.find(app_id, name)
-    }
-
-    /// Forgets how the app's one-offs ended (the app was removed).
-    pub(crate) fn forget_app(&self, app_id: &str) {
-        self.ended.forget(app_id);
-    }
-
-    /// The one-off `name` has ended, with exit status `code` (`None`: unknown).
-    fn finish(&self, app_id: &str, name: &str, code: Option<i64>) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = running.get_mut(app_id) {
-            if let Some(at) = list.iter().position(|r| r.status.name == name) {
-                let ended = list.remove(at);
-                let exit = match code {
-                    Some(code) => format!("status {code}"),
-                    None => "unknown status".to_owned(),
-                };
-                let clean = code == Some(0) || ended.stopped;
-                self.ended.record(app_id, ended.status, clean, exit);
-            }
-            if list.is_empty() {
-                running.remove(app_id);
-            }
-        }
     }
 }
 
@@ -155,7 +70,7 @@ pub(crate) async fn run(
         OneOffKind::Postdeploy => "postdeploy",
         _ => "run",
     };
-    let name = inner.one_offs.next_name(app_id, prefix);
+    let name = inner.one_offs.table.next_name(app_id, prefix);
     let tty = matches!(kind, OneOffKind::Terminal(_));
     let input = matches!(kind, OneOffKind::Attached | OneOffKind::Terminal(_));
     let attached = input || kind == OneOffKind::ReleasePhase;
@@ -262,33 +177,26 @@ pub(crate) async fn run(
             });
         })
     };
-    {
-        let mut running = inner
-            .one_offs
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        running.entry(app_id.to_owned()).or_default().push(Running {
-            status: InstanceStatus {
-                name: name.clone(),
-                process_type: prefix.to_owned(),
-                release_version: release.version,
-                state: InstanceState::Up,
-                command: command.to_owned(),
-                pid: None,
-                // The manager's engine runs it.
-                node: None,
-                port: None,
-                restarts: 0,
-                last_exit: None,
-                next_restart_in: None,
-                since: SystemTime::now(),
-            },
-            image: release.image.clone(),
-            kill: kill.clone(),
-            stopped: false,
-        });
-    }
+    inner.one_offs.table.insert(
+        app_id,
+        InstanceStatus {
+            name: name.clone(),
+            process_type: prefix.to_owned(),
+            release_version: release.version,
+            state: InstanceState::Up,
+            command: command.to_owned(),
+            pid: None,
+            // The manager's engine runs it.
+            node: None,
+            port: None,
+            restarts: 0,
+            last_exit: None,
+            next_restart_in: None,
+            since: SystemTime::now(),
+        },
+        release.image.clone(),
+        kill.clone(),
+    );
 
     // Output: to the caller when attached, else into the app's log, line by line.
     let (output_tx, output_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
@@ -337,11 +245,15 @@ pub(crate) async fn run(
             };
             // Its output first, then its end.
             let _ = forwarding.await;
-            inner.one_offs.finish(&app_id, &name, code);
+            let code = code.map(|c| i32::try_from(c).unwrap_or(255));
+            inner
+                .one_offs
+                .table
+                .finish(&app_id, &name, code, SystemTime::now());
             remove(inner.docker.clone(), container).await;
             if let Some(code) = code {
                 log.event(&name, &format!("Process exited with status {code}"));
-                let _ = exit_tx.send(i32::try_from(code).unwrap_or(255));
+                let _ = exit_tx.send(code);
             }
         });
     }

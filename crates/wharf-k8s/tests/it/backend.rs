@@ -86,9 +86,8 @@ async fn until<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T
     }
 }
 
-#[tokio::test]
-async fn a_release_rolls_out_and_its_pods_come_back_as_instances() {
-    let api = RecordedApi::start("backend-deploy.json").await;
+/// The backend over `api`, and the router it publishes to.
+fn backend_of(api: &RecordedApi) -> (KubeBackend, Arc<Router>) {
     let router = Arc::new(Router::default());
     let backend = KubeBackend::with_cluster(
         api.cluster(),
@@ -100,10 +99,17 @@ async fn a_release_rolls_out_and_its_pods_come_back_as_instances() {
                 boot_timeout: Duration::from_secs(30),
                 release_timeout: Duration::from_secs(60),
             },
-            // One look: the conversation has one.
+            // One look at the pods: the conversations have one.
             look_every: Duration::from_secs(3600),
         },
     );
+    (backend, router)
+}
+
+#[tokio::test]
+async fn a_release_rolls_out_and_its_pods_come_back_as_instances() {
+    let api = RecordedApi::start("backend-deploy.json").await;
+    let (backend, router) = backend_of(&api);
     let log = Arc::new(Log::default());
     let app = release();
     backend.apply(app.clone(), log.clone());
@@ -161,20 +167,7 @@ async fn a_release_rolls_out_and_its_pods_come_back_as_instances() {
 #[tokio::test]
 async fn restarts_one_offs_and_removal_speak_to_the_api() {
     let api = RecordedApi::start("backend-operations.json").await;
-    let router = Arc::new(Router::default());
-    let backend = KubeBackend::with_cluster(
-        api.cluster(),
-        KubeConfig {
-            images: Arc::new(Images),
-            routes: router.clone(),
-            settings: Settings {
-                ingress_class: None,
-                boot_timeout: Duration::from_secs(30),
-                release_timeout: Duration::from_secs(60),
-            },
-            look_every: Duration::from_secs(3600),
-        },
-    );
+    let (backend, _router) = backend_of(&api);
     let log = Arc::new(Log::default());
     let app = release();
     backend.apply(app.clone(), log.clone());

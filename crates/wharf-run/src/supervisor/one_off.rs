@@ -389,7 +389,7 @@ impl Supervisor {
                         if let Some(at) = list.iter().position(|o| o.status.name == task_name) {
                             let ended = list.remove(at);
                             let clean = code == Some(0) || ended.stop.is_cancelled();
-                            this.ended_one_offs.record(&task_app, ended.status, clean, exit);
+                            this.ended_one_offs.record(&task_app, ended.status, clean, exit, SystemTime::now());
                         }
                         if list.is_empty() {
                             running.remove(&task_app);
