@@ -13,8 +13,8 @@ use kube::api::{Api, LogParams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wharf_core::backend::{
-    BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, Rollout, Stream, Target,
-    Upstream,
+    BackendError, DesiredApp, InstanceState, InstanceStatus, LogSink, PullableImage, Rollout,
+    Stream, Target, Upstream,
 };
 
 use crate::backend::Inner;
@@ -191,9 +191,12 @@ fn pod_named(pods: &[Pod], name: &str) -> Option<String> {
         .and_then(|p| p.metadata.name.clone())
 }
 
-/// The manifests of the app's desired state, with the image where the nodes pull it.
-pub(crate) async fn make(inner: &Inner, desired: &DesiredApp) -> Result<Manifests, BackendError> {
-    let image = inner
+/// Where the nodes pull the release's image from, and with what.
+pub(crate) async fn pullable(
+    inner: &Inner,
+    desired: &DesiredApp,
+) -> Result<PullableImage, BackendError> {
+    inner
         .config
         .images
         .pullable(
@@ -202,7 +205,15 @@ pub(crate) async fn make(inner: &Inner, desired: &DesiredApp) -> Result<Manifest
             desired.release.version,
             &desired.release.image,
         )
-        .await?;
+        .await
+}
+
+/// The manifests of the app's desired state, with `image` as the nodes pull it.
+pub(crate) fn make(
+    inner: &Inner,
+    desired: &DesiredApp,
+    image: &PullableImage,
+) -> Result<Manifests, BackendError> {
     let settings = crate::Settings {
         // wharf's router reaches the web Service: no Ingress from the backend.
         ingress_class: None,
@@ -210,7 +221,7 @@ pub(crate) async fn make(inner: &Inner, desired: &DesiredApp) -> Result<Manifest
     };
     manifests::manifests(&Input {
         app: desired,
-        image: &image,
+        image,
         release_command: None,
         hostnames: &[],
         settings: &settings,
@@ -228,6 +239,8 @@ async fn run(
     let mut applied: Option<String> = None;
     let mut watched: u32 = 0;
     let mut failing: Option<String> = None;
+    // Asked for once per release: a pull token is new each time it is made.
+    let mut image: Option<(u32, PullableImage)> = None;
     let mut followers: HashMap<String, Follower> = HashMap::new();
     let mut tick = tokio::time::interval(look_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -240,7 +253,14 @@ async fn run(
         let Some(inner) = inner.upgrade() else { break };
         let (app, log) = desired.borrow_and_update().clone();
         let namespace = names::namespace(&app.app_name);
-        match make(&inner, &app).await {
+        let pulled = match &image {
+            Some((version, pulled)) if *version == app.release.version => Ok(pulled.clone()),
+            _ => pullable(&inner, &app).await,
+        };
+        if let Ok(pulled) = &pulled {
+            image = Some((app.release.version, pulled.clone()));
+        }
+        match pulled.and_then(|pulled| make(&inner, &app, &pulled)) {
             Ok(made) => {
                 let text = serde_json::to_string(&made.objects()).unwrap_or_default();
                 if applied.as_deref() != Some(text.as_str()) {
@@ -269,7 +289,7 @@ async fn run(
                             }
                         }
                         Err(e) => {
-                            let why = e.to_string();
+                            let why = wharf_core::error_chain(&e);
                             if failing.as_deref() != Some(why.as_str()) {
                                 log.event("kubernetes", &format!("Cannot apply: {why}"));
                                 tracing::warn!(app = %app.app_name, error = %why, "cannot apply");

@@ -99,11 +99,7 @@ pub(crate) async fn run(
     let to_caller = attach || kind == OneOffKind::ReleasePhase;
     let mut desired = app.clone();
     desired.release = release.clone();
-    let image = inner
-        .config
-        .images
-        .pullable(&app.app_id, &app.app_name, release.version, &release.image)
-        .await?;
+    let image = crate::app::pullable(inner, &desired).await?;
     let name = inner.one_offs.next_name(&app.app_id, prefix);
     // `shop-run-3-` and a suffix of the API server's: unique across restarts of wharf, which
     // number one-offs from 1 again.
@@ -127,7 +123,7 @@ pub(crate) async fn run(
     );
     let namespace = names::namespace(&app.app_name);
     // The namespace and the config Secret the pod needs.
-    let made = crate::app::make(inner, &desired).await?;
+    let made = crate::app::make(inner, &desired, &image)?;
     inner.cluster.apply_config(&made).await?;
     let pods = inner.cluster.pods_api(&namespace);
     let created = pods
