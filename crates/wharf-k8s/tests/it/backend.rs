@@ -240,3 +240,58 @@ async fn restarts_one_offs_and_removal_speak_to_the_api() {
     backend.shutdown().await;
     api.assert_done();
 }
+
+/// An image source whose every answer has a new pull token, as wharf's registry endpoint's.
+#[derive(Debug, Default)]
+struct FreshTokens(std::sync::atomic::AtomicU32);
+
+impl ImageSource for FreshTokens {
+    fn pullable<'a>(
+        &'a self,
+        _app_id: &'a str,
+        app_name: &'a str,
+        _version: u32,
+        digest: &'a str,
+    ) -> BoxFuture<'a, Result<PullableImage, BackendError>> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            Ok(PullableImage {
+                reference: format!("registry.example.com/{app_name}@{digest}"),
+                registry: "registry.example.com".to_owned(),
+                credentials: Some(("wharf".to_owned(), format!("token-{n}"))),
+            })
+        })
+    }
+}
+
+/// Looking again and again at an app whose desired state didn't change applies nothing again
+/// (though a pull token is new each time one is made): each object is applied once, however
+/// many times the pods are read back.
+#[tokio::test]
+async fn an_unchanged_app_is_applied_once() {
+    let api = RecordedApi::start("backend-steady.json").await;
+    let router = Arc::new(Router::default());
+    let backend = KubeBackend::with_cluster(
+        api.cluster(),
+        KubeConfig {
+            images: Arc::new(FreshTokens::default()),
+            routes: router,
+            settings: Settings {
+                ingress_class: None,
+                boot_timeout: Duration::from_secs(30),
+                release_timeout: Duration::from_secs(60),
+            },
+            look_every: Duration::from_millis(20),
+        },
+    );
+    let app = release();
+    backend.apply(app.clone(), Arc::new(Log::default()));
+    let pods = "GET /api/v1/namespaces/wharf-shop/pods?&labelSelector=wharf.dev%2Fapp-id%3D0b5e3c1e-7d1f-4a52-9d51-3f0c2d6e8a11%2Capp.kubernetes.io%2Fmanaged-by%3Dwharf";
+    until("five looks at the pods", || {
+        let looks = api.times(pods);
+        (looks >= 5).then_some(()).ok_or(format!("{looks} looks"))
+    })
+    .await;
+    backend.shutdown().await;
+    api.assert_done();
+}

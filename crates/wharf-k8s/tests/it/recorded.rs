@@ -4,7 +4,8 @@
 //! path and query), or an apply that isn't a server-side apply of the object its path names.
 //! A conversation is in order unless it says `"unordered": true` (requests made by concurrent
 //! tasks): then each request takes the first unanswered exchange with its request line. An
-//! answer that is a string is sent as text (a pod's log).
+//! exchange with `"repeat": true` answers its request every time it comes (a poll), and must
+//! come at least once. An answer that is a string is sent as text (a pod's log).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -37,6 +38,11 @@ struct Exchange {
     content_type: Option<String>,
     status: u16,
     response: Value,
+    #[serde(default)]
+    repeat: bool,
+    /// How many times it was answered.
+    #[serde(skip)]
+    used: usize,
 }
 
 /// A Kubernetes API that answers from a conversation; stopped when dropped.
@@ -96,7 +102,23 @@ impl RecordedApi {
 
     /// How many exchanges are still unanswered.
     pub(crate) fn left(&self) -> usize {
-        self.left.lock().unwrap().len()
+        self.left
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.used == 0)
+            .count()
+    }
+
+    /// How many times the repeated exchange of `request` was answered.
+    pub(crate) fn times(&self, request: &str) -> usize {
+        self.left
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.repeat && e.request == request)
+            .map(|e| e.used)
+            .sum()
     }
 
     /// Every recorded exchange happened, and nothing else.
@@ -108,11 +130,12 @@ impl RecordedApi {
             wrong.join("\n")
         );
         let left = self.left.lock().unwrap();
-        assert!(
-            left.is_empty(),
-            "recorded requests never made: {:?}",
-            left.iter().map(|e| &e.request).collect::<Vec<_>>()
-        );
+        let never: Vec<&String> = left
+            .iter()
+            .filter(|e| e.used == 0)
+            .map(|e| &e.request)
+            .collect();
+        assert!(never.is_empty(), "recorded requests never made: {never:?}");
     }
 }
 
@@ -144,13 +167,21 @@ async fn answer(
     let body = req.into_body().collect().await.map(|b| b.to_bytes());
     let next = {
         let mut left = left.lock().unwrap();
-        if unordered {
+        let at = if unordered {
             left.iter()
-                .position(|e| e.request == line)
-                .and_then(|i| left.remove(i))
+                .position(|e| e.request == line && (e.repeat || e.used == 0))
         } else {
-            left.pop_front()
-        }
+            left.iter().position(|e| e.used == 0 || e.repeat)
+        };
+        at.map(|i| {
+            let exchange = &mut left[i];
+            exchange.used += 1;
+            let answer = exchange.clone();
+            if !answer.repeat {
+                left.remove(i);
+            }
+            answer
+        })
     };
     let reply = |status: u16, body: &Value| {
         let (content_type, bytes) = match body {
