@@ -123,8 +123,8 @@ pub async fn list(
     Ok(Json(dynos(&state, &app).await?))
 }
 
-/// One instance, by name (`web.1`) or id. A one-off process that ended lately is shown as it
-/// ended: `down` after exit status 0, `crashed` otherwise.
+/// One instance, by name (`web.1`) or id. A one-off process that has ended is gone (404), and
+/// the answer says how it ended.
 #[utoipa::path(get, path = "/apps/{app}/dynos/{dyno}", tag = "dynos",
     params(("app" = String, Path, description = "The app's id or name"), ("dyno" = String, Path, description = "The instance's name, e.g. `web.1`, or its id")),
     responses((status = 200, body = api::Dyno), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
@@ -141,17 +141,23 @@ pub async fn info(
         return Ok(Json(running));
     }
     let name = dyno.strip_prefix(&format!("{}.", app.id)).unwrap_or(&dyno);
-    let ended = state.control.backend().ended_one_off(&app.id, name);
-    describe(&state, &app, ended.into_iter().collect())
-        .await?
-        .pop()
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "app `{}` has no dyno `{dyno}`: `wharf ps -a {}` lists them",
-                app.name, app.name
-            ))
-        })
+    if let Some(ended) = state.control.backend().ended_one_off(&app.id, name) {
+        return Err(ApiError::not_found(format!(
+            "`{}`'s one-off process `{name}` has ended ({}{}); its output is in `wharf logs -a {}`",
+            app.name,
+            if ended.state == wharf_core::backend::InstanceState::Crashed {
+                "crashed, "
+            } else {
+                ""
+            },
+            ended.last_exit.as_deref().unwrap_or("unknown status"),
+            app.name
+        )));
+    }
+    Err(ApiError::not_found(format!(
+        "app `{}` has no dyno `{dyno}`: `wharf ps -a {}` lists them",
+        app.name, app.name
+    )))
 }
 
 /// How long a restart or stop request waits for the instances to be replaced before it answers

@@ -352,17 +352,21 @@ async fn one_off_processes_run_with_the_release() {
         .post(&format!("/apps/once/dynos/{name}/actions/stop"), json!({}))
         .await;
     assert_eq!(stopped.status, StatusCode::ACCEPTED, "{stopped:?}");
-    // Once it has ended it is no longer listed, and asking for it says how it ended: stopped
-    // on request is `down`, whatever its exit status.
+    // Once it has ended it is gone: not listed, and asking for it answers 404, saying how it
+    // ended.
     let what = format!("{name} to have ended");
-    wharf_test_support::wait_until_async(Duration::from_secs(30), &what, || async {
+    let gone = wharf_test_support::wait_until_async(Duration::from_secs(30), &what, || async {
         let info = server.get(&format!("/apps/once/dynos/{name}")).await;
-        match info.body["state"].as_str() {
-            Some("down") => Ok(()),
+        match info.status {
+            StatusCode::NOT_FOUND => Ok(info),
             _ => Err(format!("{info:?}")),
         }
     })
     .await;
+    assert!(
+        gone.message().contains(&format!("`{name}` has ended (")),
+        "{gone:?}"
+    );
     let listed = server.get("/apps/once/dynos").await.body;
     assert!(
         !listed
@@ -373,8 +377,8 @@ async fn one_off_processes_run_with_the_release() {
         "{listed:#}"
     );
 
-    // One that ends on its own with a failure is `crashed`, with its exit status; stopping it
-    // then is accepted (it is stopped already), as it would have been a moment earlier.
+    // One that ends on its own with a failure says so, with its exit status; stopping it then
+    // is accepted (it is stopped already), as it would have been a moment earlier.
     let failing = server
         .post("/apps/once/dynos", json!({"command": "exit 3"}))
         .await;
@@ -383,14 +387,18 @@ async fn one_off_processes_run_with_the_release() {
     let what = format!("{name} to have crashed");
     let ended = wharf_test_support::wait_until_async(Duration::from_secs(30), &what, || async {
         let info = server.get(&format!("/apps/once/dynos/{name}")).await;
-        match info.body["state"].as_str() {
-            Some("crashed") => Ok(info.body),
+        match info.status {
+            StatusCode::NOT_FOUND => Ok(info),
             _ => Err(format!("{info:?}")),
         }
     })
     .await;
-    assert_eq!(ended["last_exit"], "status 3", "{ended:#}");
-    assert_eq!(ended["command"], "exit 3", "{ended:#}");
+    assert!(
+        ended
+            .message()
+            .contains(&format!("`{name}` has ended (crashed, status 3)")),
+        "{ended:?}"
+    );
     for stop in [
         server.delete(&format!("/apps/once/dynos/{name}")).await,
         server
