@@ -540,6 +540,34 @@ impl<T> OneOffTable<T> {
     }
 }
 
+impl InstanceStatus {
+    /// A one-off process `name` of kind `process_type` (`run`, `release`) of release `version`,
+    /// running `command`, in `state` since `at`; it has no pid, node or port of its own here.
+    pub fn one_off(
+        name: &str,
+        process_type: &str,
+        version: u32,
+        command: &str,
+        state: InstanceState,
+        at: SystemTime,
+    ) -> InstanceStatus {
+        InstanceStatus {
+            name: name.to_owned(),
+            process_type: process_type.to_owned(),
+            release_version: version,
+            state,
+            command: command.to_owned(),
+            pid: None,
+            node: None,
+            port: None,
+            restarts: 0,
+            last_exit: None,
+            next_restart_in: None,
+            since: at,
+        }
+    }
+}
+
 /// Which stream of the process a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {

@@ -103,7 +103,7 @@ pub(crate) async fn run(
     let name = inner.one_offs.next_name(&app.app_id, prefix);
     // `shop-run-3-` and a suffix of the API server's: unique across restarts of wharf, which
     // number one-offs from 1 again.
-    let prefix = format!(
+    let pod_prefix = format!(
         "{}-",
         names::dns_label(&format!("{}-{}", app.app_name, name.replace('.', "-")))
     );
@@ -116,7 +116,7 @@ pub(crate) async fn run(
             hostnames: &[],
             settings: &settings,
         },
-        &prefix,
+        &pod_prefix,
         &name,
         command,
         io,
@@ -136,20 +136,14 @@ pub(crate) async fn run(
     let pod_name = created.metadata.name.unwrap_or_default();
     inner.one_offs.insert(
         &app.app_id,
-        InstanceStatus {
-            name: name.clone(),
-            process_type: prefix.to_owned(),
-            release_version: release.version,
-            state: InstanceState::Starting,
-            command: command.to_owned(),
-            pid: None,
-            node: None,
-            port: None,
-            restarts: 0,
-            last_exit: None,
-            next_restart_in: None,
-            since: SystemTime::now(),
-        },
+        InstanceStatus::one_off(
+            &name,
+            prefix,
+            release.version,
+            command,
+            InstanceState::Starting,
+            SystemTime::now(),
+        ),
         release.image.clone(),
         OneOffPod {
             api: pods.clone(),

@@ -179,21 +179,15 @@ pub(crate) async fn run(
     };
     inner.one_offs.table.insert(
         app_id,
-        InstanceStatus {
-            name: name.clone(),
-            process_type: prefix.to_owned(),
-            release_version: release.version,
-            state: InstanceState::Up,
-            command: command.to_owned(),
-            pid: None,
-            // The manager's engine runs it.
-            node: None,
-            port: None,
-            restarts: 0,
-            last_exit: None,
-            next_restart_in: None,
-            since: SystemTime::now(),
-        },
+        // The manager's engine runs it.
+        InstanceStatus::one_off(
+            &name,
+            prefix,
+            release.version,
+            command,
+            InstanceState::Up,
+            SystemTime::now(),
+        ),
         release.image.clone(),
         kill.clone(),
     );

@@ -88,19 +88,28 @@ async fn until<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T
 
 /// The backend over `api`, and the router it publishes to.
 fn backend_of(api: &RecordedApi) -> (KubeBackend, Arc<Router>) {
+    // One look at the pods: the conversations have one.
+    backend_with(api, Arc::new(Images), Duration::from_secs(3600))
+}
+
+/// The backend over `api` with `images`, looking at the pods every `look_every`.
+fn backend_with(
+    api: &RecordedApi,
+    images: Arc<dyn ImageSource>,
+    look_every: Duration,
+) -> (KubeBackend, Arc<Router>) {
     let router = Arc::new(Router::default());
     let backend = KubeBackend::with_cluster(
         api.cluster(),
         KubeConfig {
-            images: Arc::new(Images),
+            images,
             routes: router.clone(),
             settings: Settings {
                 ingress_class: None,
                 boot_timeout: Duration::from_secs(30),
                 release_timeout: Duration::from_secs(60),
             },
-            // One look at the pods: the conversations have one.
-            look_every: Duration::from_secs(3600),
+            look_every,
         },
     );
     (backend, router)
@@ -270,19 +279,10 @@ impl ImageSource for FreshTokens {
 #[tokio::test]
 async fn an_unchanged_app_is_applied_once() {
     let api = RecordedApi::start("backend-steady.json").await;
-    let router = Arc::new(Router::default());
-    let backend = KubeBackend::with_cluster(
-        api.cluster(),
-        KubeConfig {
-            images: Arc::new(FreshTokens::default()),
-            routes: router,
-            settings: Settings {
-                ingress_class: None,
-                boot_timeout: Duration::from_secs(30),
-                release_timeout: Duration::from_secs(60),
-            },
-            look_every: Duration::from_millis(20),
-        },
+    let (backend, _router) = backend_with(
+        &api,
+        Arc::new(FreshTokens::default()),
+        Duration::from_millis(20),
     );
     let app = release();
     backend.apply(app.clone(), Arc::new(Log::default()));
