@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::Deserialize;
+
 /// The oldest and newest Kubernetes minor versions wharf's manifests are valid for.
 pub const VERSIONS: std::ops::RangeInclusive<u32> = 30..=37;
 
@@ -48,4 +50,14 @@ pub fn assert_valid(validate: &Path, files: &[(String, PathBuf)]) {
         failures.join("\n"),
         files
     );
+}
+
+/// Every document of a YAML file (`---` between them), as JSON values; empty ones left out.
+pub fn documents(file: &Path) -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    yaml_serde::Deserializer::from_str(&text)
+        .map(|doc| serde_json::Value::deserialize(doc).expect("a YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
 }

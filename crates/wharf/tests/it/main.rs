@@ -11,6 +11,7 @@ mod app_context;
 mod apps;
 mod completions;
 mod config;
+mod control_plane;
 mod crash;
 mod deploy;
 mod disk_full;

@@ -215,19 +215,10 @@ fn an_app_on_a_stack_builds_and_runs_in_its_images() {
 /// `skopeo copy` of the image out of wharf's store, then `podman run` of it: web serves on the
 /// `PORT` it is given, and `IMAGE worker` runs the worker as the image's non-root user.
 fn podman_runs_the_image(store: &std::path::Path, tag: &str) {
-    if !Path::new("/usr/bin/podman").exists() || !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var_os("CI").is_none() || !nix::unistd::geteuid().is_root(),
-            "podman is needed (scripts/setup installs it)"
-        );
-        eprintln!("note: podman is not installed or not root; skipped running the image");
+    let Some(podman) = Podman::new() else {
         return;
-    }
-    // podman wants lowercase layout paths; a fresh storage keeps the host's untouched.
-    let root = std::env::temp_dir().join(format!("wharf-podman-{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
-    let _cleanup = RemoveOnDrop(root.clone());
-    let layout = root.join("layout");
+    };
+    let layout = podman.root().join("layout");
     let copied = Command::new("skopeo")
         .args(["copy", "--quiet"])
         .arg(format!("oci:{}:{tag}", store.display()))
@@ -235,28 +226,9 @@ fn podman_runs_the_image(store: &std::path::Path, tag: &str) {
         .output()
         .unwrap();
     assert!(copied.status.success(), "{copied:?}");
-    std::fs::write(
-        root.join("containers.conf"),
-        "[containers]\ndefault_ulimits = []\n[engine]\nevents_logger = \"none\"\n",
-    )
-    .unwrap();
-    let root_for_podman = root.clone();
-    let podman = move |args: &[&str]| {
-        let root = &root_for_podman;
-        let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", root.join("containers.conf"))
-            .arg("--root")
-            .arg(root.join("storage"))
-            .arg("--runroot")
-            .arg(root.join("run"))
-            .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"])
-            // Plain copies: overlay mounts may not nest where the tests run (in a container).
-            .args(["--storage-driver", "vfs"])
-            .args(args);
-        c
-    };
     let image = format!("oci:{}:app", layout.display());
-    let worker = podman(&["run", "--rm", "--network", "host", &image, "worker"])
+    let worker = podman
+        .command(&["run", "--rm", "--network", "host", &image, "worker"])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&worker.stdout);
@@ -265,26 +237,89 @@ fn podman_runs_the_image(store: &std::path::Path, tag: &str) {
     assert!(said.trim_end().ends_with("as 1000"), "{said}");
 
     let port = free_port();
-    let name = format!("wharf-test-{}", std::process::id());
-    let started = podman(&[
-        "run",
-        "-d",
-        "--rm",
-        "--name",
-        &name,
-        "--network",
-        "host",
-        "-e",
-        &format!("PORT={port}"),
-        &image,
-    ])
-    .output()
-    .unwrap();
-    assert!(started.status.success(), "{started:?}");
-    let _container = OnDrop(Box::new(move || {
-        let _ = podman(&["rm", "-f", "-t", "0", &name]).output();
-    }));
+    podman.start(&["--network", "host", "-e", &format!("PORT={port}"), &image]);
     until_answers(port, "localhost", "Hello from python-web!");
+}
+
+/// podman (runc, no daemon) with a storage of its own, so tests leave the host's untouched and
+/// run at once: removed when dropped, with every container [`Podman::start`] started.
+pub(crate) struct Podman {
+    root: std::path::PathBuf,
+    started: std::cell::RefCell<Vec<String>>,
+}
+
+impl Podman {
+    /// `None`, after a note, where podman isn't installed or this isn't root (outside CI).
+    pub(crate) fn new() -> Option<Podman> {
+        if !Path::new("/usr/bin/podman").exists() || !nix::unistd::geteuid().is_root() {
+            assert!(
+                std::env::var_os("CI").is_none() || !nix::unistd::geteuid().is_root(),
+                "podman is needed (scripts/setup installs it)"
+            );
+            eprintln!("note: podman is not installed or not root; skipped running the image");
+            return None;
+        }
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // podman wants lowercase paths.
+        let root = std::env::temp_dir().join(format!("wharf-podman-{}-{made}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(
+            root.join("containers.conf"),
+            "[containers]\ndefault_ulimits = []\n[engine]\nevents_logger = \"none\"\n",
+        )
+        .unwrap();
+        Some(Podman {
+            root,
+            started: Default::default(),
+        })
+    }
+
+    /// Scratch that goes with the storage.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `podman ARGS` on this storage.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.root.join("containers.conf"))
+            .arg("--root")
+            .arg(self.root.join("storage"))
+            .arg("--runroot")
+            .arg(self.root.join("run"))
+            .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"])
+            // Plain copies: overlay mounts may not nest where the tests run (in a container).
+            .args(["--storage-driver", "vfs"])
+            .args(args);
+        c
+    }
+
+    /// `podman run -d --rm ARGS` under a name of its own, removed with the storage; the name.
+    pub(crate) fn start(&self, args: &[&str]) -> String {
+        let name = format!(
+            "wharf-test-{}-{}",
+            std::process::id(),
+            self.started.borrow().len()
+        );
+        let started = self
+            .command(&["run", "-d", "--rm", "--name", &name])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(started.status.success(), "{started:?}");
+        self.started.borrow_mut().push(name.clone());
+        name
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        for name in self.started.borrow().iter() {
+            let _ = self.command(&["rm", "-f", "-t", "0", name]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 /// Waits (up to two minutes) until `GET /` of `host` on `port` answers 200 with `needle`.
@@ -299,28 +334,12 @@ pub(crate) fn until_answers(port: u16, host: &str, needle: &str) {
     );
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-struct OnDrop(Box<dyn Fn()>);
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        (self.0)();
-    }
-}
-
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 pub(crate) fn example(name: &str) -> std::path::PathBuf {
