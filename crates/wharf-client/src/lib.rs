@@ -278,6 +278,60 @@ impl Client {
             .await
     }
 
+    /// Chooses the certificate a custom domain is served with (`None`: any that covers it).
+    pub async fn update_domain(
+        &self,
+        app: &str,
+        domain: &str,
+        sni_endpoint: Option<&str>,
+    ) -> Result<api::Domain> {
+        let body = api::DomainUpdate {
+            sni_endpoint: sni_endpoint.map(str::to_owned),
+        };
+        self.with_body(Method::PATCH, &["apps", app, "domains", domain], &body)
+            .await
+    }
+
+    /// The app's TLS certificates (SNI endpoints).
+    pub async fn certs(&self, app: &str) -> Result<Vec<api::SniEndpoint>> {
+        self.get(&["apps", app, "sni-endpoints"]).await
+    }
+
+    pub async fn cert(&self, app: &str, cert: &str) -> Result<api::SniEndpoint> {
+        self.get(&["apps", app, "sni-endpoints", cert]).await
+    }
+
+    /// Adds a certificate (PEM chain) with its private key (PEM).
+    pub async fn add_cert(&self, app: &str, chain: &str, key: &str) -> Result<api::SniEndpoint> {
+        let body = api::SniEndpointCreate {
+            certificate_chain: chain.to_owned(),
+            private_key: key.to_owned(),
+        };
+        self.with_body(Method::POST, &["apps", app, "sni-endpoints"], &body)
+            .await
+    }
+
+    /// Replaces a certificate and its key.
+    pub async fn update_cert(
+        &self,
+        app: &str,
+        cert: &str,
+        chain: &str,
+        key: &str,
+    ) -> Result<api::SniEndpoint> {
+        let body = api::SniEndpointCreate {
+            certificate_chain: chain.to_owned(),
+            private_key: key.to_owned(),
+        };
+        self.with_body(Method::PATCH, &["apps", app, "sni-endpoints", cert], &body)
+            .await
+    }
+
+    pub async fn remove_cert(&self, app: &str, cert: &str) -> Result<api::SniEndpoint> {
+        self.json(self.request(Method::DELETE, &["apps", app, "sni-endpoints", cert]))
+            .await
+    }
+
     /// Removes a custom domain, by hostname or id.
     pub async fn remove_domain(&self, app: &str, domain: &str) -> Result<api::Domain> {
         self.json(self.request(Method::DELETE, &["apps", app, "domains", domain]))

@@ -19,12 +19,14 @@
 //! The backend is a `dyn Backend` (`wharf-core`): this crate never names the supervisor.
 
 pub mod builds;
+pub mod certs;
 mod converge;
 pub mod gc;
 pub mod push;
 pub mod release_phase;
 pub mod stacks;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,30 +269,76 @@ impl ControlPlane {
         }
     }
 
-    /// Every app's default hostname and custom domains, and whether it is in maintenance; a
-    /// failure is logged and the router keeps its previous table.
+    /// Every app's default hostname and custom domains, whether it is in maintenance, and the
+    /// certificates that serve its hostnames over HTTPS; a failure is logged and the router
+    /// keeps its previous tables.
     async fn load_routes(&self) {
         let _one_at_a_time = self.routes_lock.lock().await;
-        let table = match self.store.route_table().await {
-            Ok(table) => table,
+        let read = async {
+            let table = self.store.route_table().await?;
+            let certificates = self.store.all_certificates().await?;
+            Ok::<_, wharf_store::StoreError>((table, certificates))
+        };
+        let (table, certificates) = match read.await {
+            Ok(read) => read,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the route table; the router keeps its previous one");
                 return;
             }
         };
+        let mut by_app: HashMap<String, Vec<wharf_store::CertificateRecord>> = HashMap::new();
+        for cert in certificates {
+            by_app.entry(cert.app_id.clone()).or_default().push(cert);
+        }
         let mut hosts = Vec::new();
+        let mut served = Vec::new();
         for app in table {
             let route = wharf_router::AppRoute {
-                app_id: app.app_id,
-                app_name: app.app_name,
+                app_id: app.app_id.clone(),
+                app_name: app.app_name.clone(),
                 maintenance: app.maintenance,
+                https_redirect: app.https_redirect,
             };
-            hosts.push((self.hostname(&route.app_name), route.clone()));
-            for hostname in app.hostnames {
+            let named = self.app_hostnames(&app);
+            if let Some(certs) = by_app.remove(&app.app_id) {
+                served.extend(certs::for_router(&certs::serving(&named, certs)));
+            }
+            for (hostname, _) in named {
                 hosts.push((hostname, route.clone()));
             }
         }
         self.router.set_hosts(hosts);
+        self.router.set_certificates(&served);
+    }
+
+    /// The app's hostnames, its default one first, each with the certificate its domain names.
+    fn app_hostnames(&self, app: &wharf_store::RouteRecord) -> Vec<(String, Option<String>)> {
+        let mut named = vec![(self.hostname(&app.app_name), None)];
+        for hostname in &app.hostnames {
+            let pin = app
+                .pins
+                .iter()
+                .find(|(h, _)| h == hostname)
+                .map(|(_, cert)| cert.clone());
+            named.push((hostname.clone(), pin));
+        }
+        named
+    }
+
+    /// The app's certificates, each with the hostnames it serves.
+    pub async fn app_certificates(
+        &self,
+        app_id: &str,
+    ) -> wharf_store::Result<Vec<certs::ServedCertificate>> {
+        let table = self.store.route_table().await?;
+        let Some(app) = table.iter().find(|a| a.app_id == app_id) else {
+            return Err(wharf_store::StoreError::NotFound {
+                kind: "app",
+                ident: app_id.to_owned(),
+            });
+        };
+        let records = self.store.certificates(app_id).await?;
+        Ok(certs::serving(&self.app_hostnames(app), records))
     }
 
     /// The hostname the router serves `app` at: `<app>.<domain>`.

@@ -225,6 +225,9 @@ pub struct App {
     pub git_url: String,
     /// While true, the router answers 503 instead of passing requests to the app.
     pub maintenance: bool,
+    /// While true (the default), plain-HTTP requests for the app's hostnames that have a
+    /// certificate are redirected to HTTPS (`308`).
+    pub https_redirect: bool,
     pub stack: NamedRef,
     pub build_stack: NamedRef,
     pub region: NamedRef,
@@ -279,6 +282,9 @@ pub struct AppUpdate {
     /// Turn maintenance mode on or off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<bool>,
+    /// Redirect plain-HTTP requests for hostnames with a certificate to HTTPS, or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_redirect: Option<bool>,
     /// The build stack for the next build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = field_schema::stack))]
@@ -779,10 +785,12 @@ pub struct Domain {
     pub cname: Option<String>,
     /// `succeeded`: the router serves the hostname. (`none` for the default hostname.)
     pub status: String,
-    /// Always null: wharf's router serves plain HTTP; terminate TLS in front of it.
+    /// With Automated Certificate Management on: `pending`, `issued` or `failing`.
     pub acm_status: Option<String>,
+    /// Why the last attempt to issue its certificate failed.
     pub acm_status_reason: Option<String>,
-    pub sni_endpoint: Option<String>,
+    /// The certificate the router serves it with over HTTPS, if any.
+    pub sni_endpoint: Option<NamedRef>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -793,7 +801,65 @@ pub struct Domain {
 pub struct DomainCreate {
     /// The hostname, e.g. `www.example.com`.
     pub hostname: String,
-    /// Accepted for Heroku compatibility; must be null (the router does not terminate TLS).
+    /// The certificate (SNI endpoint id or name) to serve it with; any of the app's that
+    /// covers it when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni_endpoint: Option<String>,
+}
+
+/// `PATCH /apps/{app}/domains/{domain}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DomainUpdate {
+    /// The certificate (SNI endpoint id or name) to serve the domain with; null for any of
+    /// the app's that covers it.
+    pub sni_endpoint: Option<String>,
+}
+
+/// A TLS certificate the router serves for an app's hostnames (Heroku's SNI endpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SniEndpoint {
+    pub id: String,
+    pub name: String,
+    pub display_name: Option<String>,
+    pub app: NamedRef,
+    /// The certificate and its intermediates, PEM.
+    pub certificate_chain: String,
+    /// The app's hostnames it serves.
+    pub domains: Vec<String>,
+    pub ssl_cert: SslCert,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a certificate says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SslCert {
+    pub id: String,
+    /// Its chain leads to a root authority the server's system trusts.
+    #[serde(rename = "ca_signed?")]
+    pub ca_signed: bool,
+    /// Hostnames it is for (wildcards as `*.example.com`).
+    pub cert_domains: Vec<String>,
+    pub starts_at: String,
+    pub expires_at: String,
+    pub issuer: String,
+    pub subject: String,
+    #[serde(rename = "self_signed?")]
+    pub self_signed: bool,
+    /// Issued by wharf's Automated Certificate Management (ACME).
+    pub acm: bool,
+}
+
+/// `POST /apps/{app}/sni-endpoints` and `PATCH /apps/{app}/sni-endpoints/{endpoint}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SniEndpointCreate {
+    /// The certificate first, then its intermediates, PEM.
+    pub certificate_chain: String,
+    /// Its private key, PEM, unencrypted (stored encrypted).
+    pub private_key: String,
 }

@@ -118,6 +118,7 @@ async fn run(args: Args) -> Result<(), String> {
             app_id: "bench".into(),
             app_name: "bench".into(),
             maintenance: false,
+            https_redirect: false,
         },
     )]);
     router.set(

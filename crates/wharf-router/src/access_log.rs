@@ -55,7 +55,11 @@ pub(crate) fn line(ex: &Exchange, now: Instant) -> String {
     push_u64(&mut s, u64::from(ex.status));
     s.push_str(" bytes=");
     push_u64(&mut s, ex.bytes);
-    s.push_str(" protocol=http");
+    s.push_str(if ex.https {
+        " protocol=https"
+    } else {
+        " protocol=http"
+    });
     s
 }
 

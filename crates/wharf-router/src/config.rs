@@ -57,4 +57,7 @@ pub struct AppRoute {
     pub app_name: String,
     /// While set, the app's requests get a 503 maintenance page and never reach an instance.
     pub maintenance: bool,
+    /// Plain-HTTP requests for a hostname a certificate covers are redirected to HTTPS (when
+    /// the router serves TLS).
+    pub https_redirect: bool,
 }

@@ -32,6 +32,8 @@ pub(crate) struct Exchange {
     pub(crate) request_id: HeaderValue,
     /// The `X-Forwarded-For` sent upstream (the client's IP last).
     pub(crate) fwd: HeaderValue,
+    /// The client connection is TLS.
+    pub(crate) https: bool,
     /// The upstream serving the request, counted in flight there until this is dropped.
     pub(crate) in_flight: Option<InFlight>,
     /// The connection it was sent on, polled by the response body and kept for the next
@@ -60,6 +62,7 @@ impl Exchange {
         uri: Uri,
         request_id: HeaderValue,
         fwd: HeaderValue,
+        https: bool,
     ) -> Exchange {
         site.metrics.started();
         Exchange {
@@ -69,6 +72,7 @@ impl Exchange {
             uri,
             request_id,
             fwd,
+            https,
             in_flight: None,
             conn: None,
             conn_done: false,

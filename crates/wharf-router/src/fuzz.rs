@@ -129,6 +129,7 @@ pub fn process(received: Parts, peer: SocketAddr, port: u16) -> Processed {
             &Forwarded {
                 client_ip: &client_ip,
                 port: &port,
+                https: false,
                 request_id: &request_id,
             },
         );

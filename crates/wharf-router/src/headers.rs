@@ -22,6 +22,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 
 const VIA_WHARF: HeaderValue = HeaderValue::from_static("1.1 wharf");
 const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
 const UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
 
 /// Whether the request asks to switch protocols (WebSocket): HTTP/1.1 with `Upgrade` and
@@ -164,6 +165,8 @@ pub(crate) struct Forwarded<'a> {
     pub(crate) client_ip: &'a HeaderValue,
     /// The router listener's port.
     pub(crate) port: &'a HeaderValue,
+    /// The client connection is TLS (`X-Forwarded-Proto: https`).
+    pub(crate) https: bool,
     pub(crate) request_id: &'a HeaderValue,
 }
 
@@ -197,7 +200,7 @@ pub(crate) fn to_upstream(parts: &mut Parts, upgrade: bool, fwd: &Forwarded<'_>)
     // Room for the six added below at once, instead of growing the map on the way.
     headers.reserve(6);
     let forwarded_for = append_forwarded_for(headers, fwd.client_ip);
-    headers.insert(X_FORWARDED_PROTO, HTTP);
+    headers.insert(X_FORWARDED_PROTO, if fwd.https { HTTPS } else { HTTP });
     headers.insert(X_FORWARDED_PORT, fwd.port.clone());
     headers.insert(X_REQUEST_ID, fwd.request_id.clone());
     headers.insert(X_REQUEST_START, request_start());
@@ -505,6 +508,7 @@ mod tests {
             &Forwarded {
                 client_ip: &ip,
                 port: &port,
+                https: false,
                 request_id: &id,
             },
         );

@@ -39,9 +39,11 @@ mod relay;
 mod router;
 mod serve;
 mod table;
+mod tls;
 mod upgrade;
 mod upstream;
 mod worker;
 
 pub use config::{AppRoute, RouterConfig};
 pub use router::Router;
+pub use tls::{rfc3339, Certificate, CertificateError};

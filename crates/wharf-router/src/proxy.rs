@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::TrySendError;
-use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode, Version};
 
@@ -20,6 +21,7 @@ use crate::exchange::{Exchange, ResponseBody};
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
 use crate::pages::{self, Page, MAINTENANCE_RETRY_AFTER};
 use crate::pool::{self, RequestBody, Sender, SentAt, UpstreamConn};
+use crate::router::Shared;
 use crate::serve::ConnCtx;
 use crate::upgrade;
 use crate::upstream::UpstreamState;
@@ -53,6 +55,10 @@ pub(crate) async fn handle(
             }
         }
     };
+    let https = ctx.tls.is_some();
+    let redirect = (!https && site.https_redirect)
+        .then(|| https_location(shared, &site.host, &parts.uri))
+        .flatten();
 
     let fwd = headers::to_upstream(
         &mut parts,
@@ -60,6 +66,7 @@ pub(crate) async fn handle(
         &Forwarded {
             client_ip: &ctx.client_ip,
             port: &ctx.port,
+            https,
             request_id: &request_id,
         },
     );
@@ -70,7 +77,18 @@ pub(crate) async fn handle(
         parts.uri.clone(),
         request_id,
         fwd,
+        https,
     );
+    if let Some(location) = redirect {
+        ex.status = StatusCode::PERMANENT_REDIRECT.as_u16();
+        let request_id = ex.request_id.clone();
+        let mut response = Response::new(ResponseBody::full(Bytes::new(), Some(ex)));
+        *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        let headers = response.headers_mut();
+        headers.insert(LOCATION, location);
+        headers.insert(X_REQUEST_ID, request_id);
+        return response;
+    }
     if ex.site.maintenance {
         return failure_page(ex, Failure::Maintenance, accept.as_ref());
     }
@@ -474,4 +492,20 @@ fn page(
         headers.insert(RETRY_AFTER, MAINTENANCE_RETRY_AFTER);
     }
     response
+}
+
+/// Where a plain-HTTP request for `host` goes on HTTPS, when the router serves TLS and a
+/// certificate covers the host: the same path and query on the TLS listener's port.
+fn https_location(shared: &Shared, host: &str, uri: &hyper::Uri) -> Option<HeaderValue> {
+    let port = shared.tls_port.load(std::sync::atomic::Ordering::Relaxed);
+    if port == 0 || !shared.certificates.covers(host) {
+        return None;
+    }
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{port}{path}")
+    };
+    HeaderValue::from_str(&location).ok()
 }

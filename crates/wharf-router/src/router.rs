@@ -1,6 +1,7 @@
 //! The [`Router`] handle: the tables' setters, `serve`, metrics registration, and the
 //! [`Routes`] implementation the process supervisor feeds.
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use wharf_logs::LogStore;
 use crate::config::{AppRoute, RouterConfig};
 use crate::metrics::Metrics;
 use crate::table::Tables;
+use crate::tls::{Certificate, Certificates};
 
 /// The HTTP router. Cheap to clone: clones share the tables, pools and metrics.
 #[derive(Clone)]
@@ -25,6 +27,11 @@ pub(crate) struct Shared {
     pub(crate) config: RouterConfig,
     pub(crate) tables: Tables,
     pub(crate) metrics: Metrics,
+    /// What the TLS listener serves, by SNI.
+    pub(crate) certificates: Arc<Certificates>,
+    /// The TLS listener's port while [`Router::serve_tls`] runs, else 0: where plain-HTTP
+    /// requests are redirected.
+    pub(crate) tls_port: AtomicU16,
     /// The origin of the millisecond stamps kept in atomics.
     pub(crate) epoch: Instant,
 }
@@ -51,6 +58,8 @@ impl Router {
                 ),
                 config,
                 metrics,
+                certificates: Arc::default(),
+                tls_port: AtomicU16::new(0),
                 epoch: Instant::now(),
             }),
         }
@@ -68,7 +77,33 @@ impl Router {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
-        crate::serve::serve(Arc::clone(&self.shared), listener, shutdown).await
+        crate::serve::serve(Arc::clone(&self.shared), listener, None, shutdown).await
+    }
+
+    /// Replaces the certificates the TLS listener serves, atomically: new handshakes use the
+    /// new set, open connections keep theirs.
+    pub fn set_certificates(&self, certificates: &[Certificate]) {
+        self.shared.certificates.set(certificates);
+    }
+
+    /// Serves HTTPS (TLS 1.2 and 1.3; HTTP/2 or HTTP/1.1 by ALPN) until `shutdown` is
+    /// cancelled, with the certificate for each client's SNI; requests carry
+    /// `X-Forwarded-Proto: https`. While it runs, plain-HTTP requests for apps with
+    /// `https_redirect` and a certificate are redirected here.
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let port = listener.local_addr()?.port();
+        let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(Arc::clone(
+            &self.shared.certificates,
+        )));
+        self.shared.tls_port.store(port, Ordering::Relaxed);
+        let served =
+            crate::serve::serve(Arc::clone(&self.shared), listener, Some(acceptor), shutdown).await;
+        self.shared.tls_port.store(0, Ordering::Relaxed);
+        served
     }
 
     /// Registers the router's metric families into the server's registry.

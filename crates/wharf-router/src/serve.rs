@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -90,6 +91,8 @@ pub(crate) struct ConnCtx {
     pub(crate) client_ip: HeaderValue,
     /// The listener's port, as `X-Forwarded-Port` carries it.
     pub(crate) port: HeaderValue,
+    /// On the TLS listener: the handshake the connection starts with.
+    pub(crate) tls: Option<TlsAcceptor>,
     /// Set when a byte moves on the connection; cleared by the idle watch at each tick.
     active: AtomicBool,
     /// Requests on the connection waiting for an upstream's response head: the connection is
@@ -239,6 +242,7 @@ const IDLE_SWEEP: Duration = Duration::from_secs(1);
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
@@ -247,7 +251,7 @@ pub(crate) async fn serve(
     let serving = Serving::new();
     let tasks = serving.tasks.clone();
     let workers = Workers::start(shared.config.workers, &builder, &serving)?;
-    tracing::info!(addr = %local, "router listening");
+    tracing::info!(addr = %local, tls = tls.is_some(), "router listening");
     let mut sweep = tokio::time::interval(IDLE_SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut looks = idle_looks(shared.config.idle_timeout);
@@ -287,6 +291,7 @@ pub(crate) async fn serve(
         let ctx = Arc::new(ConnCtx {
             client_ip: client_ip(peer),
             port: port.clone(),
+            tls: tls.clone(),
             active: AtomicBool::new(true),
             waiting: AtomicUsize::new(0),
             shared: Arc::clone(&shared),
@@ -367,13 +372,40 @@ pub(crate) fn client_ip(peer: SocketAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Serves one client connection until it closes, goes idle, or the router stops.
+/// Serves one client connection until it closes, goes idle, or the router stops; on the TLS
+/// listener, after its handshake (bounded by the idle timeout, and given up at shutdown).
 pub(crate) async fn connection(
     ctx: Arc<ConnCtx>,
     stream: TcpStream,
     builder: Arc<ConnectionBuilder>,
 ) {
     let _ = stream.set_nodelay(true);
+    let Some(acceptor) = ctx.tls.clone() else {
+        return serve_connection(ctx, stream, builder).await;
+    };
+    let handshake = tokio::time::timeout(ctx.shared.config.idle_timeout, acceptor.accept(stream));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                return;
+            }
+        },
+        _ = ctx.phase_after(Phase::Serving, Waiter::Connection) => return,
+    };
+    serve_connection(ctx, stream, builder).await;
+}
+
+/// Serves HTTP on one client connection (plain or TLS).
+async fn serve_connection<S>(ctx: Arc<ConnCtx>, stream: S, builder: Arc<ConnectionBuilder>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(ActivityIo {
         inner: stream,
         ctx: Arc::clone(&ctx),
@@ -410,12 +442,12 @@ pub(crate) async fn connection(
 }
 
 /// A client socket that notes when bytes move, for the idle timeout.
-struct ActivityIo {
-    inner: TcpStream,
+struct ActivityIo<S> {
+    inner: S,
     ctx: Arc<ConnCtx>,
 }
 
-impl AsyncRead for ActivityIo {
+impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -431,7 +463,7 @@ impl AsyncRead for ActivityIo {
     }
 }
 
-impl AsyncWrite for ActivityIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -20,6 +20,7 @@ pub(crate) struct Site {
     pub(crate) host: String,
     pub(crate) app: Arc<AppSlot>,
     pub(crate) maintenance: bool,
+    pub(crate) https_redirect: bool,
     /// Where the app's router lines go (`None` without a log store).
     pub(crate) log: Option<AppLog>,
     /// A line has been appended to `log` through this site: its writer runs.
@@ -190,6 +191,7 @@ impl Tables {
                 log_started: AtomicBool::new(false),
                 app: slot,
                 maintenance: route.maintenance,
+                https_redirect: route.https_redirect,
                 metrics,
             };
             table.insert(host, Arc::new(site));

@@ -645,6 +645,8 @@ pub struct Listeners {
     pub api: TcpListener,
     /// The router, in front of every app.
     pub apps: TcpListener,
+    /// The router over TLS (`WHARF_ROUTER_TLS_ADDR`), with the apps' certificates by SNI.
+    pub apps_tls: Option<TcpListener>,
     /// The API over TLS (`WHARF_TLS_ADDR`), with the certificate of [`AppState::tls`].
     pub tls: Option<TcpListener>,
     /// Heroku's rendezvous protocol for attached one-off processes (`WHARF_RENDEZVOUS_ADDR`),
@@ -662,6 +664,7 @@ pub async fn serve(
     let Listeners {
         api,
         apps,
+        apps_tls,
         tls,
         rendezvous,
     } = listeners;
@@ -674,6 +677,11 @@ pub async fn serve(
         let router = state.router.clone();
         let shutdown = shutdown.clone();
         async move { router.serve(apps, shutdown).await }
+    });
+    let routing_tls = apps_tls.map(|listener| {
+        let router = state.router.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { router.serve_tls(listener, shutdown).await })
     });
     let secure = tls.map(|listener| {
         tokio::spawn(tls::serve(
@@ -734,7 +742,15 @@ pub async fn serve(
             "the router task failed: {e}"
         ))),
     };
+    let routed_tls = match routing_tls {
+        Some(task) => task.await.unwrap_or_else(|e| {
+            Err(std::io::Error::other(format!(
+                "the router's TLS task failed: {e}"
+            )))
+        }),
+        None => Ok(()),
+    };
     let _ = collecting.await;
     state.control.logs().shutdown().await;
-    served.and(secured).and(routed)
+    served.and(secured).and(routed).and(routed_tls)
 }

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::routes::{
-    account, apps, builds, config_vars, domains, dynos, formation, git, logs, meta, one_off,
+    account, apps, builds, certs, config_vars, domains, dynos, formation, git, logs, meta, one_off,
     registry, releases, sources, stacks, tokens,
 };
 use crate::AppState;
@@ -36,6 +36,7 @@ use crate::AppState;
         (name = "formation", description = "How many instances of each process type run, and how big"),
         (name = "dynos", description = "The running instances: list, restart, stop"),
         (name = "domains", description = "The hostnames the router sends to an app"),
+        (name = "certs", description = "TLS certificates the router serves an app's hostnames with (SNI endpoints)"),
         (name = "logs", description = "The app's durable log, as server-sent events"),
         (name = "git", description = "git's smart HTTP protocol: `git push` deploys"),
         (name = "stacks", description = "The base images apps are built and run on"),
@@ -84,7 +85,8 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::list, apps::create))
         .routes(routes!(apps::list_owned))
         .routes(routes!(apps::addons))
-        .routes(routes!(domains::sni_endpoints))
+        .routes(routes!(certs::list, certs::create))
+        .routes(routes!(certs::info, certs::update, certs::delete))
         .routes(routes!(apps::info, apps::update, apps::delete))
         .routes(routes!(config_vars::info, config_vars::update))
         .routes(routes!(releases::list, releases::create))
@@ -105,7 +107,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dynos::stop_one))
         .routes(routes!(dynos::stop_type))
         .routes(routes!(domains::list, domains::create))
-        .routes(routes!(domains::info, domains::delete))
+        .routes(routes!(domains::info, domains::update, domains::delete))
         .routes(routes!(logs::create))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::gc))

@@ -18,6 +18,8 @@ pub struct AppRecord {
     pub owner_id: String,
     pub owner_email: String,
     pub maintenance: bool,
+    /// Plain-HTTP requests for its hostnames with a certificate go to HTTPS.
+    pub https_redirect: bool,
     pub build_stack: String,
     /// When the current release was made.
     pub released_at: Option<String>,
@@ -30,11 +32,12 @@ pub struct AppRecord {
 pub struct AppUpdate {
     pub name: Option<AppName>,
     pub maintenance: Option<bool>,
+    pub https_redirect: Option<bool>,
     pub build_stack: Option<String>,
 }
 
 const APP_SELECT: &str = "SELECT a.id, a.name, a.owner_id, u.email AS owner_email, a.maintenance, \
-     a.build_stack, a.created_at, a.updated_at, \
+     a.https_redirect, a.build_stack, a.created_at, a.updated_at, \
      (SELECT MAX(r.created_at) FROM releases r WHERE r.app_id = a.id AND r.status = 'succeeded') AS released_at \
      FROM apps a JOIN accounts u ON u.id = a.owner_id";
 
@@ -46,6 +49,7 @@ fn app_from_row(row: &AnyRow) -> Result<AppRecord> {
         owner_id: row.try_get("owner_id")?,
         owner_email: row.try_get("owner_email")?,
         maintenance: flag(row, "maintenance")?,
+        https_redirect: flag(row, "https_redirect")?,
         build_stack: row.try_get("build_stack")?,
         released_at: row.try_get("released_at")?,
         created_at: row.try_get("created_at")?,
@@ -178,6 +182,13 @@ impl Store {
             sqlx::query("UPDATE apps SET maintenance = $2 WHERE id = $1")
                 .bind(id)
                 .bind(i64::from(maintenance))
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(redirect) = update.https_redirect {
+            sqlx::query("UPDATE apps SET https_redirect = $2 WHERE id = $1")
+                .bind(id)
+                .bind(i64::from(redirect))
                 .execute(&mut *tx)
                 .await?;
         }

@@ -12,6 +12,8 @@ pub struct DomainRecord {
     pub id: String,
     pub app_id: String,
     pub hostname: Hostname,
+    /// The certificate chosen to serve it, if one was (else any of the app's that covers it).
+    pub certificate_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -23,7 +25,10 @@ pub struct RouteRecord {
     pub app_id: String,
     pub app_name: String,
     pub maintenance: bool,
+    pub https_redirect: bool,
     pub hostnames: Vec<String>,
+    /// (hostname, certificate id) of the custom hostnames that name their certificate.
+    pub pins: Vec<(String, String)>,
 }
 
 fn domain_from_row(row: &AnyRow) -> Result<DomainRecord> {
@@ -32,6 +37,7 @@ fn domain_from_row(row: &AnyRow) -> Result<DomainRecord> {
         id: row.try_get("id")?,
         app_id: row.try_get("app_id")?,
         hostname: Hostname::parse(&hostname).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        certificate_id: row.try_get("certificate_id")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -81,7 +87,7 @@ impl Store {
     /// The app's custom domains, oldest first.
     pub async fn domains(&self, app_id: &str) -> Result<Vec<DomainRecord>> {
         let rows = sqlx::query(
-            "SELECT id, app_id, hostname, created_at, updated_at FROM domains WHERE app_id = $1 ORDER BY created_at, hostname",
+            "SELECT id, app_id, hostname, certificate_id, created_at, updated_at FROM domains WHERE app_id = $1 ORDER BY created_at, hostname",
         )
         .bind(app_id)
         .fetch_all(&self.pool)
@@ -92,7 +98,7 @@ impl Store {
     /// The app's domain whose id or hostname is `ident`.
     pub async fn domain(&self, app_id: &str, ident: &str) -> Result<DomainRecord> {
         let row = sqlx::query(
-            "SELECT id, app_id, hostname, created_at, updated_at FROM domains \
+            "SELECT id, app_id, hostname, certificate_id, created_at, updated_at FROM domains \
              WHERE app_id = $1 AND (id = $2 OR hostname = $3)",
         )
         .bind(app_id)
@@ -107,6 +113,34 @@ impl Store {
         domain_from_row(&row)
     }
 
+    /// Chooses the certificate that serves the app's domain `ident` (`None`: any that covers
+    /// it); the certificate must be the app's.
+    pub async fn set_domain_certificate(
+        &self,
+        app_id: &str,
+        ident: &str,
+        certificate_id: Option<&str>,
+    ) -> Result<DomainRecord> {
+        let domain = self.domain(app_id, ident).await?;
+        let done = sqlx::query(
+            "UPDATE domains SET certificate_id = $2, updated_at = $3 WHERE id = $1 \
+             AND ($2 IS NULL OR EXISTS (SELECT 1 FROM certificates c WHERE c.id = $2 AND c.app_id = $4))",
+        )
+        .bind(&domain.id)
+        .bind(certificate_id)
+        .bind(now())
+        .bind(app_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "sni_endpoint",
+                ident: certificate_id.unwrap_or_default().to_owned(),
+            });
+        }
+        self.domain(app_id, &domain.id).await
+    }
+
     /// Removes the app's domain `ident` (id or hostname) and returns it as it was.
     pub async fn remove_domain(&self, app_id: &str, ident: &str) -> Result<DomainRecord> {
         let domain = self.domain(app_id, ident).await?;
@@ -119,12 +153,14 @@ impl Store {
 
     /// Every app with its custom hostnames: what the router routes.
     pub async fn route_table(&self) -> Result<Vec<RouteRecord>> {
-        let apps = sqlx::query("SELECT id, name, maintenance FROM apps ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        let domains = sqlx::query("SELECT app_id, hostname FROM domains ORDER BY hostname")
-            .fetch_all(&self.pool)
-            .await?;
+        let apps =
+            sqlx::query("SELECT id, name, maintenance, https_redirect FROM apps ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        let domains =
+            sqlx::query("SELECT app_id, hostname, certificate_id FROM domains ORDER BY hostname")
+                .fetch_all(&self.pool)
+                .await?;
         let mut table: Vec<RouteRecord> = apps
             .iter()
             .map(|row| {
@@ -132,7 +168,9 @@ impl Store {
                     app_id: row.try_get("id")?,
                     app_name: row.try_get("name")?,
                     maintenance: crate::flag(row, "maintenance")?,
+                    https_redirect: crate::flag(row, "https_redirect")?,
                     hostnames: Vec::new(),
+                    pins: Vec::new(),
                 })
             })
             .collect::<Result<_>>()?;
@@ -144,7 +182,11 @@ impl Store {
         for row in &domains {
             let app_id: String = row.try_get("app_id")?;
             if let Some(&i) = index.get(&app_id) {
-                table[i].hostnames.push(row.try_get("hostname")?);
+                let hostname: String = row.try_get("hostname")?;
+                if let Some(cert) = row.try_get::<Option<String>, _>("certificate_id")? {
+                    table[i].pins.push((hostname.clone(), cert));
+                }
+                table[i].hostnames.push(hostname);
             }
         }
         Ok(table)

@@ -16,6 +16,7 @@
 
 mod apps;
 mod builds;
+mod certificates;
 mod config;
 mod domains;
 mod formation;
@@ -37,6 +38,7 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Row};
 
 pub use apps::{AppRecord, AppUpdate};
 pub use builds::{BuildRecord, BuildSuccess, FirstDeploy, SourceRecord, Succeeded};
+pub use certificates::{CertificateRecord, SOURCE_ACME, SOURCE_UPLOADED};
 pub use config::ConfigUpdate;
 pub use domains::{DomainRecord, RouteRecord};
 pub use formation::{FormationChange, FormationRecord, DEFAULT_GRACE_SECONDS};

@@ -20,6 +20,7 @@ const PREFIX: &str = "wharf:enc1:";
 pub(crate) enum Column {
     ConfigVars,
     ReleaseConfig,
+    CertificateKey,
 }
 
 impl Column {
@@ -27,6 +28,7 @@ impl Column {
         match self {
             Column::ConfigVars => b"config_vars.value",
             Column::ReleaseConfig => b"releases.config",
+            Column::CertificateKey => b"certificates.private_key",
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Server {
     pub router_port: u16,
     /// The TLS listener's port, when started with `--tls-addr`.
     pub tls_port: Option<u16>,
+    /// The router's TLS listener's port, when started with `--router-tls-addr`.
+    pub router_tls_port: Option<u16>,
     pub data_dir: PathBuf,
     /// Everything the server wrote to stderr up to and including its "listening on" line.
     pub startup: String,
@@ -249,6 +251,7 @@ impl Server {
             url: String::new(),
             router_port: 0,
             tls_port: None,
+            router_tls_port: None,
             data_dir: data_dir.to_path_buf(),
             startup: String::new(),
             stderr: lines,
@@ -269,6 +272,10 @@ impl Server {
                     if let Some(rest) = line.strip_prefix("wharf API listening on https://") {
                         let addr = rest.split_whitespace().next().unwrap_or_default();
                         server.tls_port = addr.rsplit(':').next().and_then(|p| p.parse().ok());
+                    }
+                    if let Some(rest) = line.strip_prefix("wharf router listening on https://") {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        server.router_tls_port = addr.rsplit(':').next().and_then(|p| p.parse().ok());
                     }
                     // Printed right after the API's lines.
                     if let Some(rest) = line.strip_prefix("wharf router listening on http://") {

@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub mod certs;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "cli")]

@@ -112,6 +112,7 @@ impl TestServer {
         let listeners = wharf_server::Listeners {
             api: listener,
             apps,
+            apps_tls: None,
             tls: None,
             rendezvous: Some(rendezvous),
         };

@@ -138,6 +138,26 @@ pub enum Command {
     /// List, add and remove the hostnames the router sends to an app
     #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
     Domains(DomainsArgs),
+    /// List, add, show, replace and remove an app's TLS certificates (the router serves them
+    /// by SNI on WHARF_ROUTER_TLS_ADDR)
+    #[command(subcommand_required = false, args_conflicts_with_subcommands = true)]
+    Certs(CertsArgs),
+    /// Add a TLS certificate to the app (also `wharf certs add`)
+    #[command(name = "certs:add")]
+    CertsAdd(CertFiles),
+    /// Show one of the app's certificates (also `wharf certs info`)
+    #[command(name = "certs:info")]
+    CertsInfo(CertName),
+    /// Replace one of the app's certificates and its key (also `wharf certs update`)
+    #[command(name = "certs:update")]
+    CertsUpdate(CertReplace),
+    /// Remove one of the app's certificates (also `wharf certs remove`)
+    #[command(name = "certs:remove")]
+    CertsRemove(CertName),
+    /// Show, or turn on or off, the redirect of plain-HTTP requests for the app's hostnames
+    /// with a certificate to HTTPS (on by default; also `wharf domains redirect`)
+    #[command(name = "domains:redirect")]
+    DomainsRedirect(RedirectArgs),
     /// Show, or turn on or off, an app's maintenance mode (the router answers 503 meanwhile)
     Maintenance {
         #[arg(value_enum)]
@@ -297,6 +317,11 @@ pub struct ServerArgs {
         value_name = "ADDR"
     )]
     pub router_addr: SocketAddr,
+    /// Also serve apps over HTTPS here (TLS 1.2 and 1.3, HTTP/2 by ALPN), with each hostname's
+    /// certificate (`wharf certs:add`); plain-HTTP requests for hostnames with one are then
+    /// redirected here
+    #[arg(long, env = "WHARF_ROUTER_TLS_ADDR", value_name = "ADDR")]
+    pub router_tls_addr: Option<SocketAddr>,
     /// Also serve the API (and `git push`) over HTTPS here, with a certificate from the CA wharf
     /// makes on its first start (`wharf tls ca` prints where it is)
     #[arg(long, env = "WHARF_TLS_ADDR", value_name = "ADDR")]
@@ -949,6 +974,101 @@ pub enum DomainsCommand {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Choose the certificate a custom domain is served with over HTTPS
+    Update {
+        hostname: String,
+        /// The certificate's name (`wharf certs`); without it, any of the app's that names
+        /// the hostname
+        #[arg(long, value_name = "NAME")]
+        cert: Option<String>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show, or turn on or off, the redirect of plain-HTTP requests to HTTPS for hostnames
+    /// with a certificate (on by default)
+    Redirect(RedirectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RedirectArgs {
+    #[arg(value_enum)]
+    pub state: Option<OnOff>,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    #[command(subcommand)]
+    pub command: Option<CertsCommand>,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// List the app's certificates (the default)
+    List {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Add a certificate and its private key (PEM files; the certificate first, then its
+    /// intermediates); the router serves it at once for the app's hostnames it names
+    Add(CertFiles),
+    /// Show a certificate
+    Info(CertName),
+    /// Replace a certificate and its key (a renewal)
+    Update(CertReplace),
+    /// Remove a certificate
+    Remove(CertName),
+}
+
+#[derive(Debug, Args)]
+pub struct CertFiles {
+    /// The certificate chain, PEM
+    #[arg(value_name = "CRT")]
+    pub cert: PathBuf,
+    /// Its private key, PEM
+    #[arg(value_name = "KEY")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct CertName {
+    /// The certificate's name (`wharf certs` lists them)
+    pub name: String,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct CertReplace {
+    /// The certificate's name (`wharf certs` lists them)
+    pub name: String,
+    /// The new certificate chain, PEM
+    #[arg(value_name = "CRT")]
+    pub cert: PathBuf,
+    /// Its private key, PEM
+    #[arg(value_name = "KEY")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// An `http://` or `https://` URL.

@@ -3,7 +3,7 @@
 
 use wharf_core::api::AppUpdate;
 
-use crate::cli::{AppArg, DomainsArgs, DomainsCommand, Global, JsonArg, OnOff};
+use crate::cli::{AppArg, DomainsArgs, DomainsCommand, Global, JsonArg, OnOff, RedirectArgs};
 use crate::context;
 use crate::output;
 
@@ -60,6 +60,58 @@ pub async fn run(global: &Global, args: DomainsArgs) -> anyhow::Result<()> {
             let domain = client.remove_domain(&app, &hostname).await?;
             println!("Removed {} from {app}.", domain.hostname);
         }
+        DomainsCommand::Update {
+            hostname,
+            cert,
+            app,
+            json,
+        } => {
+            let app = context::app_name(&app)?;
+            let domain = client
+                .update_domain(&app, &hostname, cert.as_deref())
+                .await?;
+            if json.json {
+                return output::json(&domain);
+            }
+            match &domain.sni_endpoint {
+                Some(cert) => println!(
+                    "{} is served with certificate {}.",
+                    domain.hostname, cert.name
+                ),
+                None => println!("{} has no certificate that names it.", domain.hostname),
+            }
+        }
+        DomainsCommand::Redirect(args) => return redirect(global, args).await,
+    }
+    Ok(())
+}
+
+/// `wharf domains:redirect [on|off]`.
+pub async fn redirect(global: &Global, args: RedirectArgs) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    let app = context::app_name(&args.app)?;
+    let record = match args.state {
+        None => client.app(&app).await?,
+        Some(state) => {
+            let update = AppUpdate {
+                https_redirect: Some(state == OnOff::On),
+                ..AppUpdate::default()
+            };
+            client.update_app(&app, &update).await?
+        }
+    };
+    if args.json.json {
+        return output::json(&serde_json::json!({
+            "app": record.name,
+            "https_redirect": record.https_redirect,
+        }));
+    }
+    match (args.state, record.https_redirect) {
+        (None, on) => println!("{}", if on { "on" } else { "off" }),
+        (Some(_), true) => println!(
+            "Redirect to HTTPS is on for {app}: plain-HTTP requests for its hostnames with a certificate get 308 to https://."
+        ),
+        (Some(_), false) => println!("Redirect to HTTPS is off for {app}: plain HTTP is served as it comes."),
     }
     Ok(())
 }

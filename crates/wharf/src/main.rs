@@ -6,6 +6,7 @@
 
 mod apps;
 mod builds;
+mod certs;
 mod cli;
 mod config;
 mod context;
@@ -100,6 +101,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restart { target, app } => ps::restart(&cli.global, &app, target.as_deref()).await,
         Command::Stop { target, app } => ps::stop(&cli.global, &app, &target).await,
         Command::Domains(args) => domains::run(&cli.global, args).await,
+        Command::DomainsRedirect(args) => domains::redirect(&cli.global, args).await,
+        Command::Certs(args) => certs::run(&cli.global, args).await,
+        Command::CertsAdd(args) => certs::run_one(&cli.global, cli::CertsCommand::Add(args)).await,
+        Command::CertsInfo(args) => {
+            certs::run_one(&cli.global, cli::CertsCommand::Info(args)).await
+        }
+        Command::CertsUpdate(args) => {
+            certs::run_one(&cli.global, cli::CertsCommand::Update(args)).await
+        }
+        Command::CertsRemove(args) => {
+            certs::run_one(&cli.global, cli::CertsCommand::Remove(args)).await
+        }
         Command::Maintenance { state, app, json } => {
             domains::maintenance(&cli.global, state, &app, &json).await
         }

@@ -78,6 +78,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => default_data_dir()?,
     };
     let (args_tls, args_rendezvous) = (args.tls_addr, args.rendezvous_addr);
+    let args_router_tls = args.router_tls_addr;
     let mut config = config(args, data_dir)?;
     // Before a port is opened or a file made: a sandbox that can't work stops us here.
     let settled = settle_sandbox(&mut config).await?;
@@ -97,6 +98,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 config.router_addr
             )
         })?;
+    let router_tls_listener = match args_router_tls {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("the router cannot listen on {addr} for HTTPS (set WHARF_ROUTER_TLS_ADDR to use another address)")
+        })?),
+        None => None,
+    };
     let tls_listener = match args_tls {
         Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} for TLS (set WHARF_TLS_ADDR to use another address)")
@@ -159,6 +166,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .context("cannot read the rendezvous address")?
         );
     }
+    // Before the plain router's line, which tells watchers that everything listens.
+    if let Some(listener) = &router_tls_listener {
+        say!(
+            "wharf router listening on https://{} (apps with a certificate: `wharf certs:add`)",
+            listener
+                .local_addr()
+                .context("cannot read the router's TLS address")?
+        );
+    }
     say!(
         "wharf router listening on http://{} (apps at http://<app>.{}:{})",
         config.router_addr,
@@ -170,6 +186,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let listeners = wharf_server::Listeners {
         api: listener,
         apps: router_listener,
+        apps_tls: router_tls_listener,
         tls: tls_listener,
         rendezvous: rendezvous_listener,
     };

@@ -122,6 +122,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let listeners = wharf_server::Listeners {
         api,
         apps: router,
+        apps_tls: None,
         tls: None,
         rendezvous: None,
     };

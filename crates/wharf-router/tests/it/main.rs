@@ -10,5 +10,6 @@ mod logs;
 mod metrics;
 mod routing;
 mod timeouts;
+mod tls;
 mod upgrade;
 mod upload;

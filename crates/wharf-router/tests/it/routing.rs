@@ -21,6 +21,7 @@ async fn hostnames_route_to_their_app_whatever_the_port_or_case() {
                 app_id: "app-2".into(),
                 app_name: "other".into(),
                 maintenance: false,
+                https_redirect: false,
             },
         ),
     ]);

@@ -162,6 +162,9 @@ impl Drop for TestUpstream {
 pub struct TestRouter {
     pub router: Router,
     pub addr: SocketAddr,
+    /// The TLS listener, when started [`TestRouter::with_tls`].
+    pub tls_addr: Option<SocketAddr>,
+    tls_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub logs: Option<(LogStore, tempfile::TempDir)>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -190,10 +193,41 @@ impl TestRouter {
         TestRouter {
             router,
             addr,
+            tls_addr: None,
+            tls_task: None,
             logs,
             shutdown,
             task: Some(task),
         }
+    }
+
+    /// A router with logs that also serves TLS on a second listener.
+    pub async fn with_tls() -> TestRouter {
+        let mut router = Self::with(RouterConfig::default(), true).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        router.tls_addr = Some(listener.local_addr().unwrap());
+        router.tls_task = Some(tokio::spawn({
+            let (r, shutdown) = (router.router.clone(), router.shutdown.clone());
+            async move { r.serve_tls(listener, shutdown).await }
+        }));
+        router
+    }
+
+    /// `https://host:port/path` for this router's TLS listener.
+    pub fn https_url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.tls_addr.unwrap().port())
+    }
+
+    /// A client for the TLS listener that trusts `ca_pem` and resolves the test hostnames.
+    pub fn https_client(&self, ca_pem: &str) -> reqwest::ClientBuilder {
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap());
+        for host in [HOST, "www.app.example", "other.example", "unknown.example"] {
+            builder = builder.resolve(host, self.tls_addr.unwrap());
+        }
+        builder
     }
 
     /// Routes [`HOST`] to the test app, served by `upstreams`.
@@ -269,6 +303,13 @@ impl TestRouter {
             .expect("serve returns after shutdown")
             .unwrap()
             .unwrap();
+        if let Some(task) = self.tls_task.take() {
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("serve_tls returns after shutdown")
+                .unwrap()
+                .unwrap();
+        }
         if let Some((store, _)) = &self.logs {
             store.shutdown().await;
         }
@@ -286,6 +327,7 @@ pub fn route(maintenance: bool) -> AppRoute {
         app_id: APP_ID.to_owned(),
         app_name: APP_NAME.to_owned(),
         maintenance,
+        https_redirect: true,
     }
 }
 

@@ -23,6 +23,7 @@ pub fn to_api(app: AppRecord, links: &Links) -> api::App {
         git_url: links.git_url(&name),
         name,
         maintenance: app.maintenance,
+        https_redirect: app.https_redirect,
         stack: stack(&app.build_stack),
         build_stack: stack(&app.build_stack),
         region: region(),
@@ -232,7 +233,8 @@ pub async fn info(
     Ok(Json(to_api(app, &state.links)))
 }
 
-/// Renames an app, or turns maintenance mode on or off.
+/// Renames an app, turns maintenance mode or the redirect to HTTPS on or off, or sets its
+/// build stack.
 #[utoipa::path(patch, path = "/apps/{app}", tag = "apps", request_body = AppUpdate,
     params(("app" = String, Path, description = "The app's id or name")),
     responses(
@@ -257,6 +259,7 @@ pub async fn update(
     let update = wharf_store::AppUpdate {
         name,
         maintenance: body.maintenance,
+        https_redirect: body.https_redirect,
         build_stack,
     };
     let updated = state.store.update_app(&app.id, &update).await?;

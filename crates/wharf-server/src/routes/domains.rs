@@ -1,6 +1,7 @@
 //! `/apps/{app}/domains`: the hostnames the router sends to an app. Every app has its default
 //! hostname `<app>.<WHARF_DOMAIN>` (listed with kind `heroku`, which can't be removed); custom
-//! domains are added and removed here. A hostname belongs to one app.
+//! domains are added, removed, and given a certificate here. A hostname belongs to one app.
+//! Each domain names the certificate (SNI endpoint) the router serves it with over HTTPS.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,23 +15,55 @@ use crate::extract::{Body, Path};
 use crate::AppState;
 use wharf_control::Change;
 
-/// The app's default hostname, as a domain. Its id is the app's.
-fn default_domain(app: &AppRecord, state: &AppState) -> api::Domain {
-    let hostname = state.links.hostname(app.name.as_str());
-    let (created, updated) = (app.created_at.clone(), app.updated_at.clone());
-    domain(app, app.id.clone(), hostname, None, (created, updated))
+/// Which certificate serves each of an app's hostnames.
+struct Served(Vec<(String, NamedRef)>);
+
+impl Served {
+    async fn of(state: &AppState, app: &AppRecord) -> ApiResult<Served> {
+        let certs = state.control.app_certificates(&app.id).await?;
+        Ok(Served(
+            certs
+                .into_iter()
+                .flat_map(|c| {
+                    let named = NamedRef {
+                        id: c.record.id,
+                        name: c.record.name,
+                    };
+                    c.serves.into_iter().map(move |h| (h, named.clone()))
+                })
+                .collect(),
+        ))
+    }
+
+    fn endpoint(&self, hostname: &str) -> Option<NamedRef> {
+        self.0
+            .iter()
+            .find(|(h, _)| h == hostname)
+            .map(|(_, n)| n.clone())
+    }
 }
 
-fn to_api(record: DomainRecord, app: &AppRecord, state: &AppState) -> api::Domain {
-    let cname = state.links.hostname(app.name.as_str());
-    let times = (record.created_at, record.updated_at);
+/// The app's default hostname, as a domain. Its id is the app's.
+fn default_domain(app: &AppRecord, state: &AppState, served: &Served) -> api::Domain {
+    let hostname = state.links.hostname(app.name.as_str());
+    let (created, updated) = (app.created_at.clone(), app.updated_at.clone());
+    let endpoint = served.endpoint(&hostname);
     domain(
         app,
-        record.id,
-        record.hostname.to_string(),
-        Some(cname),
-        times,
+        app.id.clone(),
+        hostname,
+        None,
+        endpoint,
+        (created, updated),
     )
+}
+
+fn to_api(record: DomainRecord, app: &AppRecord, state: &AppState, served: &Served) -> api::Domain {
+    let cname = state.links.hostname(app.name.as_str());
+    let times = (record.created_at, record.updated_at);
+    let hostname = record.hostname.to_string();
+    let endpoint = served.endpoint(&hostname);
+    domain(app, record.id, hostname, Some(cname), endpoint, times)
 }
 
 /// A domain of `app`: a custom one when it has a `cname` (the app's default hostname, to point
@@ -40,6 +73,7 @@ fn domain(
     id: String,
     hostname: String,
     cname: Option<String>,
+    sni_endpoint: Option<NamedRef>,
     (created_at, updated_at): (String, String),
 ) -> api::Domain {
     let custom = cname.is_some();
@@ -55,7 +89,7 @@ fn domain(
         status: if custom { "succeeded" } else { "none" }.to_owned(),
         acm_status: None,
         acm_status_reason: None,
-        sni_endpoint: None,
+        sni_endpoint,
         created_at,
         updated_at,
     }
@@ -74,9 +108,10 @@ pub async fn list(
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<api::Domain>>> {
     let app = state.store.app(&app).await?;
-    let mut domains = vec![default_domain(&app, &state)];
+    let served = Served::of(&state, &app).await?;
+    let mut domains = vec![default_domain(&app, &state, &served)];
     for domain in state.store.domains(&app.id).await? {
-        domains.push(to_api(domain, &app, &state));
+        domains.push(to_api(domain, &app, &state, &served));
     }
     Ok(Json(domains))
 }
@@ -98,11 +133,6 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<api::Domain>)> {
     let hostname = Hostname::parse(body.hostname.trim())
         .map_err(|e| ApiError::invalid_params(e.to_string()))?;
-    if body.sni_endpoint.is_some() {
-        return Err(ApiError::invalid_params(
-            "sni_endpoint must be null: wharf's router serves plain HTTP; terminate TLS in front of it",
-        ));
-    }
     let domain = &state.links.domain;
     if hostname.is_within(domain) {
         return Err(ApiError::invalid_params(format!(
@@ -111,26 +141,96 @@ pub async fn create(
         )));
     }
     let app = state.store.app(&app).await?;
-    let domain = state.store.add_domain(&app.id, &hostname).await?;
+    let certificate = match &body.sni_endpoint {
+        Some(ident) => Some(certificate_for(&state, &app, ident, hostname.as_str()).await?),
+        None => None,
+    };
+    let mut domain = state.store.add_domain(&app.id, &hostname).await?;
+    if let Some(certificate) = certificate {
+        domain = state
+            .store
+            .set_domain_certificate(&app.id, &domain.id, Some(&certificate))
+            .await?;
+    }
     state
         .control
         .after(Change::DomainsChanged { app_id: &app.id })
         .await;
     tracing::info!(app = %app.name, hostname = %hostname, "domain added");
-    Ok((StatusCode::CREATED, Json(to_api(domain, &app, &state))))
+    let served = Served::of(&state, &app).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(to_api(domain, &app, &state, &served)),
+    ))
 }
 
-/// The app's SNI endpoints (TLS certificates of its own): always none, as the router serves apps
-/// over plain HTTP. Heroku's clients ask for them before adding a domain.
-#[utoipa::path(get, path = "/apps/{app}/sni-endpoints", tag = "domains",
-    params(("app" = String, Path, description = "The app's id or name")),
-    responses((status = 200, description = "None", body = [Object]), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
-pub async fn sni_endpoints(
+/// The id of the app's certificate `ident` (id or name), which must cover `hostname`.
+async fn certificate_for(
+    state: &AppState,
+    app: &AppRecord,
+    ident: &str,
+    hostname: &str,
+) -> ApiResult<String> {
+    let certs = state.control.app_certificates(&app.id).await?;
+    let Some(cert) = certs
+        .into_iter()
+        .find(|c| c.record.id == ident || c.record.name == ident)
+    else {
+        return Err(crate::routes::certs::not_found(app, ident));
+    };
+    match &cert.parsed {
+        Some(parsed) if parsed.covers(hostname) => Ok(cert.record.id),
+        Some(parsed) => Err(ApiError::invalid_params(format!(
+            "SNI endpoint `{ident}` is for {}, not `{hostname}`: choose a certificate that names it",
+            parsed.hostnames.join(", ")
+        ))),
+        None => Err(ApiError::invalid_params(format!(
+            "SNI endpoint `{ident}` can't be read: replace it (`wharf certs:update`)"
+        ))),
+    }
+}
+
+/// Chooses the certificate the router serves a custom domain with (`heroku domains:update
+/// --cert`, or `null` for any of the app's that covers it).
+#[utoipa::path(patch, path = "/apps/{app}/domains/{domain}", tag = "domains",
+    request_body = api::DomainUpdate,
+    params(
+        ("app" = String, Path, description = "The app's id or name"),
+        ("domain" = String, Path, description = "The domain's id or hostname"),
+    ),
+    responses(
+        (status = 200, body = api::Domain),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "The certificate doesn't name the hostname, or the domain is the default one", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn update(
     State(state): State<AppState>,
-    Path(app): Path<String>,
-) -> ApiResult<Json<Vec<serde_json::Value>>> {
-    state.store.app(&app).await?;
-    Ok(Json(Vec::new()))
+    Path((app, domain)): Path<(String, String)>,
+    Body(body): Body<api::DomainUpdate>,
+) -> ApiResult<Json<api::Domain>> {
+    let app = state.store.app(&app).await?;
+    if is_default(&app, &domain, &state) {
+        return Err(ApiError::invalid_params(format!(
+            "`{}` is the app's default hostname: it is served by whichever of the app's certificates names it",
+            state.links.hostname(app.name.as_str())
+        )));
+    }
+    let found = not_found_names_app(state.store.domain(&app.id, &domain).await, &app, &domain)?;
+    let certificate = match &body.sni_endpoint {
+        Some(ident) => Some(certificate_for(&state, &app, ident, found.hostname.as_str()).await?),
+        None => None,
+    };
+    let updated = state
+        .store
+        .set_domain_certificate(&app.id, &found.id, certificate.as_deref())
+        .await?;
+    state
+        .control
+        .after(Change::DomainsChanged { app_id: &app.id })
+        .await;
+    let served = Served::of(&state, &app).await?;
+    Ok(Json(to_api(updated, &app, &state, &served)))
 }
 
 /// One of the app's domains, by id or hostname.
@@ -145,11 +245,12 @@ pub async fn info(
     Path((app, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<api::Domain>> {
     let app = state.store.app(&app).await?;
+    let served = Served::of(&state, &app).await?;
     if is_default(&app, &domain, &state) {
-        return Ok(Json(default_domain(&app, &state)));
+        return Ok(Json(default_domain(&app, &state, &served)));
     }
     let found = not_found_names_app(state.store.domain(&app.id, &domain).await, &app, &domain)?;
-    Ok(Json(to_api(found, &app, &state)))
+    Ok(Json(to_api(found, &app, &state, &served)))
 }
 
 /// Removes a custom domain; the router stops serving it at once.
@@ -185,7 +286,8 @@ pub async fn delete(
         .after(Change::DomainsChanged { app_id: &app.id })
         .await;
     tracing::info!(app = %app.name, hostname = %removed.hostname, "domain removed");
-    Ok(Json(to_api(removed, &app, &state)))
+    let served = Served::of(&state, &app).await?;
+    Ok(Json(to_api(removed, &app, &state, &served)))
 }
 
 fn is_default(app: &AppRecord, ident: &str, state: &AppState) -> bool {

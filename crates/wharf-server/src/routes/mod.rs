@@ -4,6 +4,7 @@
 pub mod account;
 pub mod apps;
 pub mod builds;
+pub mod certs;
 pub mod config_vars;
 pub mod domains;
 pub mod dynos;

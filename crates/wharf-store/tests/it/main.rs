@@ -552,3 +552,103 @@ async fn config_values_are_encrypted_at_rest(backend: Backend) {
     );
     wrong.close().await;
 }
+
+on_both_databases!(certificates_are_kept_with_their_keys_sealed);
+
+/// Certificates: added, found by id or name, replaced, chosen for a domain (only one of the
+/// app's own), removed (the domain goes back to any), their keys sealed at rest.
+async fn certificates_are_kept_with_their_keys_sealed(backend: Backend) {
+    use wharf_core::domain::Hostname;
+    const KEY: &str =
+        "-----BEGIN PRIVATE KEY-----\nsecret-key-material\n-----END PRIVATE KEY-----\n";
+    let db = TestDatabase::new(backend).await;
+    let store = Store::connect(&db.url)
+        .await
+        .unwrap()
+        .with_secrets(wharf_store::Secrets::new(&[7u8; 32]));
+    let owner = store.admin_account().await.unwrap();
+    let shop = store
+        .create_app(&AppName::parse("shop").unwrap(), &owner.id, "wharf-1")
+        .await
+        .unwrap();
+    let blog = store
+        .create_app(&AppName::parse("blog").unwrap(), &owner.id, "wharf-1")
+        .await
+        .unwrap();
+    let www = store
+        .add_domain(&shop.id, &Hostname::parse("www.shop.example").unwrap())
+        .await
+        .unwrap();
+    let cert = store
+        .add_certificate(
+            &shop.id,
+            "shop-1",
+            wharf_store::SOURCE_UPLOADED,
+            "CHAIN",
+            KEY,
+        )
+        .await
+        .unwrap();
+    assert_eq!(cert.private_key, KEY);
+    assert!(matches!(
+        store
+            .add_certificate(&blog.id, "shop-1", wharf_store::SOURCE_UPLOADED, "C", KEY)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.certificate(&shop.id, "shop-1").await.unwrap(), cert);
+    assert!(store.certificate(&blog.id, &cert.id).await.is_err());
+    let blog_cert = store
+        .add_certificate(&blog.id, "blog-1", wharf_store::SOURCE_UPLOADED, "C", KEY)
+        .await
+        .unwrap();
+
+    // A domain names one of its app's certificates, never another app's.
+    let pinned = store
+        .set_domain_certificate(&shop.id, &www.id, Some(&cert.id))
+        .await
+        .unwrap();
+    assert_eq!(pinned.certificate_id.as_deref(), Some(cert.id.as_str()));
+    assert!(store
+        .set_domain_certificate(&shop.id, &www.id, Some(&blog_cert.id))
+        .await
+        .is_err());
+    let table = store.route_table().await.unwrap();
+    let row = table.iter().find(|r| r.app_id == shop.id).unwrap();
+    assert_eq!(row.pins, [("www.shop.example".to_owned(), cert.id.clone())]);
+    assert!(row.https_redirect);
+
+    let replaced = store
+        .replace_certificate(&shop.id, "shop-1", wharf_store::SOURCE_ACME, "CHAIN2", KEY)
+        .await
+        .unwrap();
+    assert_eq!(
+        (replaced.id.as_str(), replaced.source.as_str()),
+        (cert.id.as_str(), "acme")
+    );
+    assert_eq!(store.all_certificates().await.unwrap().len(), 2);
+
+    // The key is not stored as given.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    use sqlx::Row;
+    for row in sqlx::query("SELECT private_key FROM certificates")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    {
+        let stored: String = row.try_get("private_key").unwrap();
+        assert!(!stored.contains("secret-key-material"), "{stored}");
+    }
+    pool.close().await;
+
+    store.remove_certificate(&shop.id, "shop-1").await.unwrap();
+    assert!(store
+        .domain(&shop.id, &www.id)
+        .await
+        .unwrap()
+        .certificate_id
+        .is_none());
+    assert_eq!(store.certificates(&shop.id).await.unwrap(), []);
+    store.close().await;
+}

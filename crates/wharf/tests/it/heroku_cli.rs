@@ -470,3 +470,98 @@ fn the_heroku_cli_drives_wharf() {
     let gone = cli.run(&["apps", "info", "-a", "hk-renamed"]);
     assert!(gone.error().contains("not found"));
 }
+
+/// `heroku certs:*` and `domains:add --cert` on wharf's SNI endpoints: an upload, its table
+/// and details, a domain served with it, and its removal.
+#[test]
+fn the_heroku_cli_manages_certificates() {
+    let Some(exe) = heroku_cli() else {
+        return;
+    };
+    let server = Server::start_isolated(&["--router-tls-addr", "127.0.0.1:0"]);
+    let cli = Cli::new().in_namespace_of(&server);
+    cli.login(&server).success();
+    let heroku = Heroku::new(&cli, exe, &server);
+    heroku.ok(&["apps:create", "hk-certs"]);
+
+    let ca = wharf_test_support::certs::TestCa::new("wharf test CA");
+    let issued = ca.issue(&["secure.hk.test"]);
+    let crt = cli.write("secure.crt", &issued.chain);
+    let key = cli.write("secure.key", &issued.key);
+    let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
+
+    let empty = heroku.ok(&["certs", "-a", "hk-certs"]);
+    assert!(
+        empty.stdout.contains("has no SSL certificates"),
+        "{empty:#?}"
+    );
+    let added = heroku.ok(&["certs:add", crt, key, "-a", "hk-certs"]);
+    assert!(added.stdout.contains("secure.hk.test"), "{added:#?}");
+    assert!(
+        added.stdout.contains("SSL certificate is not trusted"),
+        "{added:#?}"
+    );
+    let name = json(&cli, &["certs", "-a", "hk-certs"])[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let table = heroku.ok(&["certs", "-a", "hk-certs"]);
+    assert!(
+        table.stdout.contains(&name) && table.stdout.contains("SNI"),
+        "{table:#?}"
+    );
+
+    // A domain added with the certificate is served with it.
+    heroku.ok(&[
+        "domains:add",
+        "secure.hk.test",
+        "--cert",
+        &name,
+        "-a",
+        "hk-certs",
+    ]);
+    let domains = json(&cli, &["domains", "-a", "hk-certs"]);
+    assert_eq!(
+        domains[1]["sni_endpoint"]["name"],
+        name.as_str(),
+        "{domains}"
+    );
+    let info = heroku.ok(&[
+        "certs:info",
+        "--name",
+        &name,
+        "--show-domains",
+        "-a",
+        "hk-certs",
+    ]);
+    assert!(info.stdout.contains("secure.hk.test"), "{info:#?}");
+    assert!(info.stdout.contains("Expires At"), "{info:#?}");
+
+    // A certificate that doesn't name the hostname can't be chosen for it.
+    let wrong = heroku.run(&[
+        "domains:add",
+        "other.hk.test",
+        "--cert",
+        &name,
+        "-a",
+        "hk-certs",
+    ]);
+    assert_ne!(wrong.code, Some(0), "{wrong:#?}");
+    assert!(wrong.stderr.contains("`other.hk.test`"), "{wrong:#?}");
+
+    heroku.ok(&[
+        "certs:remove",
+        "--name",
+        &name,
+        "--confirm",
+        "hk-certs",
+        "-a",
+        "hk-certs",
+    ]);
+    assert_eq!(
+        json(&cli, &["certs", "-a", "hk-certs"]),
+        serde_json::json!([])
+    );
+    let domains = json(&cli, &["domains", "-a", "hk-certs"]);
+    assert!(domains[1]["sni_endpoint"].is_null(), "{domains}");
+}

@@ -9,6 +9,7 @@ use wharf_test_support::{assert_cli_snapshot, test_stack};
 mod abuse;
 mod app_context;
 mod apps;
+mod certs;
 mod completions;
 mod config;
 mod control_plane;
