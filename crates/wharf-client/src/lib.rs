@@ -327,6 +327,18 @@ impl Client {
             .await
     }
 
+    /// Turns Automated Certificate Management on (`Some(true)`), off (`Some(false)`), or
+    /// retries its failing domains now (`None`).
+    pub async fn acm(&self, app: &str, on: Option<bool>) -> Result<App> {
+        let method = match on {
+            Some(true) => Method::POST,
+            Some(false) => Method::DELETE,
+            None => Method::PATCH,
+        };
+        self.with_body(method, &["apps", app, "acm"], &serde_json::json!({}))
+            .await
+    }
+
     pub async fn remove_cert(&self, app: &str, cert: &str) -> Result<api::SniEndpoint> {
         self.json(self.request(Method::DELETE, &["apps", app, "sni-endpoints", cert]))
             .await

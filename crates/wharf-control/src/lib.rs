@@ -18,6 +18,7 @@
 //!
 //! The backend is a `dyn Backend` (`wharf-core`): this crate never names the supervisor.
 
+pub mod acme;
 pub mod builds;
 pub mod certs;
 mod converge;
@@ -65,6 +66,8 @@ pub struct ControlConfig {
     pub stack_cache: Option<PathBuf>,
     /// Another registry release images are pushed to (`WHARF_REGISTRY_URL`), if any.
     pub registry: Option<wharf_stack::push::PushTarget>,
+    /// Where ACM certificates come from; `None` without HTTPS in the router.
+    pub acme: Option<acme::AcmeConfig>,
 }
 
 /// What changed, as [`ControlPlane::after`] is told once the change is stored.
@@ -107,6 +110,8 @@ pub struct ControlPlane {
     /// Another registry release images are pushed to.
     registry: Option<Arc<wharf_stack::push::PushTarget>>,
     data_dir: PathBuf,
+    /// The ACM certificate manager, when ACME is configured.
+    acme: Option<Arc<acme::Acme>>,
 }
 
 /// Errors that stop the control plane from starting.
@@ -222,6 +227,7 @@ impl ControlPlane {
             routes_lock: Arc::default(),
             registry: config.registry.clone().map(Arc::new),
             data_dir: config.data_dir.clone(),
+            acme: config.acme.clone().map(|c| Arc::new(acme::Acme::new(c))),
         };
         plane.refresh_routes().await;
         Ok(plane)
@@ -234,9 +240,11 @@ impl ControlPlane {
         let done = match change {
             Change::AppCreated { .. }
             | Change::AppUpdated { .. }
-            | Change::DomainsChanged { .. } => {
-                tokio::spawn(async move { this.load_routes().await })
-            }
+            | Change::DomainsChanged { .. } => tokio::spawn(async move {
+                this.load_routes().await;
+                // A new domain, or ACM turned on or refreshed: certificates to order.
+                this.wake_acme();
+            }),
             Change::AppDestroyed { app_id } => {
                 let app_id = app_id.to_owned();
                 tokio::spawn(async move {

@@ -41,6 +41,11 @@ pub(crate) async fn handle(
     let request_id = headers::request_id(&parts.headers);
     let accept = parts.headers.get(ACCEPT).cloned();
 
+    if ctx.tls.is_none() {
+        if let Some(answer) = acme_challenge(shared, &parts) {
+            return answer;
+        }
+    }
     let site = {
         let Some(host) = headers::request_host(&parts) else {
             shared.metrics.unrouted();
@@ -508,4 +513,23 @@ fn https_location(shared: &Shared, host: &str, uri: &hyper::Uri) -> Option<Heade
         format!("https://{host}:{port}{path}")
     };
     HeaderValue::from_str(&location).ok()
+}
+
+/// ACME's HTTP-01 challenge path.
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+
+/// The answer to an ACME HTTP-01 challenge the router holds, whatever the host (the ACME
+/// server asks for the hostname being validated, which may be routed nowhere yet).
+fn acme_challenge(shared: &Shared, parts: &Parts) -> Option<Response<ResponseBody>> {
+    let token = parts.uri.path().strip_prefix(ACME_CHALLENGE)?;
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        return None;
+    }
+    let challenges = shared.challenges.load();
+    let answer = challenges.get(token)?;
+    let mut response = Response::new(ResponseBody::full(Bytes::from(answer.clone()), None));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Some(response)
 }

@@ -1,10 +1,12 @@
 //! The [`Router`] handle: the tables' setters, `serve`, metrics registration, and the
 //! [`Routes`] implementation the process supervisor feeds.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,8 @@ pub(crate) struct Shared {
     /// The TLS listener's port while [`Router::serve_tls`] runs, else 0: where plain-HTTP
     /// requests are redirected.
     pub(crate) tls_port: AtomicU16,
+    /// ACME HTTP-01 answers by token, served on the plain listener whatever the host.
+    pub(crate) challenges: ArcSwap<HashMap<String, String>>,
     /// The origin of the millisecond stamps kept in atomics.
     pub(crate) epoch: Instant,
 }
@@ -60,6 +64,7 @@ impl Router {
                 metrics,
                 certificates: Arc::default(),
                 tls_port: AtomicU16::new(0),
+                challenges: ArcSwap::default(),
                 epoch: Instant::now(),
             }),
         }
@@ -84,6 +89,24 @@ impl Router {
     /// new set, open connections keep theirs.
     pub fn set_certificates(&self, certificates: &[Certificate]) {
         self.shared.certificates.set(certificates);
+    }
+
+    /// Answers ACME's HTTP-01 challenge `token` (`GET /.well-known/acme-challenge/TOKEN` on
+    /// the plain listener, for any host) with `key_authorization` until it is removed.
+    pub fn set_acme_challenge(&self, token: &str, key_authorization: &str) {
+        self.shared.challenges.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(token.to_owned(), key_authorization.to_owned());
+            next
+        });
+    }
+
+    pub fn remove_acme_challenge(&self, token: &str) {
+        self.shared.challenges.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.remove(token);
+            next
+        });
     }
 
     /// Serves HTTPS (TLS 1.2 and 1.3; HTTP/2 or HTTP/1.1 by ALPN) until `shutdown` is

@@ -40,6 +40,7 @@ use wharf_store::Store;
 
 pub use error::ApiError;
 pub use openapi::openapi_document;
+pub use wharf_control::acme;
 pub use wharf_control::{
     BuildSettings, DEFAULT_GC_INTERVAL, DEFAULT_KEEP_RELEASES, DEFAULT_RELEASE_TIMEOUT,
 };
@@ -126,6 +127,9 @@ pub struct ServerConfig {
     /// `WHARF_K8S_INGRESS_CLASS`: Kubernetes manifests route the app's hostnames with an
     /// Ingress of this class; without one, none.
     pub k8s_ingress_class: Option<String>,
+    /// Where ACM certificates come from (`WHARF_ACME_DIRECTORY`…); `None` while the router
+    /// serves no HTTPS.
+    pub acme: Option<wharf_control::acme::AcmeConfig>,
     /// The key config var values are encrypted with at rest, as 64 hex digits
     /// (`WHARF_SECRET_KEY`); `None` uses (or makes) `<data dir>/secret-key`.
     pub secret_key: Option<String>,
@@ -434,6 +438,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<(AppState, AdminToken), St
             default_stack: config.default_stack.clone(),
             stack_cache: config.stack_cache.clone(),
             registry: config.registry.clone(),
+            acme: config.acme.clone(),
         },
         store.clone(),
         images,
@@ -673,6 +678,10 @@ pub async fn serve(
         let (control, shutdown) = (state.control.clone(), shutdown.clone());
         async move { control.collect_periodically(shutdown).await }
     });
+    let certifying = tokio::spawn({
+        let (control, shutdown) = (state.control.clone(), shutdown.clone());
+        async move { control.manage_certificates(shutdown).await }
+    });
     let routing = tokio::spawn({
         let router = state.router.clone();
         let shutdown = shutdown.clone();
@@ -751,6 +760,7 @@ pub async fn serve(
         None => Ok(()),
     };
     let _ = collecting.await;
+    let _ = certifying.await;
     state.control.logs().shutdown().await;
     served.and(secured).and(routed).and(routed_tls)
 }

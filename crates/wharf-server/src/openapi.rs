@@ -87,6 +87,11 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::addons))
         .routes(routes!(certs::list, certs::create))
         .routes(routes!(certs::info, certs::update, certs::delete))
+        .routes(routes!(
+            certs::acm_enable,
+            certs::acm_disable,
+            certs::acm_refresh
+        ))
         .routes(routes!(apps::info, apps::update, apps::delete))
         .routes(routes!(config_vars::info, config_vars::update))
         .routes(routes!(releases::list, releases::create))

@@ -20,6 +20,8 @@ pub struct AppRecord {
     pub maintenance: bool,
     /// Plain-HTTP requests for its hostnames with a certificate go to HTTPS.
     pub https_redirect: bool,
+    /// Automated Certificate Management: ACME certificates for its custom domains.
+    pub acm: bool,
     pub build_stack: String,
     /// When the current release was made.
     pub released_at: Option<String>,
@@ -33,11 +35,12 @@ pub struct AppUpdate {
     pub name: Option<AppName>,
     pub maintenance: Option<bool>,
     pub https_redirect: Option<bool>,
+    pub acm: Option<bool>,
     pub build_stack: Option<String>,
 }
 
 const APP_SELECT: &str = "SELECT a.id, a.name, a.owner_id, u.email AS owner_email, a.maintenance, \
-     a.https_redirect, a.build_stack, a.created_at, a.updated_at, \
+     a.https_redirect, a.acm, a.build_stack, a.created_at, a.updated_at, \
      (SELECT MAX(r.created_at) FROM releases r WHERE r.app_id = a.id AND r.status = 'succeeded') AS released_at \
      FROM apps a JOIN accounts u ON u.id = a.owner_id";
 
@@ -50,6 +53,7 @@ fn app_from_row(row: &AnyRow) -> Result<AppRecord> {
         owner_email: row.try_get("owner_email")?,
         maintenance: flag(row, "maintenance")?,
         https_redirect: flag(row, "https_redirect")?,
+        acm: flag(row, "acm")?,
         build_stack: row.try_get("build_stack")?,
         released_at: row.try_get("released_at")?,
         created_at: row.try_get("created_at")?,
@@ -189,6 +193,13 @@ impl Store {
             sqlx::query("UPDATE apps SET https_redirect = $2 WHERE id = $1")
                 .bind(id)
                 .bind(i64::from(redirect))
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(acm) = update.acm {
+            sqlx::query("UPDATE apps SET acm = $2 WHERE id = $1")
+                .bind(id)
+                .bind(i64::from(acm))
                 .execute(&mut *tx)
                 .await?;
         }

@@ -162,4 +162,31 @@ impl Store {
         tx.commit().await?;
         Ok(cert)
     }
+
+    /// The ACME account credentials kept for `directory`, opened.
+    pub async fn acme_account(&self, directory: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT credentials FROM acme_accounts WHERE directory = $1")
+            .bind(directory)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            self.secrets
+                .open(Column::AcmeAccount, r.try_get("credentials")?)
+        })
+        .transpose()
+    }
+
+    /// Keeps the ACME account credentials for `directory` (the first ones kept stay).
+    pub async fn save_acme_account(&self, directory: &str, credentials: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO acme_accounts (directory, credentials, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (directory) DO NOTHING",
+        )
+        .bind(directory)
+        .bind(self.secrets.seal(Column::AcmeAccount, credentials))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }

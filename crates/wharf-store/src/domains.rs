@@ -14,6 +14,13 @@ pub struct DomainRecord {
     pub hostname: Hostname,
     /// The certificate chosen to serve it, if one was (else any of the app's that covers it).
     pub certificate_id: Option<String>,
+    /// ACM: `pending`, `cert issued` or `failing`; `None` while ACM is off.
+    pub acm_status: Option<String>,
+    pub acm_status_reason: Option<String>,
+    /// ACM attempts in a row that failed.
+    pub acm_failures: i64,
+    /// ACM: not before then (RFC 3339) is the next attempt made, unless refreshed.
+    pub acm_next_attempt: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -38,6 +45,10 @@ fn domain_from_row(row: &AnyRow) -> Result<DomainRecord> {
         app_id: row.try_get("app_id")?,
         hostname: Hostname::parse(&hostname).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         certificate_id: row.try_get("certificate_id")?,
+        acm_status: row.try_get("acm_status")?,
+        acm_status_reason: row.try_get("acm_status_reason")?,
+        acm_failures: row.try_get("acm_failures")?,
+        acm_next_attempt: row.try_get("acm_next_attempt")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -87,7 +98,7 @@ impl Store {
     /// The app's custom domains, oldest first.
     pub async fn domains(&self, app_id: &str) -> Result<Vec<DomainRecord>> {
         let rows = sqlx::query(
-            "SELECT id, app_id, hostname, certificate_id, created_at, updated_at FROM domains WHERE app_id = $1 ORDER BY created_at, hostname",
+            "SELECT id, app_id, hostname, certificate_id, acm_status, acm_status_reason, acm_failures, acm_next_attempt, created_at, updated_at FROM domains WHERE app_id = $1 ORDER BY created_at, hostname",
         )
         .bind(app_id)
         .fetch_all(&self.pool)
@@ -98,7 +109,7 @@ impl Store {
     /// The app's domain whose id or hostname is `ident`.
     pub async fn domain(&self, app_id: &str, ident: &str) -> Result<DomainRecord> {
         let row = sqlx::query(
-            "SELECT id, app_id, hostname, certificate_id, created_at, updated_at FROM domains \
+            "SELECT id, app_id, hostname, certificate_id, acm_status, acm_status_reason, acm_failures, acm_next_attempt, created_at, updated_at FROM domains \
              WHERE app_id = $1 AND (id = $2 OR hostname = $3)",
         )
         .bind(app_id)
@@ -139,6 +150,56 @@ impl Store {
             });
         }
         self.domain(app_id, &domain.id).await
+    }
+
+    /// Records where the domain's ACME certificate stands.
+    pub async fn set_acm_status(
+        &self,
+        domain_id: &str,
+        status: Option<&str>,
+        reason: Option<&str>,
+        failures: i64,
+        next_attempt: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE domains SET acm_status = $2, acm_status_reason = $3, acm_failures = $4, \
+             acm_next_attempt = $5 WHERE id = $1",
+        )
+        .bind(domain_id)
+        .bind(status)
+        .bind(reason)
+        .bind(failures)
+        .bind(next_attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Clears every ACM status of the app's domains (ACM turned off), or only their waits
+    /// (`retry_only`: a refresh tries again now).
+    pub async fn reset_acm(&self, app_id: &str, retry_only: bool) -> Result<()> {
+        let sql = if retry_only {
+            "UPDATE domains SET acm_next_attempt = NULL, acm_failures = 0 WHERE app_id = $1"
+        } else {
+            "UPDATE domains SET acm_status = NULL, acm_status_reason = NULL, acm_failures = 0, \
+             acm_next_attempt = NULL WHERE app_id = $1"
+        };
+        sqlx::query(sql).bind(app_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The custom domains of every app with ACM on, with their app's name.
+    pub async fn acm_domains(&self) -> Result<Vec<(String, DomainRecord)>> {
+        let rows = sqlx::query(
+            "SELECT a.name AS app_name, d.id, d.app_id, d.hostname, d.certificate_id, d.acm_status, \
+             d.acm_status_reason, d.acm_failures, d.acm_next_attempt, d.created_at, d.updated_at \
+             FROM domains d JOIN apps a ON a.id = d.app_id WHERE a.acm = 1 ORDER BY d.created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("app_name")?, domain_from_row(row)?)))
+            .collect()
     }
 
     /// Removes the app's domain `ident` (id or hostname) and returns it as it was.

@@ -21,6 +21,7 @@ pub(crate) enum Column {
     ConfigVars,
     ReleaseConfig,
     CertificateKey,
+    AcmeAccount,
 }
 
 impl Column {
@@ -29,6 +30,7 @@ impl Column {
             Column::ConfigVars => b"config_vars.value",
             Column::ReleaseConfig => b"releases.config",
             Column::CertificateKey => b"certificates.private_key",
+            Column::AcmeAccount => b"acme_accounts.credentials",
         }
     }
 }

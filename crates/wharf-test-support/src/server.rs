@@ -89,6 +89,7 @@ impl TestServer {
             secret_key: None,
             registry: None,
             k8s_ingress_class: None,
+            acme: None,
             build: wharf_server::BuildSettings {
                 timeout: std::time::Duration::from_secs(120),
                 concurrency: 2,

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use wharf_core::api::SniEndpoint;
 
-use crate::cli::{CertsArgs, CertsCommand, Global};
+use crate::cli::{AppArg, AutoAction, CertsArgs, CertsCommand, Global, JsonArg};
 use crate::context;
 use crate::output;
 
@@ -84,6 +84,7 @@ pub async fn run_one(global: &Global, command: CertsCommand) -> anyhow::Result<(
             println!("Replaced certificate {} of {app}.", cert.name);
             details(&cert);
         }
+        CertsCommand::Auto { action, app, json } => return auto(global, action, app, json).await,
         CertsCommand::Remove(args) => {
             let app = context::app_name(&args.app)?;
             let cert = client.remove_cert(&app, &args.name).await?;
@@ -122,4 +123,65 @@ fn details(cert: &SniEndpoint) {
             .to_owned(),
         ),
     ]);
+}
+
+/// `wharf certs:auto[:enable|:disable|:refresh]`.
+pub async fn auto(
+    global: &Global,
+    action: Option<AutoAction>,
+    app: AppArg,
+    json: JsonArg,
+) -> anyhow::Result<()> {
+    let client = context::client(global)?;
+    let app = context::app_name(&app)?;
+    let record = match action {
+        None => client.app(&app).await?,
+        Some(AutoAction::Enable) => client.acm(&app, Some(true)).await?,
+        Some(AutoAction::Disable) => client.acm(&app, Some(false)).await?,
+        Some(AutoAction::Refresh) => client.acm(&app, None).await?,
+    };
+    let domains: Vec<_> = client
+        .domains(&app)
+        .await?
+        .into_iter()
+        .filter(|d| d.kind == "custom")
+        .collect();
+    if json.json {
+        return output::json(&serde_json::json!({
+            "app": record.name,
+            "acm": record.acm,
+            "domains": domains,
+        }));
+    }
+    match action {
+        Some(AutoAction::Enable) => println!(
+            "Automated Certificate Management is on for {app}: each custom domain gets a certificate from the ACME directory."
+        ),
+        Some(AutoAction::Disable) => {
+            println!("Automated Certificate Management is off for {app}; its ACME certificates are removed.");
+            return Ok(());
+        }
+        Some(AutoAction::Refresh) => println!("Trying {app}'s failing domains again now."),
+        None if !record.acm => {
+            println!("Automated Certificate Management is off for {app} (`wharf certs:auto:enable -a {app}`).");
+            return Ok(());
+        }
+        None => println!("=== Automated Certificate Management is on for {app}"),
+    }
+    if domains.is_empty() {
+        println!("{app} has no custom domain yet: `wharf domains add HOSTNAME -a {app}`.");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = domains
+        .iter()
+        .map(|d| {
+            vec![
+                d.hostname.clone(),
+                d.acm_status.clone().unwrap_or_else(|| "pending".to_owned()),
+                d.acm_status_reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(&["DOMAIN", "STATUS", "REASON"], &rows);
+    Ok(())
 }

@@ -154,6 +154,18 @@ pub enum Command {
     /// Remove one of the app's certificates (also `wharf certs remove`)
     #[command(name = "certs:remove")]
     CertsRemove(CertName),
+    /// Show Automated Certificate Management's status for each domain (also `wharf certs auto`)
+    #[command(name = "certs:auto")]
+    CertsAuto(AppJson),
+    /// Turn Automated Certificate Management on: ACME certificates for every custom domain
+    #[command(name = "certs:auto:enable")]
+    CertsAutoEnable(AppJson),
+    /// Turn Automated Certificate Management off (its certificates are removed)
+    #[command(name = "certs:auto:disable")]
+    CertsAutoDisable(AppJson),
+    /// Try the failing ACM domains again now
+    #[command(name = "certs:auto:refresh")]
+    CertsAutoRefresh(AppJson),
     /// Show, or turn on or off, the redirect of plain-HTTP requests for the app's hostnames
     /// with a certificate to HTTPS (on by default; also `wharf domains redirect`)
     #[command(name = "domains:redirect")]
@@ -322,6 +334,30 @@ pub struct ServerArgs {
     /// redirected here
     #[arg(long, env = "WHARF_ROUTER_TLS_ADDR", value_name = "ADDR")]
     pub router_tls_addr: Option<SocketAddr>,
+    /// The ACME directory automated certificates come from (`wharf certs:auto:enable`); Let's
+    /// Encrypt's staging is https://acme-staging-v02.api.letsencrypt.org/directory
+    #[arg(
+        long,
+        env = "WHARF_ACME_DIRECTORY",
+        default_value = wharf_server::acme::LETS_ENCRYPT,
+        value_name = "URL"
+    )]
+    pub acme_directory: String,
+    /// A PEM CA file the ACME directory's HTTPS is checked against instead of the system's (a
+    /// private ACME server)
+    #[arg(long, env = "WHARF_ACME_CA", value_name = "FILE")]
+    pub acme_ca: Option<PathBuf>,
+    /// The ACME account's contact email
+    #[arg(long, env = "WHARF_ACME_EMAIL", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// Seconds between looks at every ACM domain (renewals; changes are looked at at once)
+    #[arg(
+        long,
+        env = "WHARF_ACME_LOOK_EVERY",
+        default_value_t = 3600,
+        value_name = "SECONDS"
+    )]
+    pub acme_look_every: u64,
     /// Also serve the API (and `git push`) over HTTPS here, with a certificate from the CA wharf
     /// makes on its first start (`wharf tls ca` prints where it is)
     #[arg(long, env = "WHARF_TLS_ADDR", value_name = "ADDR")]
@@ -1029,6 +1065,30 @@ pub enum CertsCommand {
     Update(CertReplace),
     /// Remove a certificate
     Remove(CertName),
+    /// Automated Certificate Management (ACME): its status, or `enable`, `disable`, `refresh`
+    Auto {
+        #[arg(value_enum)]
+        action: Option<AutoAction>,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AutoAction {
+    Enable,
+    Disable,
+    Refresh,
+}
+
+#[derive(Debug, Args)]
+pub struct AppJson {
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 #[derive(Debug, Args)]

@@ -110,6 +110,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CertsUpdate(args) => {
             certs::run_one(&cli.global, cli::CertsCommand::Update(args)).await
         }
+        Command::CertsAuto(a) => certs::auto(&cli.global, None, a.app, a.json).await,
+        Command::CertsAutoEnable(a) => {
+            certs::auto(&cli.global, Some(cli::AutoAction::Enable), a.app, a.json).await
+        }
+        Command::CertsAutoDisable(a) => {
+            certs::auto(&cli.global, Some(cli::AutoAction::Disable), a.app, a.json).await
+        }
+        Command::CertsAutoRefresh(a) => {
+            certs::auto(&cli.global, Some(cli::AutoAction::Refresh), a.app, a.json).await
+        }
         Command::CertsRemove(args) => {
             certs::run_one(&cli.global, cli::CertsCommand::Remove(args)).await
         }

@@ -324,6 +324,14 @@ pub fn config(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<ServerConfi
     Ok(ServerConfig {
         registry,
         k8s_ingress_class: args.k8s_ingress_class,
+        acme: args
+            .router_tls_addr
+            .map(|_| wharf_server::acme::AcmeConfig {
+                directory: args.acme_directory.clone(),
+                directory_ca: args.acme_ca.clone(),
+                contact: args.acme_email.as_ref().map(|e| format!("mailto:{e}")),
+                look_every: std::time::Duration::from_secs(args.acme_look_every),
+            }),
         backend,
         swarm: wharf_server::SwarmSettings {
             docker_host: args.docker_host,

@@ -35,7 +35,7 @@ pub fn to_api(app: AppRecord, links: &Links) -> api::App {
         organization: None,
         team: None,
         space: None,
-        acm: false,
+        acm: app.acm,
         internal_routing: Some(false),
         buildpack_provided_description: None,
         repo_size: None,
@@ -260,6 +260,7 @@ pub async fn update(
         name,
         maintenance: body.maintenance,
         https_redirect: body.https_redirect,
+        acm: None,
         build_stack,
     };
     let updated = state.store.update_app(&app.id, &update).await?;

@@ -254,3 +254,98 @@ pub async fn delete(
     tracing::info!(app = %app.name, certificate = %current.record.name, "certificate removed");
     Ok(Json(to_api(&app, current)))
 }
+
+/// Turns on Automated Certificate Management: every custom domain of the app gets a
+/// certificate from the ACME directory (HTTP-01, answered by the router), renewed before it
+/// expires. Each domain's `acm_status` shows where it stands.
+#[utoipa::path(post, path = "/apps/{app}/acm", tag = "certs",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses(
+        (status = 200, body = api::App),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "The router serves no HTTPS here", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn acm_enable(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<api::App>> {
+    if !state.control.acme_available() {
+        return Err(ApiError::invalid_params(
+            "the router serves no HTTPS here: start the server with WHARF_ROUTER_TLS_ADDR (and \
+             WHARF_ACME_DIRECTORY for another ACME server than Let's Encrypt)",
+        ));
+    }
+    set_acm(&state, &app, Some(true), "ACM enabled").await
+}
+
+/// Turns Automated Certificate Management off; the app's ACME certificates are removed.
+#[utoipa::path(delete, path = "/apps/{app}/acm", tag = "certs",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses((status = 200, body = api::App), (status = 404, body = ErrorBody), crate::routes::CommonErrors))]
+pub async fn acm_disable(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<api::App>> {
+    let found = state.store.app(&app).await?;
+    let off = wharf_store::AppUpdate {
+        acm: Some(false),
+        ..wharf_store::AppUpdate::default()
+    };
+    state.store.update_app(&found.id, &off).await?;
+    state.control.remove_acme_certificates(&found.id).await?;
+    set_acm(&state, &app, None, "ACM disabled").await
+}
+
+/// Tries every failing ACM domain of the app again now (`heroku certs:auto:refresh`).
+#[utoipa::path(patch, path = "/apps/{app}/acm", tag = "certs",
+    params(("app" = String, Path, description = "The app's id or name")),
+    responses(
+        (status = 200, body = api::App),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "ACM is off for the app", body = ErrorBody),
+        crate::routes::CommonErrors,
+    ))]
+pub async fn acm_refresh(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<api::App>> {
+    let found = state.store.app(&app).await?;
+    if !found.acm {
+        return Err(ApiError::invalid_params(format!(
+            "ACM is off for `{}`: turn it on with `wharf certs:auto:enable -a {}`",
+            found.name, found.name
+        )));
+    }
+    set_acm(&state, &app, None, "ACM refreshed").await
+}
+
+/// Turns ACM on or off (`None`: leaves it), resets the domains' waits (and, off, their
+/// statuses), and has the certificate manager look now.
+async fn set_acm(
+    state: &AppState,
+    app: &str,
+    on: Option<bool>,
+    what: &'static str,
+) -> ApiResult<Json<api::App>> {
+    let found = state.store.app(app).await?;
+    let updated = match on {
+        Some(on) => {
+            let update = wharf_store::AppUpdate {
+                acm: Some(on),
+                ..wharf_store::AppUpdate::default()
+            };
+            state.store.update_app(&found.id, &update).await?
+        }
+        None => found,
+    };
+    state.store.reset_acm(&updated.id, updated.acm).await?;
+    state
+        .control
+        .after(Change::DomainsChanged {
+            app_id: &updated.id,
+        })
+        .await;
+    tracing::info!(app = %updated.name, "{what}");
+    Ok(Json(crate::routes::apps::to_api(updated, &state.links)))
+}

@@ -63,7 +63,16 @@ fn to_api(record: DomainRecord, app: &AppRecord, state: &AppState, served: &Serv
     let times = (record.created_at, record.updated_at);
     let hostname = record.hostname.to_string();
     let endpoint = served.endpoint(&hostname);
-    domain(app, record.id, hostname, Some(cname), endpoint, times)
+    let mut domain = domain(app, record.id, hostname, Some(cname), endpoint, times);
+    if app.acm {
+        domain.acm_status = Some(
+            record
+                .acm_status
+                .unwrap_or_else(|| wharf_control::acme::STATUS_PENDING.to_owned()),
+        );
+        domain.acm_status_reason = record.acm_status_reason;
+    }
+    domain
 }
 
 /// A domain of `app`: a custom one when it has a `cname` (the app's default hostname, to point

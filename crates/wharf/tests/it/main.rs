@@ -7,6 +7,7 @@ mod harness;
 use wharf_test_support::{assert_cli_snapshot, test_stack};
 
 mod abuse;
+mod acme;
 mod app_context;
 mod apps;
 mod certs;
