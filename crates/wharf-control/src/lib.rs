@@ -338,15 +338,9 @@ impl ControlPlane {
         &self,
         app_id: &str,
     ) -> wharf_store::Result<Vec<certs::ServedCertificate>> {
-        let table = self.store.route_table().await?;
-        let Some(app) = table.iter().find(|a| a.app_id == app_id) else {
-            return Err(wharf_store::StoreError::NotFound {
-                kind: "app",
-                ident: app_id.to_owned(),
-            });
-        };
+        let app = self.store.app_routes(app_id).await?;
         let records = self.store.certificates(app_id).await?;
-        Ok(certs::serving(&self.app_hostnames(app), records))
+        Ok(certs::serving(&self.app_hostnames(&app), records))
     }
 
     /// The hostname the router serves `app` at: `<app>.<domain>`.

@@ -214,14 +214,36 @@ impl Store {
 
     /// Every app with its custom hostnames: what the router routes.
     pub async fn route_table(&self) -> Result<Vec<RouteRecord>> {
-        let apps =
-            sqlx::query("SELECT id, name, maintenance, https_redirect FROM apps ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
-        let domains =
-            sqlx::query("SELECT app_id, hostname, certificate_id FROM domains ORDER BY hostname")
-                .fetch_all(&self.pool)
-                .await?;
+        self.routes(None).await
+    }
+
+    /// The app `app_id`'s entry of [`Store::route_table`].
+    pub async fn app_routes(&self, app_id: &str) -> Result<RouteRecord> {
+        self.routes(Some(app_id))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "app",
+                ident: app_id.to_owned(),
+            })
+    }
+
+    /// Route entries of every app, or of one.
+    async fn routes(&self, app_id: Option<&str>) -> Result<Vec<RouteRecord>> {
+        let apps = sqlx::query(
+            "SELECT id, name, maintenance, https_redirect FROM apps \
+             WHERE $1 IS NULL OR id = $1 ORDER BY name",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let domains = sqlx::query(
+            "SELECT app_id, hostname, certificate_id FROM domains \
+             WHERE $1 IS NULL OR app_id = $1 ORDER BY hostname",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
         let mut table: Vec<RouteRecord> = apps
             .iter()
             .map(|row| {

@@ -617,6 +617,7 @@ async fn certificates_are_kept_with_their_keys_sealed(backend: Backend) {
     let row = table.iter().find(|r| r.app_id == shop.id).unwrap();
     assert_eq!(row.pins, [("www.shop.example".to_owned(), cert.id.clone())]);
     assert!(row.https_redirect);
+    assert_eq!(&store.app_routes(&shop.id).await.unwrap(), row);
 
     let replaced = store
         .replace_certificate(&shop.id, "shop-1", wharf_store::SOURCE_ACME, "CHAIN2", KEY)
